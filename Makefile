@@ -1,0 +1,50 @@
+# make test  - install what is missing (into .venv), then lint and run the tests
+# make demo  - install what is missing, then run the main job on its small default
+#
+# Use an existing environment with `make test PY=/path/to/python` (it must have
+# a torch already; TORCH= skips installing one). The mmcv wheel is built once
+# per torch/Python version and cached outside the checkout, in WHEEL_CACHE.
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          ?= $(VENV)/bin/python
+TORCH       ?= torch==2.13.0
+MMCV        := mmcv==2.1.0
+STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex \
+               pycocotools==2.0.11 cityscapesscripts==2.3.0
+WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
+STAMP       := $(VENV)/.mmrednet-installed
+
+.PHONY: install test lint demo benchmark clean
+.DEFAULT_GOAL := test
+
+install: $(STAMP)
+
+$(STAMP): setup.py setup.cfg pyproject.toml kernels/involution_cpu.cpp
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH) numpy ninja "setuptools>=77.0.3,<82" wheel
+	@$(PY) -c "import mmcv.ops" 2>/dev/null || { \
+	  tag=$$($(PY) -c "import sys, torch; print(f'torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}')"); \
+	  cache="$(WHEEL_CACHE)/$$tag"; mkdir -p "$$cache"; \
+	  ls "$$cache"/mmcv-*.whl >/dev/null 2>&1 || { \
+	    echo "Building $(MMCV) with its ops for $$tag (about 10 minutes, once) ..."; \
+	    MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(PY) -m pip wheel -q --no-build-isolation \
+	      --no-deps $(MMCV) -w "$$cache" || exit 1; }; \
+	  $(PY) -m pip install -q "$$cache"/mmcv-*.whl || exit 1; }
+	$(PY) -m pip install -q $(STACK)
+	$(PY) -m pip install -q --no-build-isolation -e ".[tests]"
+	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
+
+lint: install
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest -q -n 2 tests
+
+demo: install
+	$(PY) tools/benchmark_involution.py --quick --out-dir work_dirs/benchmark
+
+benchmark: install
+	$(PY) tools/benchmark_involution.py --out-dir work_dirs/benchmark
+
+clean:
+	rm -rf build mmrednet/*.so work_dirs

@@ -1,0 +1,8 @@
+"""mmrednet: involution and RedNet for the OpenMMLab ecosystem."""
+from .ops import involution, involution_reference
+from .utils import allow_mmengine_checkpoints
+from .version import __version__
+
+allow_mmengine_checkpoints()
+
+__all__ = ['__version__', 'involution', 'involution_reference']

@@ -1,0 +1,3 @@
+from .rednet import RedNet
+
+__all__ = ['RedNet']

@@ -1,0 +1,252 @@
+"""RedNet: ResNet with involution in the stem and every bottleneck (SPEC §3)."""
+from typing import Optional, Sequence, Tuple
+
+import torch.utils.checkpoint as cp
+from mmcv.cnn import ConvModule, build_conv_layer, build_norm_layer
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmrednet.registry import MODELS
+
+from ..layers import Involution
+
+
+class Bottleneck(BaseModule):
+    """1x1 conv, ``K x K`` involution (carrying stride and dilation), 1x1 conv.
+
+    Module names follow the official checkpoints: ``conv1/bn1``, ``conv2``
+    (the involution), ``bn2``, ``conv3/bn3``, ``downsample``.
+    """
+
+    expansion = 4
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 stride: int = 1,
+                 dilation: int = 1,
+                 downsample: Optional[nn.Module] = None,
+                 style: str = 'pytorch',
+                 with_cp: bool = False,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN'),
+                 involution_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg)
+        mid = out_channels // self.expansion
+        conv1_stride, conv2_stride = (1, stride) if style == 'pytorch' else (stride, 1)
+        self.with_cp = with_cp
+        self.conv1 = build_conv_layer(conv_cfg, in_channels, mid, 1, stride=conv1_stride,
+                                      bias=False)
+        self.add_module('bn1', build_norm_layer(norm_cfg, mid)[1])
+        self.conv2 = Involution(mid, mid, stride=conv2_stride, dilation=dilation,
+                                norm_cfg=norm_cfg, **(involution_cfg or {}))
+        self.add_module('bn2', build_norm_layer(norm_cfg, mid)[1])
+        self.conv3 = build_conv_layer(conv_cfg, mid, out_channels, 1, bias=False)
+        self.add_module('bn3', build_norm_layer(norm_cfg, out_channels)[1])
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+
+        def residual(x: Tensor) -> Tensor:
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            identity = x if self.downsample is None else self.downsample(x)
+            return out + identity
+
+        if self.with_cp and x.requires_grad:
+            # Re-entrant: the forward runs without grad, so nothing but the
+            # block input is kept, the involution kernels included.
+            out = cp.checkpoint(residual, x, use_reentrant=True)
+        else:
+            out = residual(x)
+        return self.relu(out)
+
+
+@MODELS.register_module()
+class RedNet(BaseModule):
+    """RedNet backbone (Li et al., "Involution", CVPR 2021).
+
+    The options follow mmdet's and mmseg's ``ResNet``; state-dict keys and
+    shapes are those of the official checkpoints.
+
+    Args:
+        depth (int): 26, 38, 50, 101 or 152.
+        in_channels (int): Input image channels. Default: 3.
+        stem_channels (int): Output channels of the stem. Default: 64.
+        base_channels (int): Middle channels of the first stage. Default: 64.
+        stem_kernel (int): Kernel size of the stem involution: 3 in the
+            ImageNet models, 7 in the detection/segmentation ones. Default: 3.
+        num_stages (int): Number of stages, 1 to 4. Default: 4.
+        strides (Sequence[int]): Stride of the first block of each stage.
+        dilations (Sequence[int]): Dilation of the involutions of each stage
+            (dilated backbones for segmentation, e.g. strides (1, 2, 1, 1)
+            and dilations (1, 1, 2, 4)).
+        contract_dilation (bool): Halve the dilation of the first block of a
+            dilated stage, as mmseg's ResNetV1c does. Default: False.
+        out_indices (Sequence[int]): Stages whose outputs are returned.
+        style (str): 'pytorch' (stride on the involution) or 'caffe' (stride
+            on the first 1x1 conv). Default: 'pytorch'.
+        avg_down (bool): Downsample the shortcut with an average pool before
+            a stride-1 1x1 conv. Default: False.
+        frozen_stages (int): Stages (stem = 0) to freeze; -1 freezes none.
+        conv_cfg (dict, optional): Config of the 1x1 convolutions.
+        norm_cfg (dict): Config of every norm layer, those of the stem and of
+            the involution kernel branches included. Default: BN.
+        norm_eval (bool): Keep norm layers in eval mode while training.
+        with_cp (bool): Gradient checkpointing of every bottleneck.
+        zero_init_residual (bool): Zero the last norm of every block.
+        involution_cfg (dict, optional): Extra options of every bottleneck
+            involution (e.g. ``group_channels``, ``act_cfg``,
+            ``regenerate_kernel``).
+        init_cfg (dict | list, optional): mmengine init config, e.g.
+            ``dict(type='Pretrained', checkpoint=...)``.
+
+    Shape:
+        ``(N, 3, H, W) ->`` one ``(N, 256 * 2**i, ~H / 2**(i+2), ...)`` map per
+        index ``i`` in ``out_indices`` (a tuple).
+    """
+
+    arch_settings = {
+        26: (1, 2, 4, 1),
+        38: (2, 3, 5, 2),
+        50: (3, 4, 6, 3),
+        101: (3, 4, 23, 3),
+        152: (3, 8, 36, 3),
+    }
+
+    def __init__(self,
+                 depth: int,
+                 in_channels: int = 3,
+                 stem_channels: int = 64,
+                 base_channels: int = 64,
+                 stem_kernel: int = 3,
+                 num_stages: int = 4,
+                 strides: Sequence[int] = (1, 2, 2, 2),
+                 dilations: Sequence[int] = (1, 1, 1, 1),
+                 contract_dilation: bool = False,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 style: str = 'pytorch',
+                 avg_down: bool = False,
+                 frozen_stages: int = -1,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 zero_init_residual: bool = True,
+                 involution_cfg: Optional[dict] = None,
+                 init_cfg=None) -> None:
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='Kaiming', layer='Conv2d'),
+                dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
+            ]
+        super().__init__(init_cfg)
+        if depth not in self.arch_settings:
+            raise KeyError(f'RedNet: depth must be one of {sorted(self.arch_settings)}, '
+                           f'got {depth}')
+        if not 1 <= num_stages <= 4:
+            raise ValueError(f'RedNet: num_stages must be in 1..4, got {num_stages}')
+        if len(strides) != num_stages or len(dilations) != num_stages:
+            raise ValueError(f'RedNet: strides {tuple(strides)} and dilations '
+                             f'{tuple(dilations)} need one value per stage ({num_stages})')
+        if not out_indices or max(out_indices) >= num_stages or min(out_indices) < 0:
+            raise ValueError(f'RedNet: out_indices must lie in [0, {num_stages}), got '
+                             f'{tuple(out_indices)}')
+        if style not in ('pytorch', 'caffe'):
+            raise ValueError(f"RedNet: style must be 'pytorch' or 'caffe', got {style!r}")
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'RedNet: frozen_stages must be in -1..{num_stages}, got '
+                             f'{frozen_stages}')
+        self.depth = depth
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.zero_init_residual = zero_init_residual
+
+        half = stem_channels // 2
+        self.stem = nn.Sequential(
+            ConvModule(in_channels, half, 3, stride=2, padding=1, conv_cfg=conv_cfg,
+                       norm_cfg=norm_cfg, inplace=True),
+            Involution(half, half, stem_kernel, norm_cfg=norm_cfg,
+                       **(involution_cfg or {})),
+            build_norm_layer(norm_cfg, half)[1],
+            nn.ReLU(inplace=True),
+            ConvModule(half, stem_channels, 3, stride=1, padding=1, conv_cfg=conv_cfg,
+                       norm_cfg=norm_cfg, inplace=True))
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        self.res_layers = []
+        in_ch, out_ch = stem_channels, base_channels * Bottleneck.expansion
+        for i, num_blocks in enumerate(self.arch_settings[depth][:num_stages]):
+            layer = self._make_stage(num_blocks, in_ch, out_ch, strides[i], dilations[i],
+                                     contract_dilation, avg_down, style=style, with_cp=with_cp,
+                                     conv_cfg=conv_cfg, norm_cfg=norm_cfg,
+                                     involution_cfg=involution_cfg)
+            self.add_module(f'layer{i + 1}', layer)
+            self.res_layers.append(f'layer{i + 1}')
+            in_ch, out_ch = out_ch, out_ch * 2
+        self._freeze_stages()
+
+    @staticmethod
+    def _make_stage(num_blocks: int, in_channels: int, out_channels: int, stride: int,
+                    dilation: int, contract_dilation: bool, avg_down: bool,
+                    **block_kwargs) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or in_channels != out_channels:
+            conv_cfg, norm_cfg = block_kwargs['conv_cfg'], block_kwargs['norm_cfg']
+            pool = []
+            if avg_down and stride != 1:
+                pool = [nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)]
+            downsample = nn.Sequential(
+                *pool,
+                build_conv_layer(conv_cfg, in_channels, out_channels, 1,
+                                 stride=1 if pool else stride, bias=False),
+                build_norm_layer(norm_cfg, out_channels)[1])
+        first_dilation = dilation // 2 if contract_dilation and dilation > 1 else dilation
+        blocks = [
+            Bottleneck(in_channels, out_channels, stride, first_dilation, downsample,
+                       **block_kwargs)
+        ]
+        blocks += [
+            Bottleneck(out_channels, out_channels, 1, dilation, **block_kwargs)
+            for _ in range(1, num_blocks)
+        ]
+        return nn.Sequential(*blocks)
+
+    def _freeze_stages(self) -> None:
+        frozen = [self.stem] if self.frozen_stages >= 0 else []
+        frozen += [getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
+        if self.zero_init_residual and not pretrained:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.constant_(m.bn3.weight, 0)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        x = self.maxpool(self.stem(x))
+        outs = []
+        for i, name in enumerate(self.res_layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def train(self, mode: bool = True) -> 'RedNet':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self

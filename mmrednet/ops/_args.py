@@ -1,0 +1,102 @@
+"""Argument checking shared by every involution entry point.
+
+All implementations work on the 2-D layout; the 1-D case is the 2-D case with a
+height of one, so it is folded in here, once, instead of in every backend.
+"""
+from dataclasses import dataclass
+from typing import Sequence, Tuple, Union
+
+from torch import Tensor
+
+IntOrPair = Union[int, Sequence[int]]
+
+
+def _as_tuple(value: IntOrPair, ndim: int, name: str, minimum: int) -> Tuple[int, ...]:
+    values = (value,) * ndim if isinstance(value, int) else tuple(value)
+    if len(values) != ndim or not all(isinstance(v, int) for v in values):
+        raise ValueError(f'involution: {name} must be an int or {ndim} ints, got {value!r}')
+    if any(v < minimum for v in values):
+        raise ValueError(f'involution: {name} must be >= {minimum}, got {value!r}')
+    return values
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Length of one output axis, as for a convolution with the same geometry."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class Geometry2d:
+    """Stride, padding and dilation of the 2-D problem, as (h, w) pairs."""
+    stride: Tuple[int, int]
+    padding: Tuple[int, int]
+    dilation: Tuple[int, int]
+
+
+def canonicalize(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntOrPair,
+                 dilation: IntOrPair) -> Tuple[Tensor, Tensor, Geometry2d, bool]:
+    """Validate the arguments and bring a 1-D problem into the 2-D layout.
+
+    Args:
+        input (Tensor): ``(N, C, H, W)`` or ``(N, C, L)``.
+        weight (Tensor): ``(N, G, K, K, Ho, Wo)`` or ``(N, G, K, Lo)``.
+        stride, padding, dilation: an int or one int per spatial axis.
+
+    Returns:
+        tuple: ``input`` as ``(N, C, H, W)``, ``weight`` as
+        ``(N, G, Kh, Kw, Ho, Wo)``, the 2-D geometry, and whether the problem
+        was 1-D (so the caller can drop the height axis again).
+    """
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError('involution: input and weight must be tensors')
+    if input.dim() not in (3, 4):
+        raise ValueError('involution: input must be (N, C, L) or (N, C, H, W), '
+                         f'got shape {tuple(input.shape)}')
+    ndim = input.dim() - 2
+    if weight.dim() != 2 + 2 * ndim:
+        expected = '(N, G, K, L_out)' if ndim == 1 else '(N, G, K, K, H_out, W_out)'
+        raise ValueError(f'involution: for a {ndim}-D input, weight must be {expected}, '
+                         f'got shape {tuple(weight.shape)}')
+    if weight.device != input.device:
+        raise ValueError(f'involution: weight is on {weight.device} but input is on '
+                         f'{input.device}; both must be on the same device')
+    if weight.dtype != input.dtype:
+        raise TypeError(f'involution: weight dtype {weight.dtype} must equal input dtype '
+                        f'{input.dtype}')
+    if not input.is_floating_point():
+        raise TypeError(f'involution: input must be a floating point tensor, got {input.dtype}')
+    stride_t = _as_tuple(stride, ndim, 'stride', 1)
+    padding_t = _as_tuple(padding, ndim, 'padding', 0)
+    dilation_t = _as_tuple(dilation, ndim, 'dilation', 1)
+
+    n, channels = input.shape[:2]
+    groups = weight.shape[1]
+    kernel = tuple(weight.shape[2:2 + ndim])
+    if weight.shape[0] != n:
+        raise ValueError(f'involution: weight batch size {weight.shape[0]} must equal input '
+                         f'batch size {n}')
+    if groups < 1 or channels % groups:
+        raise ValueError(f'involution: the number of groups (weight.shape[1] = {groups}) must '
+                         f'divide the input channels ({channels})')
+    if any(k < 1 for k in kernel):
+        raise ValueError(f'involution: kernel size must be >= 1, got {kernel}')
+    expected_out = tuple(
+        output_size(size, k, s, p, d)
+        for size, k, s, p, d in zip(input.shape[2:], kernel, stride_t, padding_t, dilation_t,
+                                      strict=True))
+    if any(o < 1 for o in expected_out):
+        raise ValueError(f'involution: input spatial size {tuple(input.shape[2:])} is too small '
+                         f'for kernel {kernel}, padding {padding_t}, dilation {dilation_t}')
+    if tuple(weight.shape[2 + ndim:]) != expected_out:
+        raise ValueError(f'involution: weight spatial size {tuple(weight.shape[2 + ndim:])} '
+                         f'must equal the output size {expected_out} for input '
+                         f'{tuple(input.shape[2:])}, stride {stride_t}, padding {padding_t}, '
+                         f'dilation {dilation_t}')
+
+    if ndim == 1:
+        input = input.unsqueeze(2)
+        weight = weight.unsqueeze(2).unsqueeze(4)
+        geometry = Geometry2d((1, ) + stride_t, (0, ) + padding_t, (1, ) + dilation_t)
+    else:
+        geometry = Geometry2d(stride_t, padding_t, dilation_t)
+    return input, weight, geometry, ndim == 1

@@ -1,0 +1,161 @@
+"""The Involution layer: registry, ConvModule drop-in, grids, kernel regeneration, errors."""
+import pytest
+import torch
+from mmcv.cnn import ConvModule, build_conv_layer
+
+from mmrednet.models import Involution, Involution1d
+from mmrednet.ops import involution_reference
+
+
+def _layer_reference(layer, x):
+    """The layer computed with the reference op, straight from SPEC §2."""
+    pooled = x if layer.avgpool is None else layer.avgpool(x)
+    kernel = layer._generate_kernel(layer.conv1(pooled))
+    return involution_reference(x, kernel, layer.stride, layer.padding, layer.dilation)
+
+
+def test_build_conv_layer_and_convmodule_drop_in():
+    layer = build_conv_layer(dict(type='involution'), 32, 32, kernel_size=7, stride=2)
+    assert isinstance(layer, Involution) and layer.stride == (2, 2)
+    module = ConvModule(32, 32, 7, padding=3, conv_cfg=dict(type='involution'))
+    module.init_weights()
+    x = torch.randn(2, 32, 9, 9)
+    assert module(x).shape == (2, 32, 9, 9)
+    assert module.conv.bias is not None  # ConvModule asks for a bias without a norm
+
+
+@pytest.mark.parametrize('size', [(7, 7), (8, 9), (1, 1), (2, 3), (13, 6), (5, 1)])
+@pytest.mark.parametrize('stride', [1, 2, 3])
+def test_kernel_grid_equals_output_grid_for_every_size(size, stride):
+    layer = Involution(16, kernel_size=3, stride=stride, group_channels=8).eval()
+    x = torch.randn(1, 16, *size)
+    out = layer(x)
+    assert out.shape[2:] == tuple(-(-s // stride) for s in size)
+    torch.testing.assert_close(out, _layer_reference(layer, x))
+
+
+def test_stride_two_kernel_comes_from_average_pool():
+    layer = Involution(16, kernel_size=3, stride=2, group_channels=16).eval()
+    x = torch.randn(1, 16, 5, 5)
+    pooled = layer.avgpool(x)
+    # ceil_mode: the last cell averages the one remaining row/column only.
+    torch.testing.assert_close(pooled[0, :, 2, 2], x[0, :, 4, 4])
+    torch.testing.assert_close(pooled[0, :, 0, 0], x[0, :, :2, :2].mean(dim=(1, 2)))
+
+
+def test_layer_matches_reference_and_dilation():
+    layer = Involution(32, kernel_size=5, dilation=2, group_channels=8, reduction_ratio=2)
+    x = torch.randn(2, 32, 11, 10)
+    torch.testing.assert_close(layer(x), _layer_reference(layer, x))
+
+
+def test_one_dimensional_layer():
+    layer = Involution1d(16, kernel_size=5, stride=2, group_channels=4,
+                         act_cfg=dict(type='Swish'))
+    x = torch.randn(3, 16, 11)
+    out = layer(x)
+    assert out.shape == (3, 16, 6)
+    torch.testing.assert_close(out, _layer_reference(layer, x))
+    out.sum().backward()
+    assert layer.conv2.conv.weight.grad is not None
+
+
+def test_state_dict_keys_match_official_layout():
+    keys = set(Involution(64, kernel_size=7, stride=2).state_dict())
+    assert keys == {
+        'conv1.conv.weight', 'conv1.bn.weight', 'conv1.bn.bias', 'conv1.bn.running_mean',
+        'conv1.bn.running_var', 'conv1.bn.num_batches_tracked', 'conv2.conv.weight',
+        'conv2.conv.bias'
+    }
+
+
+def test_norm_and_activation_options():
+    layer = Involution(32, norm_cfg=dict(type='GN', num_groups=4), act_cfg=dict(type='SiLU'))
+    assert isinstance(layer.conv1.gn, torch.nn.GroupNorm)
+    assert isinstance(layer.conv1.activate, torch.nn.SiLU)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_regenerated_kernel_gives_identical_gradients(stride):
+    torch.manual_seed(0)
+    layer = Involution(32, kernel_size=5, stride=stride, group_channels=8).double()
+    x = torch.randn(2, 32, 9, 7, dtype=torch.double, requires_grad=True)
+    grads = []
+    for regenerate in (False, True):
+        layer.regenerate_kernel = regenerate
+        layer.zero_grad()
+        x.grad = None
+        layer(x).pow(2).sum().backward()
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _saved_bytes(layer, x):
+    """Bytes of distinct storages autograd keeps for backward of ``layer(x)``."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = layer(x)
+    storages.pop(x.untyped_storage().data_ptr(), None)  # the input is the caller's
+    return sum(storages.values()), out
+
+
+def test_regeneration_really_drops_the_kernel():
+    layer = Involution(64, kernel_size=7, group_channels=16)
+    x = torch.randn(2, 64, 16, 16, requires_grad=True)
+    kernel_bytes = 2 * 4 * 49 * 16 * 16 * 4  # N x G x K*K x H x W floats
+    layer.regenerate_kernel = False
+    kept_before, _ = _saved_bytes(layer, x)
+    layer.regenerate_kernel = True
+    kept_after, out = _saved_bytes(layer, x)
+    assert kept_before - kept_after == kernel_bytes
+    assert kept_after <= 0.6 * kept_before
+    out.sum().backward()  # and backward still works from the token
+
+
+def test_torch_compile_layer():
+    layer = Involution(16, kernel_size=3, stride=2, group_channels=8)
+    x = torch.randn(2, 16, 9, 9, requires_grad=True)
+    compiled = torch.compile(layer, backend='aot_eager', fullgraph=True)
+    out = compiled(x)
+    torch.testing.assert_close(out, layer(x))
+    out.sum().backward()
+    assert x.grad is not None
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(in_channels=32, out_channels=64), r'out_channels \(64\) must equal in_channels \(32\)'),
+    (dict(in_channels=24, group_channels=16), r'group_channels \(16\) must divide in_channels'),
+    (dict(in_channels=32, reduction_ratio=3), r'reduction_ratio \(3\) must divide in_channels'),
+    (dict(in_channels=32, kernel_size=4), 'kernel_size must be odd'),
+    (dict(in_channels=32, kernel_size=7, padding=1), r'padding must be \(kernel_size - 1\)'),
+    (dict(in_channels=32, groups=2), 'groups must be 1'),
+    (dict(in_channels=32, stride=0), 'stride and dilation must be >= 1'),
+    (dict(in_channels=32, stride=(1, 2)), 'stride must be an int or 2 equal ints'),
+])
+def test_bad_configuration_is_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Involution(**kwargs)
+
+
+def test_bad_input_is_named():
+    layer = Involution(32, kernel_size=3)
+    with pytest.raises(ValueError, match='input has 16 channels, expected in_channels=32'):
+        layer(torch.randn(1, 16, 8, 8))
+    with pytest.raises(ValueError, match='input must have 4 dims'):
+        layer(torch.randn(32, 8, 8))
+    with pytest.raises(ValueError, match=r'spatial size \(0, 4\) must be positive'):
+        layer(torch.randn(1, 32, 0, 4))
+
+
+def test_tiny_input_is_defined():
+    layer = Involution(32, kernel_size=7, dilation=4, stride=2).eval()
+    x = torch.randn(2, 32, 1, 1)
+    out = layer(x)
+    assert out.shape == (2, 32, 1, 1)
+    torch.testing.assert_close(out, _layer_reference(layer, x))
