@@ -8,6 +8,8 @@ methods as ``getattr(HistoryBuffer, 'min')``; ``getattr`` itself would open
 the door to arbitrary code, so it is replaced by a resolver that returns only
 those registered methods.
 """
+import pickle
+
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
@@ -18,8 +20,8 @@ def _history_buffer_method(owner, name: str):
     """``getattr`` limited to the statistics methods of ``HistoryBuffer``."""
     if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
         return getattr(owner, name)
-    raise RuntimeError(f'refusing to unpickle getattr({owner!r}, {name!r}): only the '
-                       'statistics methods of mmengine HistoryBuffer are allowed')
+    raise pickle.UnpicklingError(f'refusing to unpickle getattr({owner!r}, {name!r}): only the '
+                                 'statistics methods of mmengine HistoryBuffer are allowed')
 
 
 def _numpy_globals():
