@@ -1,5 +1,8 @@
 from .backbones import RedNet
+from .dense_heads import InvolutionRPNHead
 from .layers import Involution, Involution1d
 from .necks import InvolutionFPN
+from .roi_heads import InvolutionFCNMaskHead
 
-__all__ = ['Involution', 'Involution1d', 'InvolutionFPN', 'RedNet']
+__all__ = ['Involution', 'Involution1d', 'InvolutionFCNMaskHead', 'InvolutionFPN',
+           'InvolutionRPNHead', 'RedNet']
