@@ -1,2 +1,263 @@
-"""The CUDA backend (CuPy-launched kernels from ``kernels/``): filled in by the CUDA work."""
-AVAILABLE = False
+"""The CUDA backend: the kernels of ``kernels/involution_cuda.cu``, launched through CuPy.
+
+The source is compiled with NVRTC (``cupy.RawModule``) once per dtype and
+device in a process (CuPy also caches the binary on disk) and launched on
+torch's current stream, so it is ordered with the surrounding torch work.
+See the top of the ``.cu`` file for the design.
+
+Without CuPy (it is the optional extra ``mmrednet[cuda]``) CUDA tensors take
+the portable PyTorch path, after one warning that names the package to
+install; they never fail for want of it. The portable path also serves what
+the kernels do not cover: dtypes other than float16/bfloat16/float32/float64
+and planes with a side of 2**30 or more.
+"""
+import functools
+import warnings
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import portable
+
+try:
+    import cupy
+except ImportError:  # the optional extra is not installed
+    cupy = None
+
+AVAILABLE = torch.cuda.is_available()
+
+KERNEL_DIR = Path(__file__).resolve().parents[2] / 'kernels'
+SOURCE = KERNEL_DIR / 'involution_cuda.cu'
+BASELINE_SOURCE = KERNEL_DIR / 'involution_cuda_baseline.cu'
+INSTALL_HINT = ('install CuPy for your CUDA version: pip install "mmrednet[cuda]", or '
+                'pip install cupy-cuda12x (CUDA 12) / cupy-cuda13x (CUDA 13)')
+
+# Launch configuration, passed to the kernel source as macros, so both agree.
+THREADS = 256  # threads a block
+ROWS = 4  # output (grad_input: input) rows a thread in the register-tiled kernels
+CHANNELS = 8  # most channels of a group a thread computes (forward, grad_input)
+MIN_BLOCKS = 1  # __launch_bounds__ occupancy hint
+TILED_KERNEL_SIZES = (3, 7)  # vertical kernel sizes with a register-tiled kernel
+_MAX_SIDE = 2**30  # the kernels use int coordinates inside a plane
+_MAX_GRID = 2**31 - 1
+_TAGS = {torch.float32: 'f32', torch.float64: 'f64', torch.float16: 'f16', torch.bfloat16: 'bf16'}
+
+_modules: Dict[Tuple[str, str, int], object] = {}  # (source, dtype tag, device) -> RawModule
+_functions: Dict[Tuple[str, int], object] = {}  # (entry point, device) -> RawKernel
+_failures: Dict[Tuple[str, int], str] = {}  # (dtype tag, device) -> why the kernels failed
+_warned = set()
+_sm_counts: Dict[int, int] = {}
+
+
+class Launch(NamedTuple):
+    """What the launcher sends to one kernel: entry point, blocks, geometry arguments."""
+    kernel: str
+    blocks: int
+    geometry: Tuple[int, ...]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def variant(op: str, kernel_h: int, stride_h: int, dilation_h: int) -> str:
+    """``kKsS`` for a register-tiled kernel, ``any`` for the generic one."""
+    if dilation_h == 1 and kernel_h in TILED_KERNEL_SIZES and stride_h in (1, 2):
+        # grad_input gathers: a vertical stride would leave holes in its strips.
+        if op != 'grad_input' or stride_h == 1:
+            return f'k{kernel_h}s{stride_h}'
+    return 'any'
+
+
+def plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
+         stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+         dtype: torch.dtype, sm_count: int) -> Launch:
+    """The launch of ``op`` ('forward', 'grad_input', 'grad_weight') for these shapes.
+
+    Pure (no GPU needed), so the tests can check it. The kernels walk their work
+    items in a grid-stride loop, so ``blocks`` decides speed only, not results.
+    """
+    n, c, h, w = input_shape
+    _, g, kh, kw, ho, wo = weight_shape
+    group_channels = c // g
+    name = variant(op, kh, stride[0], dilation[0])
+    tiled = name != 'any'
+    if op == 'grad_weight':
+        per_thread = 1  # unused: a grad_weight thread sums over all channels of its group
+        items = n * g * (kw * _ceil_div(ho, ROWS) * wo if tiled else kh * kw * ho * wo)
+    elif op in ('forward', 'grad_input'):
+        rows, cols = (ho, wo) if op == 'forward' else (h, w)
+        plane = (_ceil_div(rows, ROWS) if tiled else rows) * cols
+
+        def items_for(channels: int) -> int:
+            return n * g * _ceil_div(group_channels, channels) * plane
+
+        # More channels a thread means fewer re-reads of the kernel values; fewer
+        # means more threads. Trade the first for the second only while the grid
+        # has under 1024 threads an SM (a few waves at the tiled kernels' ~160
+        # registers a thread).
+        per_thread = max(1, min(group_channels, CHANNELS))
+        while per_thread > 2 and items_for(per_thread) < sm_count * 1024:
+            per_thread = _ceil_div(per_thread, 2)
+        items = items_for(per_thread)
+    else:
+        raise ValueError(f'unknown involution op {op!r}')
+    blocks = max(1, min(_ceil_div(items, THREADS), _MAX_GRID))
+    geometry = (n, c, g, h, w, ho, wo, kh, kw, stride[0], stride[1], padding[0], padding[1],
+                dilation[0], dilation[1], per_thread)
+    return Launch(f'involution_{op}_{name}_{_TAGS[dtype]}', blocks, geometry)
+
+
+def compile_options(dtype: torch.dtype) -> Tuple[str, ...]:
+    """NVRTC options of the module for one dtype (the file holds all of them)."""
+    return ('-std=c++17', '-DMMREDNET_SELECT_DTYPE', f'-DMMREDNET_WITH_{_TAGS[dtype].upper()}',
+            f'-DMMREDNET_THREADS={THREADS}', f'-DMMREDNET_ROWS={ROWS}',
+            f'-DMMREDNET_CHANNELS={CHANNELS}', f'-DMMREDNET_MIN_BLOCKS={MIN_BLOCKS}')
+
+
+def _warn_once(key, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def unavailable_reason() -> Optional[str]:
+    """Why the CUDA kernels cannot run in this process, or None if they can."""
+    if not AVAILABLE:
+        return 'no CUDA device'
+    if cupy is None:
+        return f'CuPy is not installed; {INSTALL_HINT}'
+    if not _source_present():
+        return (f'the kernel source {SOURCE} is missing (the CUDA kernels run from a source '
+                'checkout: pip install -e .)')
+    return None
+
+
+@functools.cache
+def _source_present() -> bool:
+    return SOURCE.is_file()  # checked once: every op call asks
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.index not in _sm_counts:
+        _sm_counts[device.index] = torch.cuda.get_device_properties(device).multi_processor_count
+    return _sm_counts[device.index]
+
+
+def load(name: str, dtype: torch.dtype, device: torch.device, source: Path = SOURCE):
+    """The compiled entry point ``name`` for ``device`` (compiled on first use)."""
+    key = (name, device.index)
+    function = _functions.get(key)
+    if function is None:
+        reason = unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f'mmrednet CUDA kernels unavailable: {reason}')
+        module_key = (source.name, _TAGS[dtype], device.index)
+        with cupy.cuda.Device(device.index):
+            module = _modules.get(module_key)
+            if module is None:
+                module = cupy.RawModule(code=source.read_text(), options=compile_options(dtype),
+                                        backend='nvrtc')
+                _modules[module_key] = module
+            function = module.get_function(name)  # compiles (or loads CuPy's cache)
+        _functions[key] = function
+    return function
+
+
+def _launch(launch: Launch, tensors: Sequence[Tensor], source: Path = SOURCE) -> None:
+    device = tensors[0].device
+    function = load(launch.kernel, tensors[0].dtype, device, source)
+    args = tuple(t.data_ptr() for t in tensors) + tuple(np.int64(v) for v in launch.geometry)
+    with cupy.cuda.Device(device.index):
+        with cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream):
+            function((launch.blocks, ), (THREADS, ), args)
+
+
+def _use_kernels(tensor: Tensor, input_shape: Sequence[int], padding: Sequence[int]) -> bool:
+    """Whether the kernels take this call; otherwise the portable path does."""
+    if tensor.dtype not in _TAGS or tensor.device.type != 'cuda':
+        return False
+    if any(size + 2 * pad >= _MAX_SIDE for size, pad in zip(input_shape[2:], padding, strict=True)):
+        return False
+    reason = unavailable_reason()
+    if reason is None:
+        reason = _failures.get((_TAGS[tensor.dtype], tensor.device.index))
+    if reason is not None:
+        _warn_once(reason, f'mmrednet: CUDA involution runs the slow portable PyTorch path: '
+                   f'{reason}')
+        return False
+    return True
+
+
+def _run(op: str, a: Tensor, b: Tensor, result: Tensor, input_shape, weight_shape, stride,
+         padding, dilation) -> bool:
+    """Launch ``op`` into ``result``; False if the kernels could not be compiled."""
+    launch = plan(op, input_shape, weight_shape, stride, padding, dilation, a.dtype,
+                  _sm_count(a.device))
+    try:
+        load(launch.kernel, a.dtype, a.device)
+    except Exception as exc:  # NVRTC missing or failing: fall back, say why once
+        reason = f'compiling the kernels failed ({type(exc).__name__}: {exc})'
+        _failures[(_TAGS[a.dtype], a.device.index)] = reason
+        _warn_once(reason, f'mmrednet: CUDA involution runs the slow portable PyTorch path: '
+                   f'{reason}')
+        return False
+    _launch(launch, (a, b, result))
+    return True
+
+
+def forward(input: Tensor, weight: Tensor, stride: List[int], padding: List[int],
+            dilation: List[int]) -> Tensor:
+    if _use_kernels(input, input.shape, padding):
+        x, w = input.contiguous(), weight.contiguous()
+        out = x.new_empty(x.shape[0], x.shape[1], w.shape[4], w.shape[5])
+        if out.numel() == 0 or _run('forward', x, w, out, x.shape, w.shape, stride, padding,
+                                    dilation):
+            return out
+    return portable.forward(input, weight, stride, padding, dilation)
+
+
+def grad_input(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int],
+               padding: List[int], dilation: List[int]) -> Tensor:
+    if _use_kernels(grad_output, input.shape, padding):
+        go, w = grad_output.contiguous(), weight.contiguous()
+        result = go.new_empty(input.shape)
+        if result.numel() == 0 or _run('grad_input', go, w, result, input.shape, w.shape,
+                                       stride, padding, dilation):
+            return result
+    return portable.grad_input(grad_output, input, weight, stride, padding, dilation)
+
+
+def grad_weight(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int],
+                padding: List[int], dilation: List[int]) -> Tensor:
+    if _use_kernels(grad_output, input.shape, padding):
+        go, x = grad_output.contiguous(), input.contiguous()
+        result = go.new_empty(weight.shape)
+        if result.numel() == 0 or _run('grad_weight', go, x, result, x.shape, weight.shape,
+                                       stride, padding, dilation):
+            return result
+    return portable.grad_weight(grad_output, input, weight, stride, padding, dilation)
+
+
+def baseline(op: str, a: Tensor, b: Tensor, input_shape: Sequence[int],
+             weight_shape: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+             dilation: Sequence[int]) -> Tensor:
+    """Benchmark baseline only: the one-thread-per-output kernels of
+    ``kernels/involution_cuda_baseline.cu``, with the argument order of the ops
+    above (forward: input, weight; grad_input: grad_output, weight; grad_weight:
+    grad_output, input). Raises if CuPy is missing."""
+    a, b = a.contiguous(), b.contiguous()
+    n, c, _, _ = input_shape
+    shape = {'forward': (n, c, weight_shape[4], weight_shape[5]), 'grad_input': input_shape,
+             'grad_weight': weight_shape}[op]
+    result = a.new_empty(shape)
+    if result.numel():
+        geometry = plan(op, input_shape, weight_shape, stride, padding, dilation, a.dtype,
+                        1).geometry
+        blocks = max(1, min(_ceil_div(result.numel(), THREADS), _MAX_GRID))
+        name = f'involution_baseline_{op}_{_TAGS[a.dtype]}'
+        _launch(Launch(name, blocks, geometry), (a, b, result), BASELINE_SOURCE)
+    return result
