@@ -13,7 +13,7 @@ def cpu_extension():
         return {}
     from torch.utils.cpp_extension import BuildExtension, CppExtension
 
-    flags = ['-O3', '-std=c++17']
+    flags = ['-O3', '-std=c++20']  # templated lambdas
     if 'OpenMP' in __import__('torch').__config__.parallel_info():
         # Compile the pragmas against the OpenMP runtime torch already loaded.
         flags += ['-fopenmp', '-DAT_PARALLEL_OPENMP=1']
