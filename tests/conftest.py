@@ -1,5 +1,13 @@
+import os
+
 import pytest
 import torch
+
+# Under pytest-xdist every worker is a process of its own: one intra-op thread
+# each, or two workers x two OpenMP threads oversubscribe a 2-core machine and
+# every parallel region waits on descheduled threads.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
