@@ -4,16 +4,24 @@ Op section: forward+backward time and extra peak memory of ``mmrednet.ops.involu
 against the unfold reference, on the RedNet-50 stage shapes.
 Model section: RedNet-50 against mmdet's ResNet-50 backbone, training step
 and inference. Every ratio is against a baseline measured in the same run.
+CUDA section (whenever a GPU is present): forward and backward of the CuPy
+kernels on the RedNet-50 stage shapes at batch 32, fp32 and fp16, as a fraction
+of the copy bandwidth measured in the run and against the unfold reference and
+a one-thread-per-output kernel; RetinaNet RedNet-50 vs ResNet-50 AMP training
+step time and peak memory (batch 8, 1333x800).
 
 Example::
 
     python tools/benchmark_involution.py --out-dir work_dirs/benchmark
 """
 import argparse
+import copy
 import csv
+import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Callable, List
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
 
 import torch
 from rich.console import Console
@@ -108,6 +116,268 @@ def benchmark_models(batch: int, size: int, device: str, repeat: int) -> List[Mo
     return rows
 
 
+# ---------------------------------------------------------------------------
+# CUDA section (only with a GPU): the CuPy kernels of mmrednet/ops/cuda.py
+# against the memory-bandwidth limit, the unfold reference (a) and the
+# one-thread-per-output baseline kernel (b); RedNet-50 against ResNet-50 in
+# RetinaNet training.
+# ---------------------------------------------------------------------------
+CUDA_TARGETS = dict(copy_fraction=0.7, baseline_speedup=3.0, retina_time_ratio=1.0)
+CUDA_DTYPES = {'fp32': torch.float32, 'fp16': torch.float16}
+_GEOMETRY = ([1, 1], [3, 3], [1, 1])  # stride, padding, dilation of the stage involutions
+
+
+@dataclass
+class CudaOpRow:
+    shape: str
+    dtype: str
+    direction: str  # forward, or backward (grad_input + grad_weight)
+    ours_ms: float
+    reference_ms: float  # (a) the unfold reference
+    baseline_ms: float  # (b) one thread per output (nan without CuPy)
+    ours_gbs: float  # minimal bytes / time
+    copy_fraction: float  # of the device-to-device copy bandwidth
+    vs_reference: float
+    vs_baseline: float
+
+
+@dataclass
+class RetinaRow:
+    backbone: str
+    step_ms: float
+    peak_mb: float
+    time_ratio: float  # against ResNet-50
+    memory_ratio: float
+    target_time_ratio: float
+
+
+def _cuda_ms(fn: Callable[[], object], repeat: int) -> float:
+    """Median time of ``fn()`` in milliseconds by CUDA events, after a warm-up call."""
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(max(1, repeat)):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def copy_bandwidth(repeat: int, nbytes: int = 2**30) -> float:
+    """Device-to-device copy bandwidth in bytes/s (read + write), measured now."""
+    buffers = [torch.empty(nbytes // 4, device='cuda') for _ in range(2)]
+    seconds = _cuda_ms(lambda: buffers[1].copy_(buffers[0]), max(repeat, 10)) * 1e-3
+    buffers.clear()
+    torch.cuda.empty_cache()
+    return 2 * nbytes / seconds
+
+
+def _op_calls(x, w, grad_out):
+    """Forward and backward of ours, (a) and (b), as (direction, {name: fn})."""
+    from mmrednet.ops import cuda as cuda_backend
+    ops = torch.ops.mmrednet
+    shapes = (x.shape, w.shape, *_GEOMETRY)
+    xr, wr = x.detach().requires_grad_(), w.detach().requires_grad_()
+    ref_out = involution_reference(xr, wr, *_GEOMETRY)
+
+    def reference_backward():
+        torch.autograd.grad(ref_out, (xr, wr), grad_out, retain_graph=True)
+
+    return [
+        ('forward', dict(
+            ours=lambda: ops.involution(x, w, *_GEOMETRY),
+            reference=lambda: involution_reference(x, w, *_GEOMETRY),
+            baseline=lambda: cuda_backend.baseline('forward', x, w, *shapes))),
+        ('backward', dict(
+            ours=lambda: (ops.involution_grad_input(grad_out, x, w, *_GEOMETRY),
+                          ops.involution_grad_weight(grad_out, x, w, *_GEOMETRY)),
+            reference=reference_backward,
+            baseline=lambda: (cuda_backend.baseline('grad_input', grad_out, w, *shapes),
+                              cuda_backend.baseline('grad_weight', grad_out, x, *shapes)))),
+    ]
+
+
+def benchmark_cuda_op(batch: int, repeat: int, bandwidth: float) -> List[CudaOpRow]:
+    rows = []
+    for (dtype_name, dtype), (channels, size) in track(
+            [(d, s) for d in CUDA_DTYPES.items() for s in STAGES], description='CUDA op shapes'):
+        x = torch.randn(batch, channels, size, size, device='cuda', dtype=dtype)
+        w = torch.randn(batch, channels // 16, 7, 7, size, size, device='cuda', dtype=dtype)
+        grad_out = torch.randn_like(x)
+        item = x.element_size()
+        minimal = dict(forward=(2 * x.numel() + w.numel()) * item,  # x, w in; out
+                       backward=(4 * x.numel() + 2 * w.numel()) * item)  # grad_out, w, x in
+        for direction, calls in _op_calls(x, w, grad_out):
+            times = {}
+            for name, fn in calls.items():
+                try:
+                    times[name] = _cuda_ms(fn, repeat if name == 'ours' else max(1, repeat // 2))
+                except RuntimeError as exc:  # no CuPy for the baseline, or out of memory
+                    print(f'{name} {direction} {tuple(x.shape)} {dtype_name}: {exc}')
+                    times[name] = math.nan
+            gbs = minimal[direction] / (times['ours'] * 1e-3)
+            rows.append(
+                CudaOpRow(f'{batch}x{channels}x{size}x{size}', dtype_name, direction,
+                          times['ours'], times['reference'], times['baseline'], gbs / 1e9,
+                          gbs / bandwidth, times['reference'] / times['ours'],
+                          times['baseline'] / times['ours']))
+        del x, w, grad_out
+        torch.cuda.empty_cache()
+    return rows
+
+
+def _retinanets() -> Dict[str, torch.nn.Module]:
+    """RetinaNet-FPN with the RedNet-50 config's backbone and with mmdet's ResNet-50."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import mmrednet.models  # noqa: F401  (registers RedNet)
+    register_all_modules()
+    configs = Path(__file__).resolve().parents[1] / 'configs' / 'rednet'
+    rednet = Config.fromfile(str(configs / 'retinanet_rednet50_fpn_1x_coco.py')).model
+    rednet.backbone.init_cfg = None
+    resnet = copy.deepcopy(rednet)
+    resnet.backbone = dict(type='ResNet', depth=50, num_stages=4, out_indices=(0, 1, 2, 3),
+                           frozen_stages=1, norm_cfg=dict(type='BN', requires_grad=True),
+                           norm_eval=True, style='pytorch')
+    return {'RedNet-50': MODELS.build(rednet), 'ResNet-50': MODELS.build(resnet)}
+
+
+def _detection_batch(batch: int, height: int, width: int) -> dict:
+    """What a COCO dataloader yields: uint8 images and samples with random boxes."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    generator = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, height, width), dtype=torch.uint8,
+                                    generator=generator))
+        corner = torch.rand(10, 2, generator=generator) * torch.tensor([width, height]) * 0.8
+        boxes = torch.cat([corner, corner + 32 + 256 * torch.rand(10, 2, generator=generator)], 1)
+        boxes[:, 0::2].clamp_(max=width)
+        boxes[:, 1::2].clamp_(max=height)
+        sample = DetDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
+                                             scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=boxes, labels=torch.randint(0, 80, (10, ), generator=generator))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def benchmark_retinanet(batch: int, height: int, width: int, repeat: int,
+                        device: str = 'cuda') -> List[RetinaRow]:
+    """One AMP training step (forward, loss, backward, SGD) and its peak memory."""
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+    data = _detection_batch(batch, height, width)
+    measured = {}
+    for name, model in _retinanets().items():
+        model = model.to(device).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        wrapper = (AmpOptimWrapper(optimizer=optimizer) if device == 'cuda' else
+                   OptimWrapper(optimizer=optimizer))
+
+        def step(model=model, wrapper=wrapper):
+            model.train_step(data, wrapper)
+
+        seconds = time_call(step, device, repeat=repeat, warmup=2)
+        peak = math.nan
+        if device == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        measured[name] = (seconds * 1e3, peak)
+        model.cpu()
+        del model, optimizer, wrapper
+        if device == 'cuda':
+            torch.cuda.empty_cache()
+    base_ms, base_mb = measured['ResNet-50']
+    return [RetinaRow(name, ms, mb, ms / base_ms, mb / base_mb, CUDA_TARGETS['retina_time_ratio'])
+            for name, (ms, mb) in measured.items()]
+
+
+def _print_cuda(console: Console, bandwidth: float, op_rows: List[CudaOpRow],
+                retina_rows: List[RetinaRow]) -> None:
+    from mmrednet.ops import cuda as cuda_backend
+    console.print(f'CUDA: {torch.cuda.get_device_name()}, device-to-device copy '
+                  f'{bandwidth / 1e9:.0f} GB/s; kernels: '
+                  f'{cuda_backend.unavailable_reason() or "CuPy kernels"}')
+    if op_rows:
+        table = Table(title='CUDA involution op: time, bandwidth, vs (a) unfold reference and '
+                      '(b) one-thread-per-output kernel')
+        for col in ('shape', 'dtype', 'pass', 'ours ms', '(a) ms', '(b) ms', 'GB/s',
+                    'of copy', 'vs (a)', 'vs (b)'):
+            table.add_column(col, justify='right')
+        for r in op_rows:
+            table.add_row(r.shape, r.dtype, r.direction, f'{r.ours_ms:.3f}',
+                          f'{r.reference_ms:.2f}', f'{r.baseline_ms:.3f}', f'{r.ours_gbs:.0f}',
+                          f'{r.copy_fraction:.0%}', f'{r.vs_reference:.1f}x',
+                          f'{r.vs_baseline:.1f}x')
+        console.print(table)
+        console.print(f"targets: >= {CUDA_TARGETS['copy_fraction']:.0%} of copy bandwidth, "
+                      f">= {CUDA_TARGETS['baseline_speedup']:.0f}x vs (b)")
+    if retina_rows:
+        table = Table(title='RetinaNet-FPN AMP training step: RedNet-50 vs ResNet-50')
+        for col in ('backbone', 'step ms', 'peak MB', 'time ratio', 'memory ratio', 'target'):
+            table.add_column(col, justify='right')
+        for r in retina_rows:
+            table.add_row(r.backbone, f'{r.step_ms:.0f}', f'{r.peak_mb:.0f}',
+                          f'{r.time_ratio:.2f}x', f'{r.memory_ratio:.2f}x',
+                          f'<= {r.target_time_ratio}x')
+        console.print(table)
+
+
+def _write_cuda(out_dir: str, op_rows: List[CudaOpRow], retina_rows: List[RetinaRow]) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    for name, rows in (('cuda_op', op_rows), ('retinanet', retina_rows)):
+        if rows:
+            with open(os.path.join(out_dir, f'{name}.csv'), 'w', newline='') as f:
+                writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+                writer.writeheader()
+                writer.writerows(asdict(r) for r in rows)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    labels = [f'{r.shape.split("x", 1)[1]}\n{r.dtype} {r.direction[:3]}' for r in op_rows]
+    axes[0].bar(labels, [r.copy_fraction for r in op_rows], color='tab:blue')
+    axes[0].axhline(CUDA_TARGETS['copy_fraction'], color='red', ls='--', label='target')
+    axes[0].set_title('achieved / copy bandwidth')
+    axes[1].bar(labels, [r.vs_baseline for r in op_rows], color='tab:green')
+    axes[1].axhline(CUDA_TARGETS['baseline_speedup'], color='red', ls='--', label='target')
+    axes[1].set_title('speedup vs one-thread-per-output (b)')
+    for ax in axes[:2]:
+        ax.tick_params(axis='x', labelrotation=90, labelsize=7)
+        ax.legend()
+    names = [r.backbone for r in retina_rows]
+    axes[2].bar([f'{n}\ntime' for n in names], [r.time_ratio for r in retina_rows],
+                color='tab:orange')
+    axes[2].bar([f'{n}\nmemory' for n in names], [r.memory_ratio for r in retina_rows],
+                color='tab:purple')
+    axes[2].axhline(CUDA_TARGETS['retina_time_ratio'], color='red', ls='--')
+    axes[2].set_title('RetinaNet AMP step / ResNet-50')
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, 'cuda_benchmark.png'), dpi=110)
+
+
+def run_cuda_section(args, console: Console) -> None:
+    bandwidth = copy_bandwidth(args.repeat)
+    op_rows = benchmark_cuda_op(args.cuda_batch, args.repeat, bandwidth)
+    retina_rows: Optional[List[RetinaRow]] = []
+    if not args.skip_model:
+        retina_rows = benchmark_retinanet(args.retina_batch, 800, 1333, args.repeat)
+    _print_cuda(console, bandwidth, op_rows, retina_rows)
+    if args.out_dir:
+        _write_cuda(args.out_dir, op_rows, retina_rows)
+        console.print(f'wrote {args.out_dir}/cuda_op.csv, retinanet.csv, cuda_benchmark.png')
+
+
 def _print(console: Console, op_rows: List[OpRow], model_rows: List[ModelRow]) -> None:
     table = Table(title='involution op: forward+backward vs unfold reference')
     for col in ('shape', 'ours ms', 'reference ms', 'speedup', 'ours MB', 'reference MB',
@@ -172,6 +442,12 @@ def parse_args():
     parser.add_argument('--quick', action='store_true',
                         help='fewer repeats and a batch of 2 for the op (a smoke run)')
     parser.add_argument('--skip-model', action='store_true')
+    parser.add_argument('--cuda-batch', type=int, default=32,
+                        help='batch of the CUDA op section (RedNet-50 stage shapes)')
+    parser.add_argument('--retina-batch', type=int, default=8,
+                        help='batch of the RetinaNet 1333x800 AMP training step')
+    parser.add_argument('--skip-cuda', action='store_true',
+                        help='skip the CUDA section (it runs whenever a GPU is present)')
     parser.add_argument('--out-dir', help='write op.csv, model.csv and benchmark.png here')
     return parser.parse_args()
 
@@ -180,6 +456,7 @@ def main():
     args = parse_args()
     if args.quick:
         args.batch, args.repeat = 2, 2
+        args.cuda_batch, args.retina_batch = 4, 2
     console = Console()
     console.print(f'device {args.device}, torch {torch.__version__}, '
                   f'{torch.get_num_threads()} threads')
@@ -190,6 +467,8 @@ def main():
     if args.out_dir:
         _write(args.out_dir, op_rows, model_rows)
         console.print(f'wrote {args.out_dir}/op.csv, model.csv, benchmark.png')
+    if torch.cuda.is_available() and not args.skip_cuda:
+        run_cuda_section(args, console)
 
 
 if __name__ == '__main__':
