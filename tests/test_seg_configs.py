@@ -1,0 +1,100 @@
+"""The Cityscapes configs: the original's settings, and a train step and a
+whole-image prediction through mmengine's Runner on CPU."""
+import math
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from .seg_helpers import config, load_tool, shrink_for_cpu
+
+CONFIGS = {
+    'fpn': 'rednet/fpn_rednet50_4xb2-80k_cityscapes-512x1024.py',
+    'fpn_inv': 'rednet/fpn_rednet50_involution-fpn_4xb2-80k_cityscapes-512x1024.py',
+    'upernet': 'rednet/upernet_rednet50_4xb2-80k_cityscapes-512x1024.py',
+}
+
+
+@pytest.fixture(scope='session')
+def tiny_cityscapes(tmp_path_factory):
+    """2 train + 1 val frames of 128x64 in the Cityscapes layout."""
+    root = tmp_path_factory.mktemp('cityscapes')
+    make = load_tool('dataset_converters/make_shapes_cityscapes.py')
+    make.make_dataset(str(root), num_train=2, num_val=1, width=128, height=64)
+    return str(root) + '/'
+
+
+@pytest.fixture
+def plain_config_text(monkeypatch):
+    """Skip yapf: formatting a whole config costs ~1.5 s per call on 2 cores and
+    the Runner does it five times (log and dump); nothing here reads it."""
+    monkeypatch.setattr(Config, 'pretty_text', property(lambda self: repr(self._cfg_dict)))
+
+
+class RecordPredictions(Hook):
+    """Keeps the data samples the test loop produces."""
+
+    def __init__(self):
+        self.samples = []
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.samples.extend(outputs)
+
+
+@pytest.mark.parametrize('key', sorted(CONFIGS))
+def test_original_settings(key):
+    cfg = config(CONFIGS[key])
+    bb = cfg.model.backbone
+    assert bb.type == 'mmrednet.RedNet' and bb.depth == 50 and bb.stem_kernel == 7
+    assert bb.norm_cfg.type == 'SyncBN' and bb.norm_eval is False
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint='checkpoints/rednet50_imagenet.pth')
+    # A segmentor-level `pretrained` would overwrite the backbone's init_cfg.
+    assert cfg.model.pretrained is None
+    assert 'contract_dilation' not in bb  # nothing of the base's ResNetV1c leaks in
+    assert cfg.crop_size == (512, 1024) and cfg.model.data_preprocessor.size == (512, 1024)
+    assert cfg.train_dataloader.batch_size == 2  # x 4 GPUs
+    assert cfg.train_cfg.max_iters == 80000
+    assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=0.01, momentum=0.9,
+                                               weight_decay=0.0005)
+    assert cfg.param_scheduler[0].type == 'PolyLR' and cfg.param_scheduler[0].power == 0.9
+    assert cfg.model.test_cfg.mode == 'whole'
+    assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
+    assert cfg.model.decode_head.num_classes == 19
+    if key == 'upernet':
+        assert cfg.model.decode_head.type == 'UPerHead'
+        assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
+    else:
+        assert cfg.model.decode_head.type == 'FPNHead'
+        assert cfg.model.neck.type == ('mmrednet.InvolutionFPN' if key == 'fpn_inv' else 'FPN')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('key', sorted(CONFIGS))
+def test_train_step_and_whole_image_prediction(key, tiny_cityscapes, tmp_path,
+                                               plain_config_text):
+    from mmrednet.models import InvolutionFPN, RedNet
+
+    # 64x64 crops (the smallest that keeps 2x2 maps at stride 32 for BN and
+    # the pyramid pooling); 128x64 images predicted whole.
+    cfg = shrink_for_cpu(config(CONFIGS[key]), tiny_cityscapes, str(tmp_path / key),
+                         crop=(64, 64))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 1
+    assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
+
+    model = runner.model
+    assert isinstance(model.backbone, RedNet)
+    assert isinstance(getattr(model, 'neck', None), InvolutionFPN) == (key == 'fpn_inv')
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+
+    record = RecordPredictions()
+    runner.register_hook(record, 'LOWEST')
+    metrics = runner.test()
+    assert 0.0 <= metrics['mIoU'] <= 100.0
+    # Whole-image inference: one prediction at the original image size.
+    (sample, ) = record.samples
+    assert sample.pred_sem_seg.data.shape == (1, 64, 128)
+    assert sample.seg_logits.data.shape == (19, 64, 128)
