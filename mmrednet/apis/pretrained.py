@@ -1,0 +1,54 @@
+"""Fail early, and helpfully, when a config's pretrained weights are missing."""
+import os.path as osp
+from typing import Any, Iterator, Tuple
+
+HOW_TO_GET = """\
+The ImageNet RedNet weights are not downloaded automatically. Either
+  * convert the official ones (github.com/d-li14/involution, "RedNet-50 weights"):
+      python tools/convert_official_checkpoint.py rednet50.pth {path} --stem-kernel 7
+  * or train the backbone from scratch:
+      --cfg-options {key}=None"""
+
+
+class MissingPretrainedError(FileNotFoundError):
+    """A ``Pretrained`` init_cfg names a local file that does not exist."""
+
+
+def _pretrained_inits(node: Any, key: str) -> Iterator[Tuple[str, dict]]:
+    """Yield ``(dotted key of the init_cfg, init_cfg)`` for every Pretrained init."""
+    if isinstance(node, dict):
+        if node.get('type') == 'Pretrained' and 'checkpoint' in node:
+            yield key, node
+        for name, value in node.items():
+            yield from _pretrained_inits(value, f'{key}.{name}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _pretrained_inits(value, f'{key}.{i}')
+
+
+def check_pretrained_files(model_cfg: dict, root_key: str = 'model') -> None:
+    """Raise :class:`MissingPretrainedError` for a missing local ``Pretrained`` checkpoint.
+
+    mmengine only opens the file after the runner is built, and then raises a
+    bare ``FileNotFoundError``; this check runs before and says how to get the
+    weights or how to do without them. URLs and ``scheme://`` paths are left to
+    mmengine.
+
+    Args:
+        model_cfg (dict): The ``model`` field of a config.
+        root_key (str): Name of that field, for the ``--cfg-options`` hint.
+    """
+    for key, init in _pretrained_inits(model_cfg, root_key):
+        path = init['checkpoint']
+        if not isinstance(path, str) or '://' in path or osp.isfile(path):
+            continue
+        # `key` points at the Pretrained dict; inside a list it cannot be set
+        # to None on its own, so the hint names the enclosing init_cfg.
+        parts = key.split('.')
+        while parts and parts[-1] != 'init_cfg':
+            parts.pop()
+        hint_key = '.'.join(parts) or key
+        raise MissingPretrainedError(
+            f'{key}.checkpoint = {path!r} does not exist '
+            f'(working directory {osp.abspath(".")}).\n'
+            + HOW_TO_GET.format(path=path, key=hint_key))

@@ -1,0 +1,135 @@
+"""Params and FLOPs of an mmdet/mmseg config, involution included.
+
+FLOPs are multiply-adds of one image (mmengine's convention for convolutions),
+counted by mmengine's jit-trace counter plus a handle for ``mmrednet::involution``
+(``N*C*Ho*Wo*K*K``). Params are the trainable ones (``requires_grad``), as in
+the original's tables; all parameters are printed beside them. Two-stage
+detectors are measured like mmdet 2.x's ``forward_dummy``: 1000 RoIs through the
+box head, 100 through the mask head.
+
+Examples:
+    python tools/analysis/get_flops.py configs/rednet/retinanet_rednet50_fpn_1x_coco.py
+    python tools/analysis/get_flops.py CONFIG --shape 512 512
+    python tools/analysis/get_flops.py --model-zoo            # every model of the metafile
+    python tools/analysis/get_flops.py --model-zoo --out model_zoo.md
+"""
+import argparse
+import glob
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import yaml
+from mmengine.config import Config, DictAction
+from mmengine.registry import MODELS, init_default_scope
+
+from mmrednet.analysis import model_complexity
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+METAFILE = osp.join(ROOT, 'configs', 'rednet', 'metafile.yml')
+DEFAULT_SHAPE = {'mmdet': (1280, 800), 'mmseg': (1024, 2048)}  # (H, W) of the original tools
+
+
+def measure(config: str, shape: Optional[Tuple[int, int]] = None,
+            cfg_options: Optional[dict] = None) -> Dict:
+    """Build ``config``'s model (no pretrained weights) and measure it."""
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    if cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    if 'init_cfg' in cfg.model.get('backbone', {}):
+        cfg.model.backbone.init_cfg = None  # structure only: no file needed
+    model = MODELS.build(cfg.model)
+    if scope == 'mmseg':
+        from mmengine.model import revert_sync_batchnorm
+        model = revert_sync_batchnorm(model)  # SyncBN needs a process group
+    height, width = shape or DEFAULT_SHAPE.get(scope, (1280, 800))
+    result = model_complexity(model, height, width)
+    result['shape'] = (height, width)
+    return result
+
+
+def _published(entry: Dict) -> Dict:
+    meta = entry.get('Metadata', {})
+    metrics = {}
+    for result in entry.get('Results', []):
+        metrics.update(result.get('Metrics', {}))
+    return dict(params=meta.get('Parameters (M)'), flops=meta.get('FLOPs (G)'),
+                shape=tuple(int(v) for v in str(meta.get('Input', '')).split('x') if v),
+                metrics=metrics)
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return '-' if value is None else f'{value:.{digits}f}'
+
+
+def model_zoo_table(metafile: str, configs: List[str]) -> List[str]:
+    """Markdown rows: our params/FLOPs beside the published params/FLOPs/accuracy."""
+    with open(metafile) as f:
+        entries = {osp.normpath(m['Config']): m for m in yaml.safe_load(f)['Models']}
+    rows = ['| Config | Params (M) ours | Params (M) published | FLOPs (G) ours | '
+            'FLOPs (G) published | Input | Published accuracy |',
+            '|---|---:|---:|---:|---:|:---:|---|']
+    for config in configs:
+        key = osp.normpath(osp.relpath(osp.abspath(config), ROOT))
+        pub = _published(entries[key]) if key in entries else dict(
+            params=None, flops=None, shape=(), metrics={})
+        ours = measure(config, pub['shape'] or None)
+        params, flops = ours['params'] / 1e6, ours['flops'] / 1e9
+        mark = '' if pub['params'] is None or _fmt(params) == _fmt(pub['params']) else ' (!)'
+        metrics = ', '.join(f'{k} {v}' for k, v in pub['metrics'].items()) or '-'
+        rows.append(f'| {osp.splitext(osp.basename(config))[0]} | {_fmt(params)}{mark} | '
+                    f'{_fmt(pub["params"])} | {_fmt(flops)} | {_fmt(pub["flops"])} | '
+                    f'{ours["shape"][0]}x{ours["shape"][1]} | {metrics} |')
+        print(rows[-1], file=sys.stderr, flush=True)  # progress: each takes a while
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('\n\n', 1)[1])
+    parser.add_argument('config', nargs='?', help='config file')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input size (default 1280 800 for mmdet, 1024 2048 for mmseg)')
+    parser.add_argument('--model-zoo', action='store_true',
+                        help='table of every config in the metafile and in configs/rednet')
+    parser.add_argument('--metafile', default=METAFILE, help='published figures (YAML)')
+    parser.add_argument('--out', help='also write the model-zoo table (markdown) here')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+
+    if args.model_zoo:
+        with open(args.metafile) as f:
+            listed = [osp.join(ROOT, m['Config']) for m in yaml.safe_load(f)['Models']]
+        others = sorted(set(glob.glob(osp.join(ROOT, 'configs', 'rednet', '*.py'))) -
+                        {osp.abspath(c) for c in listed})
+        rows = model_zoo_table(args.metafile, listed + others)
+        print('\n'.join(rows))
+        print('(!) params differ from the published figure at the printed precision')
+        if args.out:
+            with open(args.out, 'w') as f:
+                f.write('\n'.join(rows) + '\n')
+        return
+    if args.config is None:
+        parser.error('give a config, or --model-zoo')
+    result = measure(args.config, tuple(args.shape) if args.shape else None, args.cfg_options)
+    height, width = result['shape']
+    print(f'Input shape: 3x{height}x{width}')
+    print(f'FLOPs (multiply-adds): {result["flops"] / 1e9:.2f} G')
+    print(f'Params: {result["params"] / 1e6:.2f} M trainable, '
+          f'{result["params_all"] / 1e6:.2f} M in all')
+    print('FLOPs by operator (G): ' + ', '.join(
+        f'{op} {v / 1e9:.2f}' for op, v in sorted(result['by_operator'].items())))
+    if result['unsupported']:
+        print('Not counted (no FLOP handle): ' + ', '.join(sorted(result['unsupported'])))
+
+
+if __name__ == '__main__':
+    main()

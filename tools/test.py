@@ -1,0 +1,110 @@
+"""Evaluate a checkpoint on a config's test set (mmdet or mmseg) with mmengine's Runner.
+
+Examples:
+    python tools/test.py CONFIG CHECKPOINT
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis/      # prediction images
+    python tools/test.py CONFIG CHECKPOINT --out results.pkl    # raw predictions
+    python tools/test.py SEG_CONFIG CHECKPOINT --tta            # multi-scale + flip
+    bash tools/dist_test.sh CONFIG CHECKPOINT 8
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import mmrednet  # noqa: F401  (lets torch>=2.6 load mmengine checkpoints)
+from mmrednet.apis import setup_cpu_distributed
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a model from an mmdet/mmseg config')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='directory for logs and metrics')
+    parser.add_argument('--out', help='write the predictions: a .pkl file (any task), or '
+                        'for mmseg a directory of result images for offline evaluation')
+    parser.add_argument('--show', action='store_true', help='show predictions in a window')
+    parser.add_argument('--show-dir', help='save images with predictions drawn to this directory')
+    parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation: the config\'s tta_model and tta_pipeline '
+                        '(multi-scale + flip for mmseg)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def _enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise RuntimeError('--show/--show-dir need default_hooks.visualization in the config')
+    hook['draw'] = True
+    if args.show:
+        hook['show'], hook['wait_time'] = True, args.wait_time
+    if args.show_dir:
+        show_dir = osp.abspath(args.show_dir)
+        if cfg.default_scope == 'mmdet':
+            # DetVisualizationHook joins this to work_dir/timestamp unless absolute.
+            hook['test_out_dir'] = show_dir
+        else:
+            # mmseg's hook draws every `interval`-th image into the visualizer's dir.
+            hook['interval'] = 1
+            cfg.visualizer['save_dir'] = show_dir
+
+
+def _add_dump(cfg: Config, out: str) -> None:
+    if out.endswith(('.pkl', '.pickle')):
+        dump_type = 'DumpDetResults' if cfg.default_scope == 'mmdet' else 'DumpResults'
+        dump = ConfigDict(type=dump_type, out_file_path=out)
+        evaluator = cfg.test_evaluator
+        cfg.test_evaluator = ([*evaluator, dump] if isinstance(evaluator, (list, tuple))
+                              else [evaluator, dump])
+    elif cfg.default_scope == 'mmseg':
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+    else:
+        raise ValueError(f'--out must end in .pkl or .pickle, got {out!r}')
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config with the command line applied."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        _enable_visualization(cfg, args)
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise RuntimeError('--tta needs tta_model and tta_pipeline in the config')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.out is not None:
+        _add_dump(cfg, args.out)
+    return cfg
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cfg = build_config(args)
+    setup_cpu_distributed(cfg, args.launcher)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
