@@ -1,6 +1,7 @@
 """Helpers of the segmentation tests: load scripts of tools/, tiny configs."""
 import importlib.util
 import os.path as osp
+import sys
 
 from mmengine import Config
 
@@ -13,6 +14,8 @@ def load_tool(relpath: str):
     name = 'seg_tool_' + osp.splitext(relpath)[0].replace('/', '_')
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    # Registered so that its functions pickle (the converter's worker pool).
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from .seg_helpers import config, load_tool, shrink_for_cpu
@@ -98,3 +99,43 @@ def test_train_step_and_whole_image_prediction(key, tiny_cityscapes, tmp_path,
     (sample, ) = record.samples
     assert sample.pred_sem_seg.data.shape == (1, 64, 128)
     assert sample.seg_logits.data.shape == (19, 64, 128)
+
+
+def test_dilated_rednet_output_stride_8():
+    """strides/dilations/contract_dilation as mmseg's ResNetV1c users set them."""
+    from mmseg.registry import MODELS
+
+    cfg = config(CONFIGS['fpn']).model.backbone
+    cfg.update(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True,
+               norm_cfg=dict(type='BN', requires_grad=True), init_cfg=None)
+    backbone = MODELS.build(cfg).eval()
+    with torch.no_grad():
+        outs = backbone(torch.randn(1, 3, 32, 48))
+    assert [o.shape[1:] for o in outs] == [(256, 8, 12), (512, 4, 6), (1024, 4, 6),
+                                           (2048, 4, 6)]
+    stage4 = backbone.layer4
+    assert [b.conv2.dilation for b in stage4] == [(2, 2), (4, 4), (4, 4)]  # first contracted
+
+
+@pytest.mark.slow
+def test_rednet_drops_into_a_dilated_mmseg_config(tmp_path):
+    """mmseg's DeepLabV3 R50-D8 base with only the backbone type changed."""
+    from mmseg.registry import MODELS
+
+    path = tmp_path / 'deeplabv3_rednet50-d8.py'
+    path.write_text(
+        "_base_ = 'mmseg::_base_/models/deeplabv3_r50-d8.py'\n"
+        "custom_imports = dict(imports=['mmrednet.models'], allow_failed_imports=False)\n"
+        "norm_cfg = dict(type='BN', requires_grad=True)\n"
+        "model = dict(pretrained=None, backbone=dict(type='mmrednet.RedNet', stem_kernel=7,\n"
+        "             norm_cfg=norm_cfg), decode_head=dict(norm_cfg=norm_cfg),\n"
+        "             auxiliary_head=dict(norm_cfg=norm_cfg))\n")
+    cfg = Config.fromfile(str(path))
+    assert cfg.model.backbone.dilations == (1, 1, 2, 4)  # kept from ResNetV1c's base
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 48, 32))
+        logits = model.encode_decode(torch.randn(1, 3, 48, 32), [dict(img_shape=(48, 32))])
+    assert feats[-1].shape == (1, 2048, 6, 4)  # output stride 8
+    assert logits.shape == (1, 19, 48, 32)
