@@ -185,3 +185,16 @@ def test_input_too_small_for_kernel():
     w = torch.randn(1, 1, 7, 7, 1, 1)
     with pytest.raises(ValueError, match='too small for kernel'):
         involution(x, w, dilation=1, padding=0)
+
+
+def test_autocast_mixes_fp32_input_and_low_precision_kernel():
+    x, w, args = random_problem(c=16, groups=2, size=(7, 7), kernel=3, dtype=torch.float32)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = involution(x, w.bfloat16(), **args)
+    assert out.dtype == torch.bfloat16
+    ref = involution_reference(x.double(), w.bfloat16().double(), **args)
+    torch.testing.assert_close(out.double(), ref, atol=0.1 * ref.abs().max().item(), rtol=0)
+    out.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and w.grad is not None
+    with pytest.raises(TypeError, match='weight dtype torch.bfloat16 must equal input dtype'):
+        involution(x, w.bfloat16(), **args)  # outside autocast a mismatch stays an error

@@ -1,4 +1,5 @@
 """The public functional involution op."""
+import torch
 from torch import Tensor
 
 from ._args import IntOrPair, canonicalize
@@ -25,6 +26,12 @@ def involution(input: Tensor, weight: Tensor, stride: IntOrPair = 1, padding: In
     Returns:
         Tensor: ``(N, C, Ho, Wo)`` (or ``(N, C, Lo)``), same dtype as input.
     """
+    device = input.device.type
+    if input.dtype != weight.dtype and torch.is_autocast_enabled(device):
+        # As a convolution under autocast: compute in the autocast dtype (the
+        # generated kernel comes from a conv, the input often from an fp32 op).
+        dtype = torch.get_autocast_dtype(device)
+        input, weight = input.to(dtype), weight.to(dtype)
     x, w, geo, one_d = canonicalize(input, weight, stride, padding, dilation)
     out = involution_op(x.contiguous(), w.contiguous(), list(geo.stride), list(geo.padding),
                         list(geo.dilation))
