@@ -17,6 +17,7 @@ import argparse
 import glob
 import os.path as osp
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -68,6 +69,12 @@ def _fmt(value, digits: int = 1) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
 
+def _as_published(millions: float) -> str:
+    """Round like the original's tables: mmcv printed 2 decimals, the README 1 of those."""
+    two = Decimal(str(round(millions, 2)))
+    return str(two.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP))
+
+
 def model_zoo_table(metafile: str, configs: List[str]) -> List[str]:
     """Markdown rows: our params/FLOPs beside the published params/FLOPs/accuracy."""
     with open(metafile) as f:
@@ -81,9 +88,10 @@ def model_zoo_table(metafile: str, configs: List[str]) -> List[str]:
             params=None, flops=None, shape=(), metrics={})
         ours = measure(config, pub['shape'] or None)
         params, flops = ours['params'] / 1e6, ours['flops'] / 1e9
-        mark = '' if pub['params'] is None or _fmt(params) == _fmt(pub['params']) else ' (!)'
+        mark = ('' if pub['params'] is None or _as_published(params) == _fmt(pub['params'])
+                else ' (!)')
         metrics = ', '.join(f'{k} {v}' for k, v in pub['metrics'].items()) or '-'
-        rows.append(f'| {osp.splitext(osp.basename(config))[0]} | {_fmt(params)}{mark} | '
+        rows.append(f'| {osp.splitext(osp.basename(config))[0]} | {_fmt(params, 2)}{mark} | '
                     f'{_fmt(pub["params"])} | {_fmt(flops)} | {_fmt(pub["flops"])} | '
                     f'{ours["shape"][0]}x{ours["shape"][1]} | {metrics} |')
         print(rows[-1], file=sys.stderr, flush=True)  # progress: each takes a while
@@ -112,7 +120,8 @@ def main(argv=None) -> None:
                         {osp.abspath(c) for c in listed})
         rows = model_zoo_table(args.metafile, listed + others)
         print('\n'.join(rows))
-        print('(!) params differ from the published figure at the printed precision')
+        print('Params: trainable, 2 decimals as mmcv printed them; (!) marks a difference from the '
+              'published figure after the same rounding to 1 decimal.')
         if args.out:
             with open(args.out, 'w') as f:
                 f.write('\n'.join(rows) + '\n')
