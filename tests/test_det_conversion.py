@@ -1,7 +1,7 @@
 """tools/convert_official_checkpoint.py on checkpoints in the original's key layout."""
 import os.path as osp
-import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,12 +14,25 @@ from mmrednet.models import Involution, RedNet
 from .det_helpers import ROOT
 from .official_layout import OfficialRedNet
 
-TOOL = osp.join(ROOT, 'tools', 'convert_official_checkpoint.py')
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import convert_official_checkpoint as tool  # noqa: E402
+
+sys.path.pop(0)
 
 
-def _convert(*args):
-    return subprocess.run([sys.executable, TOOL, *map(str, args)], check=False,
-                          capture_output=True, text=True, cwd=ROOT)
+@pytest.fixture
+def convert(capsys):
+    """Run the tool in-process: ``(returncode, stdout, stderr)``."""
+
+    def run(*args):
+        try:
+            code = tool.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors
+            code = exc.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
 @pytest.fixture(scope='module')
@@ -40,10 +53,10 @@ def imagenet_ckpt(tmp_path_factory):
 
 @pytest.mark.parametrize('stem_kernel', [3, 7])
 def test_imagenet_checkpoint_loads_strictly_and_computes_the_same(imagenet_ckpt, tmp_path,
-                                                                  stem_kernel):
+                                                                  stem_kernel, convert):
     src, official = imagenet_ckpt
     dst = tmp_path / 'converted.pth'
-    proc = _convert(src, dst, '--stem-kernel', stem_kernel)
+    proc = convert(src, dst, '--stem-kernel', stem_kernel)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'dropped head.fc.weight' in proc.stdout
     model = RedNet(26, stem_kernel=stem_kernel).eval()
@@ -66,28 +79,28 @@ def test_stem_expansion_is_exact():
         torch.testing.assert_close(big(x), small(x))
 
 
-def test_refuses_input_existing_output_and_unknown_keys(imagenet_ckpt, tmp_path):
+def test_refuses_input_existing_output_and_unknown_keys(imagenet_ckpt, tmp_path, convert):
     src, _ = imagenet_ckpt
     before = src.read_bytes()
-    proc = _convert(src, src, '--force')
+    proc = convert(src, src, '--force')
     assert proc.returncode != 0 and 'refusing to overwrite the input' in proc.stderr
     assert src.read_bytes() == before
     existing = tmp_path / 'exists.pth'
     existing.write_bytes(b'keep')
-    proc = _convert(src, existing)
+    proc = convert(src, existing)
     assert proc.returncode != 0 and '--force' in proc.stderr
     assert existing.read_bytes() == b'keep'
     state = torch.load(src, weights_only=True)['state_dict']
     state['backbone.some_new_module.weight'] = torch.zeros(1)
     odd = tmp_path / 'odd.pth'
     torch.save(dict(state_dict=state), odd)
-    proc = _convert(odd, tmp_path / 'out.pth')
+    proc = convert(odd, tmp_path / 'out.pth')
     assert proc.returncode == 1
     assert 'could not map backbone.some_new_module.weight' in proc.stdout
     assert not (tmp_path / 'out.pth').exists()
 
 
-def test_mmdet2_mask_rcnn_checkpoint_converts(tmp_path):
+def test_mmdet2_mask_rcnn_checkpoint_converts(tmp_path, convert):
     """A whole Mask R-CNN (involution neck and heads) in the mmdet 2.x layout."""
     config = osp.join(ROOT, 'configs', 'rednet',
                       'mask-rcnn_rednet50_involution-fpn_involution-head_1x_coco.py')
@@ -109,7 +122,7 @@ def test_mmdet2_mask_rcnn_checkpoint_converts(tmp_path):
     src = tmp_path / 'mask_rcnn_red50_neck_fpn_head_1x_coco.pth'
     torch.save(dict(state_dict=state, meta=dict(mmdet_version='2.11.0', epoch=12)), src)
     dst = tmp_path / 'converted.pth'
-    proc = _convert(src, dst, '--config', config)
+    proc = convert(src, dst, '--config', config)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'layout: detector' in proc.stdout
     target = MODELS.build(cfg.model).eval()

@@ -1,0 +1,107 @@
+"""tools/train.py and tools/test.py: missing weights, resume, distributed CPU training, outputs."""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmrednet.apis import MissingPretrainedError, check_pretrained_files
+
+from .det_helpers import DEMO_RETINANET, ROOT, tiny_cfg, tiny_dataset
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import test as test_tool  # noqa: E402
+import train as train_tool  # noqa: E402
+
+sys.path.pop(0)
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    return tiny_dataset(tmp_path_factory)
+
+
+def _write_cfg(cfg: Config, path) -> str:
+    cfg.dump(str(path))
+    return str(path)
+
+
+def test_missing_pretrained_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ here
+    config = osp.join(ROOT, 'configs', 'rednet', 'retinanet_rednet50_fpn_1x_coco.py')
+    with pytest.raises(SystemExit) as exc:
+        train_tool.main([config, '--work-dir', str(tmp_path / 'w')])
+    message = str(exc.value)
+    assert 'checkpoints/rednet50_imagenet.pth' in message
+    assert 'tools/convert_official_checkpoint.py' in message
+    assert '--cfg-options model.backbone.init_cfg=None' in message
+    cfg = Config.fromfile(config)
+    with pytest.raises(MissingPretrainedError):
+        check_pretrained_files(cfg.model)
+    cfg.model.backbone.init_cfg.checkpoint = 'https://example.com/rednet50.pth'
+    check_pretrained_files(cfg.model)  # URLs are mmengine's business
+
+
+def _flat_state(path):
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    optim = ckpt['optimizer']['state']
+    return ckpt['state_dict'], optim, ckpt['meta']['iter']
+
+
+def test_resume_continues_with_the_same_state(shapes, tmp_path):
+    full = tiny_cfg(DEMO_RETINANET, shapes, str(tmp_path / 'full'), max_iters=2)
+    config = _write_cfg(full, tmp_path / 'full.py')
+    train_tool.main([config])
+    # An interrupted run: resume from the first checkpoint into another work dir.
+    resumed_dir = tmp_path / 'resumed'
+    train_tool.main([config, '--work-dir', str(resumed_dir),
+                     '--resume', str(tmp_path / 'full' / 'iter_1.pth')])
+    ref_w, ref_opt, ref_iter = _flat_state(tmp_path / 'full' / 'iter_2.pth')
+    got_w, got_opt, got_iter = _flat_state(resumed_dir / 'iter_2.pth')
+    assert ref_iter == got_iter == 2
+    assert ref_w.keys() == got_w.keys()
+    for key, value in ref_w.items():
+        torch.testing.assert_close(got_w[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert ref_opt.keys() == got_opt.keys()
+    for idx, state in ref_opt.items():
+        for name, value in state.items():
+            torch.testing.assert_close(got_opt[idx][name], value, rtol=1e-5, atol=1e-6)
+    # The weights did change between the checkpoints (the comparison means something).
+    first, _, _ = _flat_state(tmp_path / 'full' / 'iter_1.pth')
+    assert not torch.equal(first['neck.fpn_convs.0.conv2.conv.weight'],
+                           ref_w['neck.fpn_convs.0.conv2.conv.weight'])
+
+    # test.py on the result: metrics, a pickle of predictions, prediction images.
+    out = tmp_path / 'preds.pkl'
+    metrics = test_tool.main([config, str(resumed_dir / 'iter_2.pth'), '--work-dir',
+                              str(tmp_path / 'test'), '--out', str(out),
+                              '--show-dir', str(tmp_path / 'vis')])
+    assert 'coco/bbox_mAP' in metrics
+    assert out.exists()
+    assert any(name.endswith('.png') for name in os.listdir(tmp_path / 'vis'))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_cpu_training(shapes, tmp_path):
+    cfg = tiny_cfg(DEMO_RETINANET, shapes, str(tmp_path / 'dist'), max_iters=2)
+    config = _write_cfg(cfg, tmp_path / 'dist.py')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), config, '2'],
+                          check=False, capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ckpt = torch.load(tmp_path / 'dist' / 'iter_2.pth', map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 2
+    logs = [n for n in os.listdir(tmp_path / 'dist') if n[:2].isdigit()]
+    assert logs, 'no run directory'
+    assert 'distributed: True' in proc.stdout + proc.stderr or 'World size: 2' in (
+        proc.stdout + proc.stderr)
