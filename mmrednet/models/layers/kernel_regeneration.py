@@ -29,7 +29,10 @@ def regenerate_in_backward(kernel: Tensor, generate: Callable[[], Tensor]) -> It
     saves a view of it); everything else is saved as usual. ``generate`` must
     be deterministic given the saved tensors it closes over.
     """
-    storage = kernel.untyped_storage().data_ptr()
+    # Only plain ints from ``kernel``: autograd keeps the pack hook alive with
+    # every tensor saved under it, so a closure over ``kernel`` itself would
+    # keep the kernel alive until backward, the very memory this saves.
+    storage, numel = kernel.untyped_storage().data_ptr(), kernel.numel()
     # Backward runs outside autocast: regenerate under the forward's autocast
     # state so the kernel comes back bit-identical (same dtype, same rounding).
     device = kernel.device.type
@@ -37,7 +40,7 @@ def regenerate_in_backward(kernel: Tensor, generate: Callable[[], Tensor]) -> It
                     dtype=torch.get_autocast_dtype(device))
 
     def pack(t: Tensor):
-        if t.untyped_storage().data_ptr() == storage and t.numel() == kernel.numel():
+        if t.untyped_storage().data_ptr() == storage and t.numel() == numel:
             return _Regenerate(generate, t.shape)
         return t
 
