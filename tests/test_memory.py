@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mmrednet.models import Involution, RedNet
+from mmrednet.utils import retained_memory
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -64,25 +65,6 @@ def _track_kernels(model):
 
             module._generate_kernel = tracked
     return refs
-
-
-def _allocated_after(fn):
-    """CPU bytes allocated by ``fn()`` and still allocated when it returns."""
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = list(prof.profiler.kineto_results.experimental_event_tree())
-    allocations = []
-    while events:
-        event = events.pop()
-        events.extend(event.children)
-        if event.tag == _EventType.Allocation:
-            fields = event.extra_fields
-            allocations.append((event.start_time_ns, fields.alloc_size, fields.total_allocated))
-    allocations.sort()
-    return allocations[-1][2] - (allocations[0][2] - allocations[0][1])
 
 
 def test_backbone_gradients_identical_with_and_without_regeneration():
@@ -141,7 +123,7 @@ def test_allocator_keeps_less_by_exactly_the_kernels():
     for regenerate in (False, True):
         _set_regenerate(model, regenerate)
         graph = []
-        kept[regenerate] = _allocated_after(lambda graph=graph: graph.append(model(x)))
+        kept[regenerate] = retained_memory(lambda graph=graph: graph.append(model(x)))
         if not regenerate:  # the kernels are alive here: measure them
             kernel_bytes = sum(ref().untyped_storage().nbytes() for ref in refs)
         sum(o.sum() for o in graph.pop()).backward()

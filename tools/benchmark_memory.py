@@ -169,41 +169,6 @@ def _detector(section: str, variant: str, device: str, batch: int, size: Tuple[i
 # ---------------------------------------------------------------- measurement
 
 
-def retained_memory(fn: Callable[[], object], device: str) -> int:
-    """Bytes allocated by ``fn()`` that are still allocated when it returns.
-
-    For ``fn = loss`` with the result kept, that is the memory the autograd
-    graph holds for backward, as the allocator sees it (not as the graph's
-    bookkeeping claims it: a tensor saved as a token but referenced elsewhere
-    still counts).
-    """
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        result = fn()
-        torch.cuda.synchronize(device)
-        del result
-        return torch.cuda.memory_allocated(device) - before
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        result = fn()
-    del result
-    events = list(prof.profiler.kineto_results.experimental_event_tree())
-    allocations = []
-    while events:
-        event = events.pop()
-        events.extend(event.children)
-        if event.tag == _EventType.Allocation:
-            fields = event.extra_fields
-            allocations.append((event.start_time_ns, fields.alloc_size, fields.total_allocated))
-    if not allocations:
-        return 0
-    allocations.sort()
-    return allocations[-1][2] - (allocations[0][2] - allocations[0][1])
-
-
 def involution_saved_bytes(model: torch.nn.Module, loss: Callable[[], torch.Tensor]) -> int:
     """Bytes of the tensors the involution layers of ``model`` save for backward.
 
@@ -249,7 +214,7 @@ def involution_saved_bytes(model: torch.nn.Module, loss: Callable[[], torch.Tens
 
 def measure(job: Job) -> Row:
     """Build one model and measure it (runs in a fresh worker process)."""
-    from mmrednet.utils import peak_memory, time_call
+    from mmrednet.utils import peak_memory, retained_memory, time_call
 
     torch.set_num_threads(job.threads)
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Timing and peak-memory measurement shared by the benchmark tools."""
 import time
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import torch
 
@@ -27,15 +27,19 @@ def time_call(fn: Callable[[], object], device='cpu', repeat: int = 5, warmup: i
     return sorted(times)[len(times) // 2]
 
 
-def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
-    # The profiler records every CPU allocation with the running total of
-    # allocated bytes; the peak of that total, less the total before the call,
-    # is what the call needed on top of what already existed.
+def _cpu_allocations(fn: Callable[[], object]) -> Tuple[int, int, int]:
+    """Run ``fn()`` under torch's profiler and read its CPU allocation events.
+
+    Every allocation event carries the running total of allocated bytes.
+    Returns the total before the call, its peak during the call and the total
+    when the call returned (with the call's result still alive).
+    """
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+        result = fn()
+    del result
     events = list(prof.profiler.kineto_results.experimental_event_tree())
     allocations = []
     while events:
@@ -45,10 +49,10 @@ def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
             fields = event.extra_fields
             allocations.append((event.start_time_ns, fields.alloc_size, fields.total_allocated))
     if not allocations:
-        return 0
+        return 0, 0, 0
     allocations.sort()
     before = allocations[0][2] - allocations[0][1]
-    return max(total for _, _, total in allocations) - before
+    return before, max(total for _, _, total in allocations), allocations[-1][2]
 
 
 def peak_memory(fn: Callable[[], object], device='cpu') -> int:
@@ -59,10 +63,30 @@ def peak_memory(fn: Callable[[], object], device='cpu') -> int:
     """
     device = torch.device(device)
     if device.type != 'cuda':
-        return _cpu_peak_bytes(fn)
+        before, peak, _ = _cpu_allocations(fn)
+        return peak - before
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     fn()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - before
+
+
+def retained_memory(fn: Callable[[], object], device='cpu') -> int:
+    """Bytes allocated by ``fn()`` that are still allocated when it returns.
+
+    With ``fn`` computing a loss whose result is kept, that is the memory the
+    autograd graph holds for backward as the allocator sees it (a tensor saved
+    as a token but still referenced elsewhere counts).
+    """
+    device = torch.device(device)
+    if device.type != 'cuda':
+        before, _, after = _cpu_allocations(fn)
+        return after - before
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    result = fn()
+    torch.cuda.synchronize(device)
+    del result
+    return torch.cuda.memory_allocated(device) - before
