@@ -62,6 +62,11 @@ def tiny_cfg(config: str, data_root: str, work_dir: str, max_iters: Optional[int
         cfg[name].dataset.indices = 1
     for name in ('val_evaluator', 'test_evaluator'):
         cfg[name].ann_file = osp.join(data_root, 'annotations', 'instances_val.json')
+    # COCO's 80 classes -> the 3 shapes (only the last predictor layers change).
+    heads = [cfg.model.get('bbox_head')] + [cfg.model.get('roi_head', {}).get(name)
+                                            for name in ('bbox_head', 'mask_head')]
+    for head in filter(None, heads):
+        head.num_classes = len(SHAPE_CLASSES)
     # An untrained model scores below the usual 0.05: keep its boxes, so
     # that prediction, evaluation and drawing have something to work on.
     test_cfg = cfg.model.test_cfg

@@ -3,6 +3,7 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from .det_helpers import COCO_CONFIGS, ROOT, tiny_cfg, tiny_dataset
@@ -13,15 +14,29 @@ def shapes(tmp_path_factory):
     return tiny_dataset(tmp_path_factory)
 
 
+class _Snapshot(Hook):
+    """Float weights just before and just after the (only) training iteration."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.before = {k: v.clone() for k, v in runner.model.state_dict().items()
+                       if v.is_floating_point()}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.after = {k: v.clone() for k, v in runner.model.state_dict().items()
+                      if v.is_floating_point()}
+        self.losses = {k: float(v) for k, v in (outputs or {}).items()}
+
+
 @pytest.mark.parametrize('name', COCO_CONFIGS)
 def test_config_trains_and_predicts(name, shapes, tmp_path):
     cfg = tiny_cfg(osp.join(ROOT, 'configs', 'rednet', name), shapes, str(tmp_path))
     runner = Runner.from_cfg(cfg)
-    model = runner.model
-    before = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    snap = _Snapshot()
+    runner.register_hook(snap)
     runner.train()
     assert runner.iter == 1
-    after = model.state_dict()
+    assert all(torch.isfinite(torch.tensor(v)) for v in snap.losses.values()), snap.losses
+    before, after = snap.before, snap.after
     # Frozen stage 1 stays put; the FPN (and every involution head) learned.
     assert torch.equal(before['backbone.layer1.0.conv1.weight'],
                        after['backbone.layer1.0.conv1.weight'])

@@ -41,6 +41,8 @@ class InvolutionFCNMaskHead(FCNMaskHead):
         cfg = dict(kernel_size=7, **(involution_cfg or {}))
         # Replaces the ConvModules mmdet's __init__ just built (it has no
         # separate builder to override); their construction is a one-off cost.
+        # Not in-place: autograd forbids modifying the involution op's output
+        # in place (it is a view made inside a custom op).
         self.convs = ModuleList(
-            nn.Sequential(Involution(self.in_channels, **cfg), nn.ReLU(inplace=True))
+            nn.Sequential(Involution(self.in_channels, **cfg), nn.ReLU())
             for _ in range(self.num_convs))
