@@ -49,3 +49,15 @@ def test_config_trains_and_predicts(name, shapes, tmp_path):
     assert 'coco/bbox_mAP' in metrics
     if name.startswith('mask-rcnn'):
         assert 'coco/segm_mAP' in metrics or 'coco/bbox_mAP' in metrics
+
+
+@pytest.mark.parametrize('name', ['retinanet_rednet26-tiny_involution-fpn_shapes.py',
+                                  'mask-rcnn_rednet26-tiny_involution-fpn_involution-head_shapes.py'])
+def test_demo_config_trains_and_predicts(name, shapes, tmp_path):
+    cfg = tiny_cfg(osp.join(ROOT, 'configs', 'demo', name), shapes, str(tmp_path))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    assert 'coco/bbox_mAP' in metrics
+    if name.startswith('mask-rcnn'):
+        assert 'coco/segm_mAP' in metrics
