@@ -108,3 +108,15 @@ def test_two_process_cpu_training(shapes, tmp_path):
         log = f.read()
     assert 'Distributed training: True' in log
     assert 'GPU number: 2' in log  # mmengine's name for the world size
+
+
+def test_visualize_kernels_writes_kernel_and_prediction_images(shapes, tmp_path):
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    import visualize_kernels
+    sys.path.pop(0)
+    image = osp.join(shapes, 'val', '000001.png')
+    visualize_kernels.main([DEMO_RETINANET, 'none', image, '--out-dir', str(tmp_path),
+                            '--layers', 'backbone.stem.1', 'neck.fpn_convs.0'])
+    written = sorted(os.listdir(tmp_path))
+    assert written == ['kernels_backbone_stem_1.png', 'kernels_neck_fpn_convs_0.png',
+                       'prediction.png']

@@ -35,6 +35,10 @@ def _numpy_globals():
 
 def allow_mmengine_checkpoints() -> None:
     """Add what mmengine checkpoints contain to torch's ``weights_only`` allow-list."""
+    # mmengine registers the default statistics (min, max, mean, current) when
+    # the first HistoryBuffer is made; a process that only loads a checkpoint
+    # (inference, tools) has made none yet.
+    HistoryBuffer()
     torch.serialization.add_safe_globals([
         HistoryBuffer,
         (_history_buffer_method, 'builtins.getattr'),
