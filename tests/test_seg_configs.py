@@ -139,3 +139,18 @@ def test_rednet_drops_into_a_dilated_mmseg_config(tmp_path):
         logits = model.encode_decode(torch.randn(1, 3, 48, 32), [dict(img_shape=(48, 32))])
     assert feats[-1].shape == (1, 2048, 6, 4)  # output stride 8
     assert logits.shape == (1, 19, 48, 32)
+
+
+def test_demo_config_trains_and_tests(tiny_cityscapes, tmp_path, plain_config_text):
+    """The CPU demo's config, on the tiny dataset: two steps, then a whole-image test."""
+    cfg = config('demo/fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
+    assert cfg.model.backbone.depth == 26 and cfg.model.backbone.norm_cfg.type == 'BN'
+    assert cfg.train_cfg.max_iters == 800 and 'tta_pipeline' in cfg
+    cfg = shrink_for_cpu(cfg, tiny_cityscapes, str(tmp_path / 'demo'), crop=(64, 64))
+    cfg.train_dataloader.batch_size = 2
+    cfg.train_cfg.max_iters = 2
+    cfg.default_hooks.visualization.draw = False
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
+    assert 0.0 <= runner.test()['mIoU'] <= 100.0

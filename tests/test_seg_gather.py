@@ -20,7 +20,14 @@ TABLE = """per class results:
 def write_run(work_dir, ts, *, val=None, test=None, tta=False):
     run = work_dir / ts
     (run / 'vis_data').mkdir(parents=True)
-    log = 'Config:\nmodel = dict(type=%r)\n' % ('SegTTAModel' if tta else 'EncoderDecoder')
+    # The config as the Runner logs it: every mmseg config has a tta_model;
+    # only --tta makes it the model.
+    if tta:
+        model = ("model = dict(\n    module=dict(\n        backbone=dict(depth=50),\n"
+                 "        type='EncoderDecoder'),\n    type='SegTTAModel')\n")
+    else:
+        model = "model = dict(\n    backbone=dict(depth=50),\n    type='EncoderDecoder')\n"
+    log = f"Config:\n{model}tta_model = dict(_scope_='mmseg', type='SegTTAModel')\n"
     if val:
         lines = [dict(lr=0.01, loss=1.0, step=50)]
         lines += [dict(aAcc=90.0, mIoU=m, mAcc=80.0, step=s) for s, m in val]

@@ -3,8 +3,8 @@
 Reads what mmengine leaves in each work dir (``<work_dir>/<timestamp>/``):
 
 * a test run (``tools/test.py``) writes ``<timestamp>.json``, one dict with
-  ``mIoU``; it is multi-scale + flip when its log shows ``SegTTAModel``
-  (``tools/test.py --tta``);
+  ``mIoU``; it is multi-scale + flip when the ``model`` of the config its log
+  shows is a ``SegTTAModel`` (``tools/test.py --tta``);
 * a training run writes ``vis_data/<timestamp>.json``, one line per logged
   step; the lines with ``mIoU`` are validations (the last one is used when
   there is no test run);
@@ -67,6 +67,30 @@ def per_class_iou(log_path: str) -> Dict[str, float]:
     return tables[-1] if tables else {}
 
 
+def is_tta_log(log_path: str) -> bool:
+    """Whether the config logged by the Runner has a ``SegTTAModel`` as ``model``.
+
+    Every mmseg config carries ``tta_model = dict(type='SegTTAModel')``; only
+    ``--tta`` makes it the ``model``. The logged config is yapf-formatted
+    Python: the ``model`` entry runs from ``model = dict(`` to the next line
+    that starts in column 0.
+    """
+    if not osp.isfile(log_path):
+        return False
+    block, inside = [], False
+    with open(log_path, errors='replace') as f:
+        for line in f:
+            if line.startswith('model = dict('):
+                block, inside = [line], True
+            elif inside and line[:1] in (' ', '\t', ')'):
+                block.append(line)
+            else:
+                inside = False
+    # The segmentor's own type sits inside module=dict(...), indented deeper.
+    return any(re.match(r'^(model = dict\(|    (?! ))', line) and "type='SegTTAModel'" in line
+               for line in block)
+
+
 def read_run(work_dir: str) -> Dict[str, Optional[dict]]:
     """Latest single-scale test, latest ms+flip test and last validation of a work dir.
 
@@ -82,12 +106,7 @@ def read_run(work_dir: str) -> Dict[str, Optional[dict]]:
         if osp.isfile(test_json):
             records = [r for r in _read_json_lines(test_json) if 'mIoU' in r]
             if records:
-                # The Runner logs the whole config; --tta made the model a SegTTAModel.
-                tta = False
-                if osp.isfile(log_path):
-                    with open(log_path, errors='replace') as f:
-                        tta = 'SegTTAModel' in f.read()
-                found['tta' if tta else 'test'] = dict(
+                found['tta' if is_tta_log(log_path) else 'test'] = dict(
                     records[-1], per_class=per_class_iou(log_path), source=test_json)
         if osp.isfile(val_json):
             records = [r for r in _read_json_lines(val_json) if 'mIoU' in r]

@@ -167,8 +167,8 @@ def _save_atomic(write, path: str) -> None:
     os.replace(tmp, path)
 
 
-def make_dataset(out_dir: str, num_train: int = 48, num_val: int = 12, width: int = 512,
-                 height: int = 256, seed: int = 0, label_ids: bool = True) -> dict:
+def make_dataset(out_dir: str, num_train: int = 48, num_val: int = 12, width: int = 256,
+                 height: int = 128, seed: int = 0, label_ids: bool = True) -> dict:
     """Write the dataset; returns ``{split: [frame names]}``. Deterministic in ``seed``."""
     frames = {}
     for split_index, (split, count) in enumerate((('train', num_train), ('val', num_val))):
@@ -207,8 +207,8 @@ def parse_args(argv=None):
     parser.add_argument('out_dir', help='dataset root (gets leftImg8bit/ and gtFine/)')
     parser.add_argument('--num-train', type=int, default=48)
     parser.add_argument('--num-val', type=int, default=12)
-    parser.add_argument('--width', type=int, default=512)
-    parser.add_argument('--height', type=int, default=256)
+    parser.add_argument('--width', type=int, default=256)
+    parser.add_argument('--height', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no-label-ids', action='store_true',
                         help='write only images and polygons, like the official download '
