@@ -2,8 +2,8 @@
 # Segmentation demo, end to end on CPU, from nothing:
 #   synthetic street scenes in the Cityscapes download layout (images + polygon JSON)
 #   -> labelTrainIds with the Cityscapes converter -> Semantic FPN RedNet-26 (tiny)
-#   trained with tools/train.py -> tested with tools/test.py (per-class IoU, mIoU,
-#   prediction images) -> the results table.
+#   trained with tools/train.py -> tested with tools/test.py, single scale (per-class
+#   IoU, mIoU, prediction images) and multi-scale + flip -> the results table.
 #
 #   bash tools/run_seg_demo.sh                 # PY=/path/to/python to choose the interpreter
 set -euo pipefail
@@ -27,6 +27,7 @@ fi
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK"
 "$PY" tools/test.py "$CONFIG" "$(cat "$WORK/last_checkpoint")" --work-dir "$WORK" \
   --show-dir "$WORK/predictions"
+"$PY" tools/test.py "$CONFIG" "$(cat "$WORK/last_checkpoint")" --work-dir "$WORK" --tta
 "$PY" tools/analysis/gather_seg_results.py "$WORK" --per-class --out "$WORK/results.md"
 echo "Prediction images: $WORK/predictions/vis_data/vis_image/"
 echo "Total time: $(( $(date +%s) - start )) s"
