@@ -49,3 +49,17 @@ def test_other_globals_stay_refused(gadget, match):
     buffer.seek(0)
     with pytest.raises(pickle.UnpicklingError, match=match):
         torch.load(buffer)
+
+
+def test_loads_in_a_process_that_made_no_history_buffer(tmp_path):
+    """Inference-only processes have not registered mmengine's statistics yet."""
+    import subprocess
+    import sys
+    hub = MessageHub.get_instance('checkpoint-safety-fresh')
+    hub.update_scalar('loss', 1.0)
+    path = tmp_path / 'hub.pth'
+    torch.save({'message_hub': hub.state_dict()}, path)
+    code = ('import torch, mmrednet; '
+            f'print(torch.load({str(path)!r})["message_hub"]["log_scalars"]["loss"].mean())')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith('1.0')

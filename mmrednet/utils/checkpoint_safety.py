@@ -15,10 +15,15 @@ import torch
 from mmengine.logging import HistoryBuffer
 from numpy._core import multiarray
 
+# mmengine registers these when the first HistoryBuffer is made, which a
+# process that only loads a checkpoint (inference, tools) has not done yet.
+_DEFAULT_STATISTICS = ('min', 'max', 'mean', 'current')
+
 
 def _history_buffer_method(owner, name: str):
     """``getattr`` limited to the statistics methods of ``HistoryBuffer``."""
-    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    if owner is HistoryBuffer and (name in _DEFAULT_STATISTICS
+                                   or name in HistoryBuffer._statistics_methods):
         return getattr(owner, name)
     raise pickle.UnpicklingError(f'refusing to unpickle getattr({owner!r}, {name!r}): only the '
                                  'statistics methods of mmengine HistoryBuffer are allowed')
@@ -35,10 +40,6 @@ def _numpy_globals():
 
 def allow_mmengine_checkpoints() -> None:
     """Add what mmengine checkpoints contain to torch's ``weights_only`` allow-list."""
-    # mmengine registers the default statistics (min, max, mean, current) when
-    # the first HistoryBuffer is made; a process that only loads a checkpoint
-    # (inference, tools) has made none yet.
-    HistoryBuffer()
     torch.serialization.add_safe_globals([
         HistoryBuffer,
         (_history_buffer_method, 'builtins.getattr'),
