@@ -1,5 +1,6 @@
 # make test  - install what is missing (into .venv), then lint and run the tests
-# make demo  - install what is missing, then run the main job on its small default
+# make demo  - install what is missing, then train, evaluate and draw the CPU detection demo
+# make seg-demo - the same for the Cityscapes-layout segmentation demo
 #
 # Use an existing environment with `make test PY=/path/to/python` (it must have
 # a torch already; TORCH= skips installing one). The mmcv wheel is built once
@@ -14,7 +15,7 @@ STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex \
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
 
-.PHONY: install test lint demo benchmark clean
+.PHONY: install test lint demo seg-demo benchmark clean
 .DEFAULT_GOAL := test
 
 install: $(STAMP)
@@ -41,7 +42,10 @@ test: lint
 	$(PY) -m pytest -q -n 2 tests
 
 demo: install
-	$(PY) tools/benchmark_involution.py --quick --out-dir work_dirs/benchmark
+	PYTHON=$(PY) bash tools/run_demo.sh work_dirs/demo
+
+seg-demo: install
+	PY=$(PY) bash tools/run_seg_demo.sh
 
 benchmark: install
 	$(PY) tools/benchmark_involution.py --out-dir work_dirs/benchmark
