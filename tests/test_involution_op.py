@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmrednet.ops import cpu, involution, involution_reference, portable
+from mmrednet.ops import cpu, involution, involution_backward, involution_reference, portable
 from mmrednet.ops._args import canonicalize
 
 from .helpers import random_problem
@@ -198,3 +198,30 @@ def test_autocast_mixes_fp32_input_and_low_precision_kernel():
     assert x.grad.dtype == torch.float32 and w.grad is not None
     with pytest.raises(TypeError, match='weight dtype torch.bfloat16 must equal input dtype'):
         involution(x, w.bfloat16(), **args)  # outside autocast a mismatch stays an error
+
+
+@pytest.mark.parametrize('size', [(9, 7), (11, )])
+def test_backward_without_forward_equals_autograd(size):
+    x, w, args = random_problem(c=16, groups=4, size=size, kernel=5, stride=2)
+    (_, grad_x, grad_w), grad_out = _grads(involution, x, w, args)
+    got_x, got_w = involution_backward(grad_out, x, w, **args)
+    torch.testing.assert_close(got_x, grad_x, rtol=0, atol=0)
+    torch.testing.assert_close(got_w, grad_w, rtol=0, atol=0)
+    only_w = involution_backward(grad_out, x, w, **args, output_mask=(False, True))
+    assert only_w[0] is None
+    torch.testing.assert_close(only_w[1], grad_w, rtol=0, atol=0)
+    with pytest.raises(ValueError, match='grad_output must have the output shape'):
+        involution_backward(grad_out[..., :-1], x, w, **args)
+
+
+def test_backward_without_forward_casts_as_the_forward_under_autocast():
+    x, w, args = random_problem(c=16, groups=2, size=(7, 7), kernel=3, dtype=torch.float32)
+    w = w.detach().bfloat16().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = involution(x, w, **args)
+        grad_out = torch.randn_like(out)
+        got_x, got_w = involution_backward(grad_out, x, w, **args)
+    want_x, want_w = torch.autograd.grad(out, (x, w), grad_out)
+    assert got_x.dtype == torch.float32 and got_w.dtype == torch.bfloat16
+    torch.testing.assert_close(got_x, want_x, rtol=0, atol=0)
+    torch.testing.assert_close(got_w, want_w, rtol=0, atol=0)

@@ -1,10 +1,11 @@
-"""Kernel regeneration at model level: the memory is really freed, and nothing else changes.
+"""Training memory at model level: what is not kept is really freed, and nothing else changes.
 
 The layer tests check one involution's gradients and the tensors it hands to
 autograd. These check whole RedNets: that the generated kernels are freed
-after the forward (not only left out of the saved tensors), what the
-allocator keeps for backward, and that gradients stay bitwise identical in
-float64, under bfloat16 autocast and with gradient checkpointing.
+after the forward (not only left out of the saved tensors), that the
+allocator keeps less by exactly what the involutions and the stem saved
+before, that gradients stay bitwise identical in float64 and under bfloat16
+autocast, and that recomputation never updates BN's running statistics twice.
 """
 import weakref
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from mmrednet.models import Involution, RedNet
-from mmrednet.utils import retained_memory
+from mmrednet.utils import retained_memory, saved_bytes_inside
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -24,9 +25,10 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _rednet(regenerate=True, **kwargs):
+def _rednet(regenerate=True, recompute_stem=True, **kwargs):
     torch.manual_seed(0)
     model = RedNet(depth=26, stem_kernel=7, base_channels=16, stem_channels=32,
+                   recompute_stem=recompute_stem,
                    involution_cfg=dict(regenerate_kernel=regenerate), **kwargs)
     return model.train()
 
@@ -37,16 +39,20 @@ def _set_regenerate(model, regenerate):
             module.regenerate_kernel = regenerate
 
 
+def _loss(outs):
+    return sum(out.float().pow(2).mean() for out in outs)
+
+
 def _grads(model, x):
     model.zero_grad(set_to_none=True)
     x = x.detach().requires_grad_()
-    sum(out.float().pow(2).mean() for out in model(x)).backward()
+    _loss(model(x)).backward()
     return [x.grad] + [p.grad for p in model.parameters()]
 
 
-def _assert_identical(grads_a, grads_b):
-    assert len(grads_a) == len(grads_b)
-    for a, b in zip(grads_a, grads_b, strict=True):
+def _assert_identical(tensors_a, tensors_b):
+    assert len(tensors_a) == len(tensors_b)
+    for a, b in zip(tensors_a, tensors_b, strict=True):
         assert a is not None and b is not None
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -58,8 +64,8 @@ def _track_kernels(model):
         if isinstance(module, Involution):
             generate = module._generate_kernel
 
-            def tracked(reduced, generate=generate):
-                kernel = generate(reduced)
+            def tracked(x, generate=generate):
+                kernel = generate(x)
                 refs.append(weakref.ref(kernel))
                 return kernel
 
@@ -67,34 +73,39 @@ def _track_kernels(model):
     return refs
 
 
-def test_backbone_gradients_identical_with_and_without_regeneration():
-    model = _rednet().double()
+def test_backbone_gradients_identical_with_and_without_saving():
     x = torch.randn(2, 3, 36, 34, dtype=torch.float64)
-    _set_regenerate(model, False)
-    before = _grads(model, x)
-    _set_regenerate(model, True)
-    _assert_identical(before, _grads(model, x))
+    kept = _grads(_rednet(regenerate=False, recompute_stem=False).double(), x)
+    _assert_identical(kept, _grads(_rednet().double(), x))
 
 
 def test_gradient_checkpointing_keeps_gradients_identical():
-    # with_cp recomputes each block in backward, where regeneration is active
-    # again inside the recomputation. Checkpointing itself changes the order
-    # in which autograd sums gradients, hence only closeness against no with_cp.
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    checkpointed = _grads(_rednet(with_cp=True).double(), x)
-    _assert_identical(_grads(_rednet(regenerate=False, with_cp=True).double(), x), checkpointed)
-    for a, b in zip(_grads(_rednet(regenerate=False).double(), x), checkpointed, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    kept = _grads(_rednet(regenerate=False, recompute_stem=False).double(), x)
+    _assert_identical(kept, _grads(_rednet(with_cp=True).double(), x))
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_recomputation_updates_running_statistics_once(with_cp):
+    # Every recomputation (kernel branch, stem, checkpointed blocks) runs BN in
+    # training mode again; the statistics must still see each batch once.
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    models = [_rednet(regenerate=False, recompute_stem=False).double(),
+              _rednet(with_cp=with_cp).double()]
+    for model in models:
+        for _ in range(2):
+            _grads(model, x)
+    _assert_identical(*(list(model.buffers()) for model in models))
+    assert int(models[1].stem[0].bn.num_batches_tracked) == 2
 
 
 def test_bfloat16_autocast_gradients_identical():
     # Backward runs outside autocast: the regenerated kernel must come back
     # in bfloat16 with the forward's rounding, or gradients would differ.
-    model = _rednet()
     x = torch.randn(2, 3, 32, 32)
     grads = []
-    for regenerate in (False, True):
-        _set_regenerate(model, regenerate)
+    for saving in (False, True):
+        model = _rednet(regenerate=saving, recompute_stem=saving)
         with torch.autocast('cpu', dtype=torch.bfloat16):
             grads.append(_grads(model, x))
     _assert_identical(*grads)
@@ -102,8 +113,8 @@ def test_bfloat16_autocast_gradients_identical():
 
 def test_generated_kernels_are_freed_after_forward():
     # Leaving the kernel out of the saved tensors is not enough: anything that
-    # still references it (a hook closure, say) keeps the memory alive.
-    model = _rednet()
+    # still references it (a closure, say) keeps the memory alive.
+    model = _rednet(recompute_stem=False)
     refs = _track_kernels(model)
     x = torch.randn(2, 3, 32, 32)
     for regenerate, alive in ((False, True), (True, False)):
@@ -112,65 +123,62 @@ def test_generated_kernels_are_freed_after_forward():
         out = model(x)
         assert len(refs) == 1 + 8  # stem + one per bottleneck of RedNet-26
         assert all((ref() is not None) == alive for ref in refs), regenerate
-        sum(o.sum() for o in out).backward()
+        _loss(out).backward()
 
 
-def test_allocator_keeps_less_by_exactly_the_kernels():
-    model = _rednet()
-    refs = _track_kernels(model)
+def _kept_and_saved_inside(model, x, inside):
+    """Bytes the allocator keeps for backward, and bytes saved inside ``inside`` modules."""
+    graph = []
+    kept = retained_memory(lambda: graph.append(model(x)))
+    _loss(graph.pop()).backward()
+    saved, out = saved_bytes_inside(model, lambda: model(x), inside, inputs=[x])
+    _loss(out).backward()
+    return kept, saved
+
+
+def test_allocator_keeps_less_by_exactly_what_the_involutions_saved():
+    model = _rednet(recompute_stem=False)
     x = torch.randn(2, 3, 32, 32)
-    kept, kernel_bytes = {}, 0
+    kept, saved = {}, {}
     for regenerate in (False, True):
         _set_regenerate(model, regenerate)
-        graph = []
-        kept[regenerate] = retained_memory(lambda graph=graph: graph.append(model(x)))
-        if not regenerate:  # the kernels are alive here: measure them
-            kernel_bytes = sum(ref().untyped_storage().nbytes() for ref in refs)
-        sum(o.sum() for o in graph.pop()).backward()
-    assert kernel_bytes > 0
-    assert kept[False] - kept[True] == kernel_bytes
+        kept[regenerate], saved[regenerate] = _kept_and_saved_inside(
+            model, x, lambda m: isinstance(m, Involution))
+    # Before: each kernel and its branch's norm input, statistics and activation.
+    assert saved[False] > 0 and saved[True] == 0
+    assert kept[False] - kept[True] == saved[False]
 
 
-def _involution_saved_bytes(model, x):
-    """Bytes of storages first saved for backward inside an involution layer."""
-    stack, handles, seen, total = [], [], set(), [0]
-    for module in model.modules():
-        handles.append(module.register_forward_pre_hook(lambda m, _: stack.append(m)))
-        handles.append(module.register_forward_hook(lambda *_: stack.pop() and None))
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in seen and ptr not in params:
-            seen.add(ptr)
-            if any(isinstance(m, Involution) for m in stack):
-                total[0] += t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    for handle in handles:
-        handle.remove()
-    sum(o.sum() for o in out).backward()
-    return total[0]
-
-
-def test_involution_layers_save_at_most_sixty_percent_of_before():
+def test_stem_recomputation_frees_exactly_the_stem_activations():
     model = _rednet()
     x = torch.randn(2, 3, 32, 32)
-    saved = {}
-    for regenerate in (False, True):
-        _set_regenerate(model, regenerate)
-        saved[regenerate] = _involution_saved_bytes(model, x)
-    assert 0 < saved[True] <= 0.6 * saved[False]
+    model.recompute_stem = False
+    kept_before, stem_saved = _kept_and_saved_inside(
+        model, x, lambda m: m is model.stem or m is model.maxpool)
+    model.recompute_stem = True
+    kept_after, _ = _kept_and_saved_inside(model, x, lambda m: False)
+    # All but the RNG state that checkpointing keeps to replay random ops.
+    assert stem_saved > 0
+    assert kept_before - kept_after == stem_saved - torch.get_rng_state().nbytes
 
 
-@pytest.mark.parametrize('regenerate', [False, True])
-def test_eval_and_no_grad_paths_unchanged(regenerate):
-    model = _rednet(regenerate).eval()
+def test_frozen_stem_is_not_recomputed():
+    model = _rednet(frozen_stages=0)
+    x = torch.randn(2, 3, 32, 32)
+    calls = []
+    model.stem.register_forward_hook(lambda *_: calls.append(1))
+    _loss(model(x)).backward()
+    assert len(calls) == 1
+    assert all(p.grad is None for p in model.stem.parameters())
+
+
+@pytest.mark.parametrize('saving', [False, True])
+def test_eval_and_no_grad_paths_unchanged(saving):
+    model = _rednet(regenerate=saving, recompute_stem=saving).eval()
     x = torch.randn(1, 3, 24, 24)
     with torch.no_grad():
         outs = model(x)
-    _set_regenerate(model, not regenerate)
+    _set_regenerate(model, not saving)
+    model.recompute_stem = not saving
     with torch.no_grad():
         _assert_identical(list(outs), list(model(x)))

@@ -1,12 +1,15 @@
-"""Benchmark training memory and step time: RedNet-50 (kernel saving on/off) vs ResNet-50.
+"""Benchmark training memory and step time: RedNet-50 (memory saving on/off) vs ResNet-50.
 
-Three RedNet-50 variants per section, each measured in its own process so that
+RedNet-50 variants per section, each measured in its own process so that
 allocations never mix, on the same input and batch, in one run:
 
-* ``after``: RedNet-50 as shipped (``regenerate_kernel=True``: every involution
-  keeps only the small reduced feature and regenerates its kernel in backward);
-* ``before``: RedNet-50 with ``involution_cfg=dict(regenerate_kernel=False)``
-  (every involution keeps its generated kernel for backward);
+* ``after``: RedNet-50 as shipped: every involution keeps only its input and
+  regenerates its kernel in backward (``regenerate_kernel=True``), and the
+  stem is recomputed in backward (``recompute_stem=True``);
+* ``before``: RedNet-50 with both off (every involution keeps its generated
+  kernel and its kernel branch's activations, the stem keeps its activations);
+* ``stem-kept`` (not run by default): kernel regeneration on, stem
+  recomputation off, to tell the two apart;
 * ``ResNet-50``: mmdet's ResNet-50, the network RedNet replaces.
 
 Sections: the bare backbone (loss = sum of the means of the four stage
@@ -27,12 +30,13 @@ SGD step, after one warm-up step):
   storages first saved inside an ``Involution`` module. The layer's input is
   not counted there (the preceding layer saves it anyway); before the change
   this is the generated kernel (``N x G x K*K x H x W``) plus the kernel
-  branch's BN input and ReLU output, after it only the latter two. This is
+  branch's BN input, statistics and ReLU output, after it nothing. This is
   "the memory the layer needed" of the targets (counted with saved-tensor
-  hooks: distinct storages, parameters excluded);
+  hooks, :func:`mmrednet.utils.saved_bytes_inside`);
 * ``step ms``: median wall time of the step; RedNet's ``after`` worker also
   times after and before alternately in one process (the ``paired`` ratio,
-  which other load on a shared machine does not skew).
+  which other load on a shared machine does not skew). Saving memory costs
+  time: the kernel branches and the stem run twice.
 
 Targets (backbone section): RedNet-50 peak <= ResNet-50 peak; involution MB
 after <= 60% of before; step time after <= 1.10 x before.
@@ -51,13 +55,14 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-VARIANTS = ('after', 'before', 'ResNet-50')
+VARIANTS = ('after', 'before', 'ResNet-50', 'stem-kept')
+DEFAULT_VARIANTS = VARIANTS[:3]
 SECTIONS = ('backbone', 'retinanet', 'faster_rcnn')
 DET_CONFIGS = dict(retinanet='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
                    faster_rcnn='mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
@@ -109,10 +114,8 @@ def _quiet_init(model: torch.nn.Module) -> None:
 
 
 def _rednet_cfg(variant: str, **kwargs) -> dict:
-    cfg = dict(type='mmrednet.RedNet', depth=50, **kwargs)
-    if variant == 'before':
-        cfg['involution_cfg'] = dict(regenerate_kernel=False)
-    return cfg
+    return dict(type='mmrednet.RedNet', depth=50, recompute_stem=variant == 'after',
+                involution_cfg=dict(regenerate_kernel=variant != 'before'), **kwargs)
 
 
 def _backbone(variant: str, device: str, batch: int, size: Tuple[int, int]):
@@ -170,46 +173,13 @@ def _detector(section: str, variant: str, device: str, batch: int, size: Tuple[i
 
 
 def involution_saved_bytes(model: torch.nn.Module, loss: Callable[[], torch.Tensor]) -> int:
-    """Bytes of the tensors the involution layers of ``model`` save for backward.
-
-    Counts distinct storages passed to autograd's saved-tensor pack hook,
-    parameters excluded (they exist anyway). A storage is attributed to the
-    module running when it is first saved, so an involution is not charged for
-    its input. Inside an involution's kernel regeneration the layer's own
-    hooks take over (only the innermost hooks run); there the op saves only
-    the layer input (counted at the preceding layer) and the regeneration
-    token, which holds the reduced feature (counted at ``conv2``).
-    Whether what is not saved is also freed, :func:`retained_memory` tells.
-    """
+    """Bytes the involution layers of ``model`` add to what autograd keeps for backward."""
     from mmrednet.models import Involution
+    from mmrednet.utils import saved_bytes_inside
 
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    stack: List[torch.nn.Module] = []
-    handles = []
-    for module in model.modules():
-        handles.append(module.register_forward_pre_hook(lambda m, _: stack.append(m)))
-        handles.append(module.register_forward_hook(lambda *_: stack.pop() and None))
-    seen: Dict[int, int] = {}
-    involution = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal involution
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in seen and ptr not in params:
-            seen[ptr] = storage.nbytes()
-            if any(isinstance(m, Involution) for m in stack):
-                involution += storage.nbytes()
-        return t
-
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = loss()
-    finally:
-        for handle in handles:
-            handle.remove()
+    saved, out = saved_bytes_inside(model, loss, lambda m: isinstance(m, Involution))
     out.backward()  # free the graph (and check it still works)
-    return involution
+    return saved
 
 
 def measure(job: Job) -> Row:
@@ -247,31 +217,38 @@ def measure(job: Job) -> Row:
                peak / MB, kept / MB, involution / MB, seconds * 1e3, paired)
 
 
+def _set_memory_saving(model: torch.nn.Module, on: bool) -> None:
+    """Switch kernel regeneration and stem recomputation of every RedNet part of ``model``."""
+    from mmrednet.models import Involution, RedNet
+
+    for module in model.modules():
+        if isinstance(module, Involution):
+            module.regenerate_kernel = on
+        elif isinstance(module, RedNet):
+            module.recompute_stem = on
+
+
 def paired_time_ratio(model: torch.nn.Module, step: Callable[[], None], device: str,
                       repeat: int) -> float:
     """Median of after/before step-time ratios, the two timed alternately in one process.
 
-    ``regenerate_kernel`` only changes what the involutions save, so the same
+    The memory saving only changes what is kept for backward, so the same
     model times both variants. Alternating them cancels the load of other
     processes on a shared machine, which the separate timings of the table
     do not.
     """
-    from mmrednet.models import Involution
     from mmrednet.utils import time_call
 
-    layers = [m for m in model.modules() if isinstance(m, Involution)]
     ratios = []
     try:
         for _ in range(repeat):
             seconds = {}
-            for regenerate in (True, False):
-                for layer in layers:
-                    layer.regenerate_kernel = regenerate
-                seconds[regenerate] = time_call(step, device, repeat=1, warmup=0)
+            for on in (True, False):
+                _set_memory_saving(model, on)
+                seconds[on] = time_call(step, device, repeat=1, warmup=0)
             ratios.append(seconds[True] / seconds[False])
     finally:
-        for layer in layers:
-            layer.regenerate_kernel = True
+        _set_memory_saving(model, True)
     return sorted(ratios)[len(ratios) // 2]
 
 
@@ -374,9 +351,10 @@ def write_outputs(out_dir: str, rows: Sequence[Row], summary: Sequence[dict]) ->
     sections = list(dict.fromkeys(r.section for r in rows))
     by = {(r.section, r.variant): r for r in rows}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    width = 0.8 / len(VARIANTS)
-    for i, variant in enumerate(VARIANTS):
-        xs = [j + (i - 1) * width for j in range(len(sections))]
+    variants = [v for v in VARIANTS if any(r.variant == v for r in rows)]
+    width = 0.8 / len(variants)
+    for i, variant in enumerate(variants):
+        xs = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(sections))]
         for ax, field in zip(axes, ('peak_mb', 'step_ms'), strict=True):
             ax.bar(xs, [getattr(by[(s, variant)], field) if (s, variant) in by else 0
                         for s in sections], width, label=f'RedNet-50 {variant}'
@@ -400,7 +378,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--det-size', type=int, nargs='+', default=[384],
                         help='detector image H [W]')
     parser.add_argument('--sections', nargs='+', choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument('--variants', nargs='+', choices=VARIANTS,
+                        default=list(DEFAULT_VARIANTS))
     parser.add_argument('--repeat', type=int, default=3, help='timed steps per model')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads(),
                         help='torch CPU threads of each worker')

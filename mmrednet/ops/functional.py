@@ -1,9 +1,29 @@
-"""The public functional involution op."""
+"""The public functional involution op and its backward."""
+from typing import List, Optional, Sequence, Tuple
+
 import torch
 from torch import Tensor
 
 from ._args import IntOrPair, canonicalize
-from .library import involution_op
+from .library import involution_grads, involution_op
+
+
+def _op_args(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntOrPair,
+             dilation: IntOrPair) -> Tuple[Tensor, Tensor, List[List[int]], bool]:
+    """The custom op's tensors and geometry, and whether the problem is 1-D.
+
+    Differentiable (casts and views), so autograd maps gradients of the op's
+    tensors back to ``input`` and ``weight``.
+    """
+    device = input.device.type
+    if input.dtype != weight.dtype and torch.is_autocast_enabled(device):
+        # As a convolution under autocast: compute in the autocast dtype (the
+        # generated kernel comes from a conv, the input often from an fp32 op).
+        dtype = torch.get_autocast_dtype(device)
+        input, weight = input.to(dtype), weight.to(dtype)
+    x, w, geo, one_d = canonicalize(input, weight, stride, padding, dilation)
+    geometry = [list(geo.stride), list(geo.padding), list(geo.dilation)]
+    return x.contiguous(), w.contiguous(), geometry, one_d
 
 
 def involution(input: Tensor, weight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0,
@@ -26,13 +46,46 @@ def involution(input: Tensor, weight: Tensor, stride: IntOrPair = 1, padding: In
     Returns:
         Tensor: ``(N, C, Ho, Wo)`` (or ``(N, C, Lo)``), same dtype as input.
     """
-    device = input.device.type
-    if input.dtype != weight.dtype and torch.is_autocast_enabled(device):
-        # As a convolution under autocast: compute in the autocast dtype (the
-        # generated kernel comes from a conv, the input often from an fp32 op).
-        dtype = torch.get_autocast_dtype(device)
-        input, weight = input.to(dtype), weight.to(dtype)
-    x, w, geo, one_d = canonicalize(input, weight, stride, padding, dilation)
-    out = involution_op(x.contiguous(), w.contiguous(), list(geo.stride), list(geo.padding),
-                        list(geo.dilation))
+    x, w, geometry, one_d = _op_args(input, weight, stride, padding, dilation)
+    out = involution_op(x, w, *geometry)
     return out.squeeze(2) if one_d else out
+
+
+def involution_backward(grad_output: Tensor, input: Tensor, weight: Tensor,
+                        stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                        output_mask: Sequence[bool] = (True, True)
+                        ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """Gradients of :func:`involution` w.r.t. ``input`` and ``weight``, without its forward.
+
+    For callers that do not keep ``weight`` for backward but recompute it
+    there (as :class:`mmrednet.models.Involution` does), like
+    ``torch.nn.grad.conv2d_input`` / ``conv2d_weight`` for convolutions. Call
+    it under the forward's autocast state: it casts as :func:`involution` did.
+
+    Args:
+        grad_output (Tensor): gradient of the output, ``(N, C, Ho, Wo)`` or
+            ``(N, C, Lo)``.
+        input, weight, stride, padding, dilation: as for :func:`involution`.
+        output_mask (Sequence[bool]): which of the two gradients to compute.
+
+    Returns:
+        tuple: ``(grad_input, grad_weight)`` with the shapes and dtypes of
+        ``input`` and ``weight``; None where ``output_mask`` is False.
+    """
+    with torch.enable_grad():
+        # Fresh leaves: only the casts and views of ``_op_args`` are
+        # differentiated here, never whatever produced input and weight.
+        leaves = (input.detach().requires_grad_(), weight.detach().requires_grad_())
+        x, w, geometry, one_d = _op_args(*leaves, stride, padding, dilation)
+    grad = grad_output.unsqueeze(2) if one_d else grad_output
+    if grad.shape != (*x.shape[:2], *w.shape[-2:]):
+        expected = (*x.shape[:2], *w.shape[-1 if one_d else -2:])
+        raise ValueError(f'involution_backward: grad_output must have the output shape '
+                         f'{expected}, got {tuple(grad_output.shape)}')
+    grads = involution_grads(grad.to(x.dtype).contiguous(), x.detach(), w.detach(), *geometry,
+                             output_mask)
+    # Back through the casts and views to the caller's input and weight.
+    wanted = [(t, leaf, g) for t, leaf, g in zip((x, w), leaves, grads, strict=True)
+              if g is not None]
+    results = iter(torch.autograd.grad(*zip(*wanted, strict=True)) if wanted else ())
+    return tuple(None if g is None else next(results) for g in grads)

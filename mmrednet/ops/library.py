@@ -7,7 +7,7 @@ The default implementation is the portable PyTorch path (any device); device
 kernels override it: the compiled CPU kernels and the CuPy CUDA kernels.
 All ops take the canonical 2-D layout (see ``_args.canonicalize``).
 """
-from typing import List
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -65,14 +65,20 @@ def _setup_context(ctx, inputs, output):
     ctx.geometry = (stride, padding, dilation)
 
 
+def involution_grads(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int],
+                     padding: List[int], dilation: List[int],
+                     output_mask: Sequence[bool] = (True, True)) -> Tuple[Optional[Tensor], ...]:
+    """``(grad_input, grad_weight)`` of the canonical op; None where ``output_mask`` is False."""
+    geometry = (stride, padding, dilation)
+    grad_in = grad_input_op(grad_output, input, weight, *geometry) if output_mask[0] else None
+    grad_w = grad_weight_op(grad_output, input, weight, *geometry) if output_mask[1] else None
+    return grad_in, grad_w
+
+
 def _backward(ctx, grad_output):
     input, weight = ctx.saved_tensors
-    grad_in = grad_w = None
-    if ctx.needs_input_grad[0]:
-        grad_in = grad_input_op(grad_output, input, weight, *ctx.geometry)
-    if ctx.needs_input_grad[1]:
-        grad_w = grad_weight_op(grad_output, input, weight, *ctx.geometry)
-    return grad_in, grad_w, None, None, None
+    return (*involution_grads(grad_output, input, weight, *ctx.geometry,
+                              ctx.needs_input_grad[:2]), None, None, None)
 
 
 involution_op.register_autograd(_backward, setup_context=_setup_context)

@@ -1,8 +1,11 @@
-"""Timing and peak-memory measurement shared by the benchmark tools."""
+"""Timing and memory measurement shared by the benchmark tools and the memory tests."""
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, List, Sequence, Set, Tuple, TypeVar
 
 import torch
+from torch import nn
+
+T = TypeVar('T')
 
 
 def _synchronize(device: torch.device) -> None:
@@ -90,3 +93,46 @@ def retained_memory(fn: Callable[[], object], device='cpu') -> int:
     torch.cuda.synchronize(device)
     del result
     return torch.cuda.memory_allocated(device) - before
+
+
+def saved_bytes_inside(model: nn.Module, fn: Callable[[], T],
+                       inside: Callable[[nn.Module], bool],
+                       inputs: Sequence[torch.Tensor] = ()) -> Tuple[int, T]:
+    """Bytes that modules matching ``inside`` add to what autograd keeps for backward.
+
+    Runs ``fn()`` (a forward of ``model``) under saved-tensor hooks and counts
+    the distinct storages that are first saved while a submodule of ``model``
+    satisfying ``inside`` is running. A storage first saved elsewhere (a
+    layer's input, saved by the layer before) is not counted again, nor are
+    ``inputs``, parameters and buffers, which exist anyway.
+
+    Returns:
+        tuple: the bytes, and ``fn()``'s result (backward it to free the graph).
+    """
+    state = {t.untyped_storage().data_ptr()
+             for t in (*inputs, *model.parameters(), *model.buffers())}
+    stack: List[nn.Module] = []
+    handles = []
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(lambda m, _: stack.append(m)))
+        handles.append(module.register_forward_hook(lambda *_: stack.pop() and None))
+    seen: Set[int] = set()
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in seen and ptr not in state:
+            seen.add(ptr)
+            if any(inside(m) for m in stack):
+                total += storage.nbytes()
+        return t
+
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            result = fn()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total, result

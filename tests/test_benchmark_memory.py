@@ -1,0 +1,37 @@
+"""tools/benchmark_memory.py on a tiny input: what it measures, the ratios and the files."""
+import csv
+import os.path as osp
+import sys
+
+from rich.console import Console
+
+from .det_helpers import ROOT
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import benchmark_memory  # noqa: E402
+
+
+def test_backbone_section_measures_the_saving(tmp_path):
+    jobs = [benchmark_memory.Job('backbone', variant, 'cpu', 1, (64, 64), 1, 1)
+            for variant in ('after', 'before', 'stem-kept', 'ResNet-50')]
+    rows = [benchmark_memory.measure(job) for job in jobs]
+    by = {row.variant: row for row in rows}
+    # Only the input of an involution is kept now; it was kernel and branch before.
+    assert by['after'].involution_mb == by['stem-kept'].involution_mb == 0
+    assert by['before'].involution_mb > 0
+    assert by['ResNet-50'].involution_mb == 0
+    # Each saving keeps less: kernels first, the stem on top.
+    assert by['after'].kept_mb < by['stem-kept'].kept_mb < by['before'].kept_mb
+    assert all(row.peak_mb > 0 and row.step_ms > 0 for row in rows)
+    assert by['after'].paired_time_ratio > 0
+
+    summary = benchmark_memory.summarize(rows)
+    assert summary[0]['involution_vs_before'] == 0
+    assert summary[0]['peak_vs_resnet'] == by['after'].peak_mb / by['ResNet-50'].peak_mb
+    console = Console(record=True, width=200)
+    benchmark_memory.print_tables(console, rows, summary)
+    assert 'peak / ResNet-50' in console.export_text()
+    benchmark_memory.write_outputs(str(tmp_path), rows, summary)
+    with open(tmp_path / 'memory.csv') as f:
+        assert [r['variant'] for r in csv.DictReader(f)] == [r.variant for r in rows]
+    assert (tmp_path / 'memory.png').stat().st_size > 0
