@@ -2,8 +2,10 @@
 # synthetic street scenes of tools/dataset_converters/make_shapes_cityscapes.py
 # (Cityscapes layout, 7 of the 19 classes). Plain BN, small crops, AdamW: it
 # learns in a few minutes on 2 CPU cores. Run it all with tools/run_seg_demo.sh.
-_base_ = ['mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmrednet.models'], allow_failed_imports=False)
+_base_ = [
+    'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/default_runtime.py',
+    './_base_rednet26_tiny.py'
+]
 
 norm_cfg = dict(type='BN', requires_grad=True)
 crop_size = (128, 128)
@@ -11,17 +13,7 @@ data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='mmrednet.RedNet',
-        depth=26,
-        stem_channels=32,
-        base_channels=16,  # stage widths 64/128/256/512 instead of 256..2048
-        stem_kernel=7,
-        out_indices=(0, 1, 2, 3),
-        norm_cfg=norm_cfg,
-        norm_eval=False,
-        init_cfg=None),
+    backbone=_base_.rednet26_tiny,
     # Narrow neck and head: on CPU their full-resolution 3x3 convs cost more
     # than the whole backbone at 256/128 channels.
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=32),

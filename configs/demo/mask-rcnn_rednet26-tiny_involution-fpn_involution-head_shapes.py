@@ -3,22 +3,12 @@
 # dataset (tools/run_demo.sh).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_shapes_instance.py',
-    'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/default_runtime.py', './_base_rednet26_tiny.py'
 ]
-custom_imports = dict(imports=['mmrednet.models'], allow_failed_imports=False)
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=32),
-    backbone=dict(
-        _delete_=True,
-        type='mmrednet.RedNet',
-        depth=26,
-        stem_channels=32,
-        base_channels=16,  # stage widths 64/128/256/512 instead of 256..2048
-        stem_kernel=7,
-        out_indices=(0, 1, 2, 3),
-        norm_cfg=dict(type='BN', requires_grad=True),
-        init_cfg=None),  # from scratch: RedNet's Kaiming init
+    backbone=_base_.rednet26_tiny,
     neck=dict(type='mmrednet.InvolutionFPN', in_channels=[64, 128, 256, 512], out_channels=64,
               num_outs=5),
     rpn_head=dict(type='mmrednet.InvolutionRPNHead', in_channels=64, feat_channels=64),

@@ -2,22 +2,12 @@
 # scratch on the shapes dataset (tools/run_demo.sh). A few minutes on 2 cores.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py', './_base_shapes_instance.py',
-    'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/default_runtime.py', './_base_rednet26_tiny.py'
 ]
-custom_imports = dict(imports=['mmrednet.models'], allow_failed_imports=False)
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=32),
-    backbone=dict(
-        _delete_=True,
-        type='mmrednet.RedNet',
-        depth=26,
-        stem_channels=32,
-        base_channels=16,  # stage widths 64/128/256/512 instead of 256..2048
-        stem_kernel=7,
-        out_indices=(1, 2, 3),
-        norm_cfg=dict(type='BN', requires_grad=True),
-        init_cfg=None),  # from scratch: RedNet's Kaiming init
+    backbone=dict(**_base_.rednet26_tiny, out_indices=(1, 2, 3)),
     neck=dict(type='mmrednet.InvolutionFPN', in_channels=[128, 256, 512], out_channels=64,
               start_level=0, add_extra_convs='on_input', num_outs=5),
     # GIoU on decoded boxes: the metric is AP at IoU 0.5:0.95, so tight boxes pay.

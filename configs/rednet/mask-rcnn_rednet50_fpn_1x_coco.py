@@ -3,23 +3,12 @@
 # used mmdet's plain schedule_1x (500 warm-up iterations), kept here.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py', 'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py', 'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/schedules/schedule_1x.py', 'mmdet::_base_/default_runtime.py',
+    '../_base_/backbones/rednet50.py'
 ]
-custom_imports = dict(imports=['mmrednet.models'], allow_failed_imports=False)
-
-# ImageNet RedNet-50 weights: convert the official ones with
-#   python tools/convert_official_checkpoint.py rednet50.pth checkpoints/rednet50_imagenet.pth
-# or train from scratch with --cfg-options model.backbone.init_cfg=None.
-pretrained_backbone = 'checkpoints/rednet50_imagenet.pth'
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='mmrednet.RedNet',
-        depth=50,
-        stem_kernel=7,  # the detection RedNets use a 7x7 stem involution
-        out_indices=(0, 1, 2, 3),
+        **_base_.rednet50,
         frozen_stages=1,
         norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True,
-        style='pytorch',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained_backbone)))
+        norm_eval=True))
