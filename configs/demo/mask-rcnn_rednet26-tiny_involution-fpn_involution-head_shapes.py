@@ -3,7 +3,8 @@
 # dataset (tools/run_demo.sh).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_shapes_instance.py',
-    'mmdet::_base_/default_runtime.py', './_base_rednet26_tiny.py'
+    'mmdet::_base_/default_runtime.py', './_base_rednet26_tiny.py',
+    './_base_schedule_adamw_20e.py'
 ]
 
 model = dict(
@@ -23,20 +24,9 @@ model = dict(
                    rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(rpn=dict(nms_pre=300, max_per_img=100), rcnn=dict(max_per_img=20)))
 
-max_epochs = 20
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
-    clip_grad=dict(max_norm=10, norm_type=2))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=1e-5)
-]
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
 default_hooks = dict(logger=dict(interval=25),
-                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+                     checkpoint=dict(interval=_base_.max_epochs, max_keep_ckpts=1))
 train_dataloader = dict(batch_size=4)
 val_evaluator = dict(metric=['bbox', 'segm'])
 test_evaluator = val_evaluator

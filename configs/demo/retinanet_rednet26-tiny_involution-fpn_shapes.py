@@ -2,7 +2,8 @@
 # scratch on the shapes dataset (tools/run_demo.sh). A few minutes on 2 cores.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py', './_base_shapes_instance.py',
-    'mmdet::_base_/default_runtime.py', './_base_rednet26_tiny.py'
+    'mmdet::_base_/default_runtime.py', './_base_rednet26_tiny.py',
+    './_base_schedule_adamw_20e.py'
 ]
 
 model = dict(
@@ -15,22 +16,8 @@ model = dict(
                    reg_decoded_bbox=True, loss_bbox=dict(type='GIoULoss', loss_weight=2.0)),
     test_cfg=dict(score_thr=0.05, max_per_img=20))
 
-# From scratch on 2 CPU cores: AdamW and small batches (more updates per
-# second) learn this data much faster than the COCO recipe's SGD.
-max_epochs = 20
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.05),
-    clip_grad=dict(max_norm=10, norm_type=2))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=1e-5)
-]
 default_hooks = dict(logger=dict(interval=25),
-                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+                     checkpoint=dict(interval=_base_.max_epochs, max_keep_ckpts=1))
 train_dataloader = dict(batch_size=4, dataset=dict(pipeline=[
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
