@@ -1,11 +1,11 @@
-"""Builds the optional CPU extension ``mmrednet._ext``; all metadata is in setup.cfg.
+"""Builds the optional CPU extension ``mmrednet._ext`` and ships the CUDA sources.
 
-Set ``MMREDNET_WITH_EXT=0`` to skip it (e.g. no compiler): the portable PyTorch
-path then serves the CPU.
+All metadata is in setup.cfg. Set ``MMREDNET_WITH_EXT=0`` to skip the
+extension (e.g. no compiler): the portable PyTorch path then serves the CPU.
 """
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 
 def cpu_extension():
@@ -22,4 +22,10 @@ def cpu_extension():
     return dict(ext_modules=[ext], cmdclass={'build_ext': BuildExtension})
 
 
-setup(**cpu_extension())
+# The CUDA kernels are compiled at run time (CuPy/NVRTC), so their sources are
+# package data: ``kernels/`` of the checkout becomes ``mmrednet/kernels`` of an
+# installed wheel.
+setup(packages=find_packages(include=['mmrednet', 'mmrednet.*']) + ['mmrednet.kernels'],
+      package_dir={'mmrednet.kernels': 'kernels'},
+      package_data={'mmrednet.kernels': ['*.cu']},
+      **cpu_extension())

@@ -29,7 +29,11 @@ except ImportError:  # the optional extra is not installed
 
 AVAILABLE = torch.cuda.is_available()
 
-KERNEL_DIR = Path(__file__).resolve().parents[2] / 'kernels'
+_PACKAGE = Path(__file__).resolve().parents[1]
+# ``mmrednet/kernels`` in an installed wheel, ``kernels/`` of a source checkout
+# (editable installs): setup.py ships the one as the other.
+KERNEL_DIR = next((d for d in (_PACKAGE / 'kernels', _PACKAGE.parent / 'kernels')
+                   if (d / 'involution_cuda.cu').is_file()), _PACKAGE.parent / 'kernels')
 SOURCE = KERNEL_DIR / 'involution_cuda.cu'
 BASELINE_SOURCE = KERNEL_DIR / 'involution_cuda_baseline.cu'
 INSTALL_HINT = ('install CuPy for your CUDA version: pip install "mmrednet[cuda]", or '
