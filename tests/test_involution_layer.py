@@ -76,14 +76,15 @@ def test_norm_and_activation_options():
     assert isinstance(layer.conv1.activate, torch.nn.SiLU)
 
 
+@pytest.mark.parametrize('layer_type,size', [(Involution, (9, 7)), (Involution1d, (11, ))])
 @pytest.mark.parametrize('stride', [1, 2])
 @pytest.mark.parametrize('trains', ['all', 'input only', 'branch only'])
-def test_regenerated_kernel_gives_identical_gradients(stride, trains):
+def test_regenerated_kernel_gives_identical_gradients(layer_type, size, stride, trains):
     torch.manual_seed(0)
-    layer = Involution(32, kernel_size=5, stride=stride, group_channels=8, bias=True).double()
+    layer = layer_type(32, kernel_size=5, stride=stride, group_channels=8, bias=True).double()
     if trains == 'input only':
         layer.requires_grad_(False)
-    x = torch.randn(2, 32, 9, 7, dtype=torch.double, requires_grad=trains != 'branch only')
+    x = torch.randn(2, 32, *size, dtype=torch.double, requires_grad=trains != 'branch only')
     grads = []
     for regenerate in (False, True):
         layer.regenerate_kernel = regenerate
