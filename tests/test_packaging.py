@@ -23,7 +23,8 @@ def test_wheel_ships_the_cuda_kernel_sources(tmp_path):
     (wheel, ) = (tmp_path / 'dist').glob('mmrednet-*.whl')
     kernels = {p for p in os.listdir(os.path.join(ROOT, 'kernels')) if p.endswith('.cu')}
     with zipfile.ZipFile(wheel) as archive:
-        shipped = {n.split('/')[-1] for n in archive.namelist() if n.startswith('mmrednet/kernels/')}
+        shipped = {name.split('/')[-1] for name in archive.namelist()
+                   if name.startswith('mmrednet/kernels/')}
         archive.extractall(tmp_path / 'site')
     assert kernels and shipped == kernels
 
