@@ -8,22 +8,25 @@ Examples:
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
-import os
 import os.path as osp
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmrednet  # noqa: F401  (lets torch>=2.6 load mmengine checkpoints)
-from mmrednet.apis import setup_cpu_distributed
+from mmrednet.apis import (
+    add_runner_arguments,
+    load_config,
+    parse_runner_args,
+    setup_cpu_distributed,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a model from an mmdet/mmseg config')
-    parser.add_argument('config', help='config file')
+    add_runner_arguments(parser)
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='directory for logs and metrics')
     parser.add_argument('--out', help='write the predictions: a .pkl file (any task), or '
                         'for mmseg a directory of result images for offline evaluation')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
@@ -32,14 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation: the config\'s tta_model and tta_pipeline '
                         '(multi-scale + flip for mmseg)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def _enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
@@ -76,14 +72,7 @@ def _add_dump(cfg: Config, out: str) -> None:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config with the command line applied."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)

@@ -11,24 +11,27 @@ Examples:
 """
 import argparse
 import logging
-import os
-import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmrednet  # noqa: F401  (lets torch>=2.6 load mmengine checkpoints on resume)
-from mmrednet.apis import MissingPretrainedError, check_pretrained_files, setup_cpu_distributed
+from mmrednet.apis import (
+    MissingPretrainedError,
+    add_runner_arguments,
+    check_pretrained_files,
+    load_config,
+    parse_runner_args,
+    setup_cpu_distributed,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a model from an mmdet/mmseg config')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('--work-dir', help='directory for logs and checkpoints '
-                        '(default: the config\'s work_dir, else work_dirs/<config name>)')
+    add_runner_arguments(parser)
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision (needs CUDA)')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -36,28 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or without a path from the '
                         'latest checkpoint in the work dir')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. model.backbone.init_cfg=None')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    # torch.distributed.launch passes --local-rank (or --local_rank); torchrun
-    # sets LOCAL_RANK itself.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config with the command line applied."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print_log('AMP is already enabled in the config.', logger='current',

@@ -1,5 +1,7 @@
-"""Helpers that tools/train.py and tools/test.py apply to a config before the Runner."""
+"""What tools/train.py and tools/test.py share: the command line and config preparation."""
+from .cli import add_runner_arguments, load_config, parse_runner_args
 from .distributed import setup_cpu_distributed
 from .pretrained import MissingPretrainedError, check_pretrained_files
 
-__all__ = ['MissingPretrainedError', 'check_pretrained_files', 'setup_cpu_distributed']
+__all__ = ['MissingPretrainedError', 'add_runner_arguments', 'check_pretrained_files',
+           'load_config', 'parse_runner_args', 'setup_cpu_distributed']
