@@ -10,6 +10,17 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
     torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    """In the main process, before any xdist worker starts: write yapf's grammar cache.
+
+    mmengine's Config imports yapf, which regenerates its pickled grammar on
+    first import after an install; two workers doing that at once can read a
+    half-written file (EOFError at collection).
+    """
+    if not hasattr(config, 'workerinput'):
+        from yapf.yapflib import yapf_api  # noqa: F401  (what mmengine.config imports)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
