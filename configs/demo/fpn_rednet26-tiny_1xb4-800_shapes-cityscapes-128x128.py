@@ -3,8 +3,8 @@
 # (Cityscapes layout, 7 of the 19 classes). Plain BN, small crops, AdamW: it
 # learns in a few minutes on 2 CPU cores. Run it all with tools/run_seg_demo.sh.
 _base_ = [
-    'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/default_runtime.py',
-    './_base_rednet26_tiny.py'
+    'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/cityscapes.py',
+    'mmseg::_base_/default_runtime.py', './_base_rednet26_tiny.py'
 ]
 
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -20,10 +20,10 @@ model = dict(
     decode_head=dict(in_channels=[32, 32, 32, 32], channels=32, dropout_ratio=0.0,
                      norm_cfg=norm_cfg))
 
-dataset_type = 'CityscapesDataset'
 data_root = 'data/shapes_cityscapes/'
 # The images are 256x128, an eighth of Cityscapes' 2048x1024 in each side; the
-# pipelines are the Cityscapes ones scaled to that size.
+# pipelines are the base's Cityscapes ones scaled to that size. The base's
+# multi-scale + flip tta_pipeline (tools/test.py --tta) and mIoU evaluator apply.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
@@ -39,39 +39,9 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
-        pipeline=test_pipeline))
+train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(num_workers=1, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-# tools/test.py --tta: multi-scale + flip, as mmseg's Cityscapes config does it.
-tta_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='TestTimeAug',
-         transforms=[[dict(type='Resize', scale_factor=r, keep_ratio=True)
-                      for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)],
-                     [dict(type='RandomFlip', prob=0., direction='horizontal'),
-                      dict(type='RandomFlip', prob=1., direction='horizontal')],
-                     [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]])
-]
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
 
 max_iters = 800
 optim_wrapper = dict(

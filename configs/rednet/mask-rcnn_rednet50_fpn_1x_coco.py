@@ -6,9 +6,4 @@ _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py', 'mmdet::_base_/default_runtime.py',
     '../_base_/backbones/rednet50.py'
 ]
-model = dict(
-    backbone=dict(
-        **_base_.rednet50,
-        frozen_stages=1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True))
+model = dict(backbone=_base_.rednet50_coco)

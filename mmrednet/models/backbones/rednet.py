@@ -99,8 +99,9 @@ class RedNet(BaseModule):
             the stem (and max pool) there. RedNet's stem runs three
             conv/norm/activation layers at half resolution where ResNet's
             runs one, so kept, its activations alone make RedNet-50 need more
-            training memory than ResNet-50; recomputing them costs about 2%
-            of a training step. No effect when the stem is frozen. Default: True.
+            training memory than ResNet-50; recomputing them costs one more
+            stem forward per step. No effect when the stem is frozen.
+            Default: True.
         zero_init_residual (bool): Zero the last norm of every block.
         involution_cfg (dict, optional): Extra options of every bottleneck
             involution (e.g. ``group_channels``, ``act_cfg``,

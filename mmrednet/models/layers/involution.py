@@ -120,11 +120,10 @@ class _InvolutionNd(BaseModule):
         """``(N, C, H, W) -> (N, C, ceil(H/s), ceil(W/s))`` (or the 1-D analogue)."""
         self._check_input(x)
         geometry = (self.stride, self.padding, self.dilation)
-        branch = (self.conv1, self.conv2)
-        trains = x.requires_grad or any(p.requires_grad for m in branch for p in m.parameters())
-        if (self.regenerate_kernel and trains and torch.is_grad_enabled()
+        if (self.regenerate_kernel and torch.is_grad_enabled()
                 and not torch.compiler.is_compiling()):
-            out = involution_regenerating_kernel(x, self._generate_kernel, geometry, branch)
+            out = involution_regenerating_kernel(x, self._generate_kernel, geometry,
+                                                 (self.conv1, self.conv2))
         else:
             out = involution(x, self._generate_kernel(x), *geometry)
         if self.bias is not None:

@@ -74,4 +74,6 @@ def involution_regenerating_kernel(x: Tensor, generate: Callable[[Tensor], Tenso
         Tensor: the involution output.
     """
     params = [p for module in branch for p in module.parameters() if p.requires_grad]
+    if not (x.requires_grad or params):  # nothing to differentiate: nothing to keep
+        return involution(x, generate(x), *geometry)
     return _RegeneratedKernelInvolution.apply(x, generate, geometry, tuple(branch), *params)
