@@ -8,9 +8,9 @@
 PYTHON      ?= python3
 VENV        ?= .venv
 PY          ?= $(VENV)/bin/python
-TORCH       ?= torch==2.13.0
+TORCH       ?= torch==2.14.1 torchvision==0.29.1
 MMCV        := mmcv==2.1.0
-STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex \
+STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex \
                pycocotools==2.0.11 cityscapesscripts==2.3.0
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
@@ -20,7 +20,7 @@ STAMP       := $(VENV)/.mmrednet-installed
 
 install: $(STAMP)
 
-$(STAMP): setup.py setup.cfg pyproject.toml kernels/involution_cpu.cpp
+$(STAMP): Makefile setup.py setup.cfg pyproject.toml kernels/involution_cpu.cpp
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH) numpy ninja "setuptools>=77.0.3,<82" wheel
 	@$(PY) -c "import mmcv.ops" 2>/dev/null || { \
@@ -28,8 +28,7 @@ $(STAMP): setup.py setup.cfg pyproject.toml kernels/involution_cpu.cpp
 	  cache="$(WHEEL_CACHE)/$$tag"; mkdir -p "$$cache"; \
 	  ls "$$cache"/mmcv-*.whl >/dev/null 2>&1 || { \
 	    echo "Building $(MMCV) with its ops for $$tag (about 10 minutes, once) ..."; \
-	    MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(PY) -m pip wheel -q --no-build-isolation \
-	      --no-deps $(MMCV) -w "$$cache" || exit 1; }; \
+	    PYTHON=$(PY) bash tools/build_mmcv_wheel.sh $(MMCV) "$$cache" || exit 1; }; \
 	  $(PY) -m pip install -q "$$cache"/mmcv-*.whl || exit 1; }
 	$(PY) -m pip install -q $(STACK)
 	$(PY) -m pip install -q --no-build-isolation -e ".[tests]"
