@@ -1,16 +1,24 @@
-"""Convert a checkpoint of the original involution code into one mmrednet loads strictly.
+"""Convert official RedNet weights into checkpoints that mmrednet loads strictly.
 
-Layouts (detected from the keys): mmcls ImageNet classifiers (the backbone is
-kept, without prefix, for a backbone ``init_cfg=dict(type='Pretrained')``),
-mmdet 2.x detectors and mmseg 0.x segmentors (whole models, for ``load_from``
-or tools/test.py). Every key that cannot be mapped is reported. With
-``--config`` the result is loaded strictly into that config's model, and
-ImageNet backbones are always checked against a RedNet of the matching depth.
+Sources (told apart by content, not by name): PaddleClas's ``.pdparams``
+ImageNet RedNets (read without Paddle, numpy arrays only), and the original
+code's PyTorch checkpoints: mmcls ImageNet classifiers, mmdet 2.x detectors and
+mmseg 0.x segmentors (layout detected from the keys). ImageNet weights become a
+bare backbone (no prefix) for a backbone ``init_cfg=dict(type='Pretrained')``,
+or with ``--with-head`` the whole mmpretrain classifier (``backbone.*``,
+``head.fc.*``) for the ImageNet configs. Detectors and segmentors are kept whole
+(for ``load_from`` or tools/test.py). The result is checked by a strict load
+into a RedNet (classifier) of the depth the keys show, or into ``--config``'s
+model; every key that cannot be mapped is reported, and nothing is written
+then. The input is only read; the output appears whole or not at all.
 
 Examples:
-    # ImageNet RedNet-50 for the detection/segmentation configs (7x7 stem):
-    python tools/convert_official_checkpoint.py rednet50.pth \\
+    # PaddleClas RedNet-50 for the detection/segmentation configs (7x7 stem):
+    python tools/convert_official_checkpoint.py RedNet50_pretrained.pdparams \\
         checkpoints/rednet50_imagenet.pth --stem-kernel 7
+    # ... as the whole classifier, to evaluate on ImageNet with tools/test.py:
+    python tools/convert_official_checkpoint.py RedNet50_pretrained.pdparams \\
+        checkpoints/rednet50_in1k_paddleclas.pth --with-head
     # A trained detector of the original:
     python tools/convert_official_checkpoint.py mask_rcnn_red50_neck_fpn_head_1x_coco.pth \\
         checkpoints/mask-rcnn_rednet50_involution-fpn_involution-head_1x_coco.pth \\
@@ -19,17 +27,19 @@ Examples:
 import argparse
 import os
 import os.path as osp
+import pickle
 import sys
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
 
-from mmrednet.converters import convert_state_dict
-from mmrednet.converters.official import load_source
+from mmrednet.converters import convert_state_dict, load_source, rednet_depth, stem_kernel_of
 
-_DEPTH_BY_LAYER3 = {4: 26, 5: 38, 6: 50, 23: 101, 36: 152}
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CLASSIFIER_BASE = osp.join(ROOT, 'configs', '_base_', 'models', 'rednet_imagenet.py')
+DEPTHS = (26, 38, 50, 101, 152)
 
 
 def _strict_problems(model: nn.Module, state_dict: Dict[str, Tensor]) -> List[str]:
@@ -41,26 +51,42 @@ def _strict_problems(model: nn.Module, state_dict: Dict[str, Tensor]) -> List[st
     return problems
 
 
-def _rednet_for(state_dict: Dict[str, Tensor]) -> nn.Module:
+def _rednet_for(state_dict: Dict[str, Tensor], depth: int) -> nn.Module:
     from mmrednet.models import RedNet
-    blocks = {int(k.split('.')[1]) for k in state_dict if k.startswith('layer3.')}
-    depth = _DEPTH_BY_LAYER3.get(len(blocks))
-    if depth is None:
-        raise ValueError(f'layer3 has {len(blocks)} blocks: no RedNet depth has that')
-    span = state_dict['stem.1.conv2.conv.bias'].numel()
-    groups = state_dict['stem.1.conv1.conv.weight'].shape[1] // 16
-    return RedNet(depth, stem_kernel=round((span / groups)**0.5))
+    return RedNet(depth, stem_kernel=stem_kernel_of(state_dict))
 
 
-def _model_from_config(path: str) -> nn.Module:
+def _classifier_for(state_dict: Dict[str, Tensor], depth: int) -> nn.Module:
+    """The ImageNet configs' classifier (their shared model base) at this depth."""
     from mmengine.config import Config
+    cfg = Config.fromfile(CLASSIFIER_BASE)
+    out_features, in_features = state_dict['head.fc.weight'].shape
+    cfg.model.backbone.update(depth=depth,
+                              stem_kernel=stem_kernel_of(state_dict, 'backbone.'))
+    cfg.model.head.update(num_classes=out_features, in_channels=in_features)
+    return _build_model(cfg, 'mmpretrain')
+
+
+def _build_model(cfg, default_scope: str) -> nn.Module:
     from mmengine.registry import MODELS, init_default_scope
-    cfg = Config.fromfile(path)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    init_default_scope(cfg.get('default_scope', default_scope))
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
     return MODELS.build(cfg.model)
+
+
+def _model_from_config(path: str) -> nn.Module:
+    from mmengine.config import Config
+    return _build_model(Config.fromfile(path), 'mmdet')
+
+
+def _check_depth(converted: Dict[str, Tensor], prefix: str, wanted: Optional[int]) -> int:
+    depth = rednet_depth(converted, prefix)
+    if wanted is not None and wanted != depth:
+        raise ValueError(f'--depth {wanted}, but the checkpoint holds a RedNet-{depth} (its '
+                         'stage block counts say so)')
+    return depth
 
 
 def _save_atomically(obj: dict, dst: str) -> None:
@@ -76,39 +102,70 @@ def _save_atomically(obj: dict, dst: str) -> None:
         raise
 
 
+def _convert(args: argparse.Namespace):
+    """``(converted state dict, report, model to check it against or None)``."""
+    state_dict, meta = load_source(args.src, unsafe=args.unsafe_load)
+    paddle = meta.get('source_format') == 'paddle'
+    converted, report = convert_state_dict(state_dict, args.layout or (
+        'imagenet' if paddle else None), args.stem_kernel, args.with_head)
+    bare = report.layout == 'imagenet' and not args.with_head
+    prefix = '' if bare else 'backbone.'
+    # Before the report: a file of another model fails here with one clear line.
+    depth = _check_depth(converted, prefix, args.depth)
+    for line in report.lines():
+        print(line)
+    kernel = stem_kernel_of(converted, prefix)
+    print(f'RedNet-{depth}, {kernel}x{kernel} stem involution'
+          + (', from a PaddleClas .pdparams' if paddle else ''))
+    if args.config:
+        model = _model_from_config(args.config)
+    elif report.layout != 'imagenet':
+        model = None
+    else:
+        model = _rednet_for(converted, depth) if bare else _classifier_for(converted, depth)
+    meta = dict(converted_from=osp.basename(args.src), layout=report.layout,
+                source_meta={k: v for k, v in meta.items() if isinstance(v, (str, int, float))})
+    return dict(state_dict=converted, meta=meta), report, model
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split('\n\n', 1)[1])
-    parser.add_argument('src', help='checkpoint of the original code')
+    parser.add_argument('src', help='PaddleClas .pdparams, or a PyTorch checkpoint of the '
+                        'original code')
     parser.add_argument('dst', help='converted checkpoint to write')
     parser.add_argument('--layout', choices=['imagenet', 'detector', 'segmentor'],
                         help='source layout (detected from the keys by default)')
     parser.add_argument('--stem-kernel', type=int, choices=[3, 5, 7],
                         help='embed the stem involution in this kernel size: 7 makes the '
                         'ImageNet weights (3x3 stem) load fully into the det/seg RedNets')
+    parser.add_argument('--with-head', action='store_true',
+                        help='ImageNet weights: write the whole mmpretrain classifier '
+                        '(backbone.*, head.fc.*) instead of the bare backbone')
+    parser.add_argument('--depth', type=int, choices=DEPTHS,
+                        help='the RedNet depth you expect; an error if the keys show another')
     parser.add_argument('--config', help='check that the result loads strictly into the '
                         'model of this config')
     parser.add_argument('--force', action='store_true', help='overwrite an existing dst')
     parser.add_argument('--unsafe-load', action='store_true',
-                        help='read src with weights_only=False (only for files you trust)')
+                        help='read a PyTorch src with weights_only=False (only for files you '
+                        'trust; .pdparams are always read with numpy arrays only)')
     args = parser.parse_args(argv)
 
+    if not osp.isfile(args.src):
+        parser.error(f'src {args.src} is not a file')
     if osp.exists(args.dst) and osp.samefile(args.src, args.dst):
         parser.error('dst is the source checkpoint; refusing to overwrite the input')
     if osp.exists(args.dst) and not args.force:
         parser.error(f'{args.dst} exists; pass --force to overwrite it')
 
-    state_dict, meta = load_source(args.src, unsafe=args.unsafe_load)
-    converted, report = convert_state_dict(state_dict, args.layout, args.stem_kernel)
-    for line in report.lines():
-        print(line)
-
-    model = None
-    if args.config:
-        model = _model_from_config(args.config)
-    elif report.layout == 'imagenet':
-        model = _rednet_for(converted)
+    try:
+        checkpoint, report, model = _convert(args)
+    except (ValueError, RuntimeError, pickle.UnpicklingError) as err:
+        print(f'error: {err}\nnothing written', file=sys.stderr)
+        return 1
+    converted = checkpoint['state_dict']
     problems = _strict_problems(model, converted) if model is not None else []
     for line in problems:
         print(line)
@@ -118,11 +175,7 @@ def main(argv=None) -> int:
         return 1
     if model is None:
         print('note: pass --config to check that the result loads strictly')
-
-    meta = dict(converted_from=osp.basename(args.src), layout=report.layout,
-                source_meta={k: v for k, v in meta.items()
-                             if isinstance(v, (str, int, float))})
-    _save_atomically(dict(state_dict=converted, meta=meta), args.dst)
+    _save_atomically(checkpoint, args.dst)
     print(f'wrote {args.dst}')
     return 0
 

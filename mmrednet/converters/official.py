@@ -2,10 +2,13 @@
 
 Three layouts come out of the original repository:
 
-* ``imagenet``: mmcls 0.x classifiers, ``backbone.*`` plus ``head.fc.*``. The
-  result is a bare backbone state dict (no prefix), which a backbone's
-  ``init_cfg=dict(type='Pretrained', checkpoint=...)`` loads, and which
-  ``RedNet(depth, stem_kernel=3)`` loads strictly; the classifier is dropped.
+* ``imagenet``: mmcls 0.x classifiers, ``backbone.*`` plus ``head.fc.*`` (also
+  what :mod:`mmrednet.converters.paddle` makes of PaddleClas's ``.pdparams``).
+  By default the result is a bare backbone state dict (no prefix), which a
+  backbone's ``init_cfg=dict(type='Pretrained', checkpoint=...)`` loads, and
+  which ``RedNet(depth, stem_kernel=3)`` loads strictly; the classifier is
+  dropped. With ``with_head`` it is the whole classifier in mmpretrain's
+  ``ImageClassifier`` keys (``backbone.*``, ``head.fc.*``).
 * ``detector``: mmdet 2.x whole models (``backbone``, ``neck``, ``rpn_head``,
   ``roi_head``, ``bbox_head``). mmrednet's modules keep the official module
   names and mmdet 3.x kept 2.x's names for FPN, RPN, RetinaNet and the RoI
@@ -16,11 +19,15 @@ Three layouts come out of the original repository:
 Keys that fit none of these are returned in the report, never silently dropped.
 """
 import re
+import zipfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from ..models.backbones.rednet import RedNet
+from .paddle import is_pickle, load_pdparams, paddle_to_official
 
 # Top-level module names of each layout's whole models.
 _MODEL_PREFIXES = {
@@ -31,6 +38,10 @@ _STEM_SPAN = 'stem.1.conv2.conv.'  # the stem involution's span conv (K*K*G outp
 # Keys of a RedNet backbone in the official layout (SPEC §3).
 _REDNET_KEY = re.compile(
     r'^(stem\.[0-4]\.|layer[1-4]\.\d+\.(conv[1-3]|bn[1-3]|downsample\.[01])[.])')
+# The ImageNet classifier of mmcls 0.x and of mmpretrain: LinearClsHead's ``fc``.
+_HEAD_KEYS = ('head.fc.weight', 'head.fc.bias')
+# torch.save's legacy (pre-zip) format starts with a protocol-2 pickle of this number.
+_TORCH_LEGACY_MAGIC = b'\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19'
 
 
 @dataclass
@@ -97,7 +108,7 @@ def expand_stem_kernel(weight: Tensor, bias: Tensor, kernel_from: int,
     return new_w.reshape(groups * kernel_to**2, *weight.shape[1:]), new_b.flatten()
 
 
-def _stem_kernel(state_dict: Dict[str, Tensor], prefix: str) -> Optional[int]:
+def stem_kernel_of(state_dict: Dict[str, Tensor], prefix: str = '') -> Optional[int]:
     """The stem involution's K, from its span bias (G = stem half-width / 16)."""
     bias, reduce = state_dict.get(prefix + _STEM_SPAN + 'bias'), state_dict.get(
         prefix + 'stem.1.conv1.conv.weight')
@@ -108,8 +119,33 @@ def _stem_kernel(state_dict: Dict[str, Tensor], prefix: str) -> Optional[int]:
     return k if k * k * groups == bias.numel() else None
 
 
+def rednet_depth(state_dict: Dict[str, Tensor], prefix: str = '') -> int:
+    """The depth of the RedNet whose keys (official names after ``prefix``) ``state_dict`` has.
+
+    Raises:
+        ValueError: No RedNet stem involution (a file of another model), or
+            stage block counts that no RedNet depth has.
+    """
+    if prefix + _STEM_SPAN + 'weight' not in state_dict:
+        raise ValueError(f'not a RedNet checkpoint: it has no stem involution '
+                         f'({prefix}{_STEM_SPAN}weight); its keys start with '
+                         f'{list(state_dict)[:4]}')
+    blocks = []
+    for stage in range(1, 5):
+        stage_prefix = f'{prefix}layer{stage}.'
+        ids = {k[len(stage_prefix):].split('.')[0] for k in state_dict
+               if k.startswith(stage_prefix)}
+        blocks.append(len(ids))
+    for depth, arch in RedNet.arch_settings.items():
+        if tuple(blocks) == arch:
+            return depth
+    known = ', '.join(f'{d}: {a}' for d, a in RedNet.arch_settings.items())
+    raise ValueError(f'cannot tell the RedNet depth: its stages have {tuple(blocks)} blocks, '
+                     f'which no RedNet depth has ({known})')
+
+
 def convert_state_dict(state_dict: Dict[str, Tensor], layout: Optional[str] = None,
-                       stem_kernel: Optional[int] = None
+                       stem_kernel: Optional[int] = None, with_head: bool = False
                        ) -> Tuple[Dict[str, Tensor], ConversionReport]:
     """Convert an official state dict; see the module docstring for the layouts.
 
@@ -120,6 +156,9 @@ def convert_state_dict(state_dict: Dict[str, Tensor], layout: Optional[str] = No
         stem_kernel (int, optional): Embed the stem involution in a kernel of
             this size (:func:`expand_stem_kernel`), e.g. 7 to use the ImageNet
             weights (K=3 stem) in the detection/segmentation RedNets (K=7).
+        with_head (bool): ``imagenet`` layout only: keep the classifier and
+            write mmpretrain ``ImageClassifier`` keys (``backbone.*``,
+            ``head.fc.*``) instead of a bare backbone.
 
     Returns:
         tuple[dict, ConversionReport]: The converted state dict and the report.
@@ -127,6 +166,9 @@ def convert_state_dict(state_dict: Dict[str, Tensor], layout: Optional[str] = No
     layout = layout or detect_layout(state_dict)
     if layout not in ('imagenet', 'detector', 'segmentor'):
         raise ValueError(f'unknown layout {layout!r}')
+    if with_head and layout != 'imagenet':
+        raise ValueError(f'--with-head applies to ImageNet classifiers; this is a {layout}, '
+                         'which is converted whole anyway')
     report = ConversionReport(layout)
     out: Dict[str, Tensor] = {}
     for key, value in state_dict.items():
@@ -134,6 +176,10 @@ def convert_state_dict(state_dict: Dict[str, Tensor], layout: Optional[str] = No
         if key.startswith('module.'):  # saved from a (Distributed)DataParallel wrapper
             key = key[len('module.'):]
         if layout == 'imagenet':
+            if key in _HEAD_KEYS and with_head:
+                out[key] = value
+                report.mapped += 1
+                continue
             if key.startswith('head.'):
                 report.dropped[src] = 'ImageNet classifier, not part of the backbone'
                 continue
@@ -141,16 +187,19 @@ def convert_state_dict(state_dict: Dict[str, Tensor], layout: Optional[str] = No
             if not _REDNET_KEY.match(inner):
                 report.unmapped.append(src)
                 continue
-            key = inner
+            key = 'backbone.' + inner if with_head else inner
         elif not key.startswith(_MODEL_PREFIXES[layout]):
             report.unmapped.append(src)
             continue
         out[key] = value
         report.mapped += 1
+    if with_head and any(k not in out for k in _HEAD_KEYS):
+        raise ValueError('--with-head: the checkpoint has no classifier '
+                         f'({" and ".join(_HEAD_KEYS)}); convert the backbone without it')
 
     if stem_kernel is not None:
-        prefix = '' if layout == 'imagenet' else 'backbone.'
-        current = _stem_kernel(out, prefix)
+        prefix = '' if layout == 'imagenet' and not with_head else 'backbone.'
+        current = stem_kernel_of(out, prefix)
         if current is None:
             raise ValueError('--stem-kernel: the checkpoint has no RedNet stem involution')
         if current != stem_kernel:
@@ -161,8 +210,38 @@ def convert_state_dict(state_dict: Dict[str, Tensor], layout: Optional[str] = No
     return out, report
 
 
+def source_format(path: str) -> str:
+    """``'torch'`` (zip or legacy ``torch.save``) or ``'paddle'`` (a pickle), by content.
+
+    Raises:
+        ValueError: An empty, truncated or unknown file.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(len(_TORCH_LEGACY_MAGIC))
+    if head.startswith(b'PK\x03\x04'):
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f'{path}: truncated or corrupt PyTorch checkpoint (a zip archive '
+                             'without its central directory)')
+        return 'torch'
+    if head == _TORCH_LEGACY_MAGIC:
+        return 'torch'
+    if is_pickle(head):
+        return 'paddle'
+    what = 'an empty file' if not head else f'starts with {head[:8]!r}'
+    raise ValueError(f'{path}: neither a PyTorch checkpoint (zip or legacy torch.save) nor a '
+                     f'Paddle .pdparams (pickle): {what}')
+
+
 def load_source(path: str, unsafe: bool = False) -> Tuple[Dict[str, Tensor], dict]:
-    """Read ``(state_dict, meta)`` from an official checkpoint file."""
+    """``(state_dict, meta)`` of an official PyTorch checkpoint or a PaddleClas ``.pdparams``.
+
+    The format is told from the content (:func:`source_format`), not the name.
+    ``.pdparams`` come back in the official ImageNet layout
+    (:func:`~mmrednet.converters.paddle.paddle_to_official`), with
+    ``meta['source_format'] == 'paddle'``.
+    """
+    if source_format(path) == 'paddle':
+        return paddle_to_official(load_pdparams(path)), dict(source_format='paddle')
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=not unsafe)
     except Exception as err:  # the unpickler's errors have no common type
@@ -172,7 +251,8 @@ def load_source(path: str, unsafe: bool = False) -> Tuple[Dict[str, Tensor], dic
                            f'({type(err).__name__}: {str(err).splitlines()[0]}); if you trust '
                            'the file, rerun with --unsafe-load') from err
     if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
-        return ckpt['state_dict'], ckpt.get('meta') or {}
+        return ckpt['state_dict'], dict(ckpt.get('meta') or {}, source_format='torch')
     if isinstance(ckpt, dict) and all(isinstance(v, Tensor) for v in ckpt.values()):
-        return ckpt, {}
-    raise ValueError(f'{path}: neither a state dict nor a checkpoint with a state_dict')
+        return ckpt, dict(source_format='torch')
+    raise ValueError(f'{path}: neither a state dict nor a checkpoint with a '
+                     'state_dict')

@@ -1,0 +1,232 @@
+"""PaddleClas ``.pdparams`` RedNets through tools/convert_official_checkpoint.py."""
+import os
+import os.path as osp
+import pickle
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+
+from mmrednet.converters import RefusedPickleError, load_pdparams
+from mmrednet.models import RedNet
+
+from .det_helpers import ROOT
+from .official_layout import OfficialRedNet
+from .paddle_format import paddle_rednet_state, save_pdparams
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import convert_official_checkpoint as tool  # noqa: E402
+
+sys.path.pop(0)
+
+IMAGENET_26 = osp.join(ROOT, 'configs', 'rednet', 'rednet26_64xb32-warmup-coslr-130e_imagenet.py')
+
+
+@pytest.fixture
+def convert(capsys):
+    """Run the tool in-process: ``(returncode, stdout, stderr)``."""
+
+    def run(*args):
+        try:
+            code = tool.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors
+            code = exc.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
+
+
+@pytest.fixture(scope='module')
+def paddle_rednet26(tmp_path_factory):
+    """A RedNet-26 classifier of our own, saved as PaddleClas's ``RedNet26_pretrained.pdparams``."""
+    torch.manual_seed(0)
+    backbone = OfficialRedNet(blocks=(1, 2, 4, 1), stem_kernel=3).eval()
+    for m in backbone.modules():  # BN statistics that matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
+    fc = torch.nn.Linear(2048, 1000)
+    state = paddle_rednet_state(backbone, fc)
+    path = tmp_path_factory.mktemp('paddle') / 'RedNet26_pretrained.pdparams'
+    save_pdparams(state, path)
+    return SimpleNamespace(path=path, backbone=backbone, state=state)
+
+
+def _logits(backbone, state, x):
+    """The source weights' logits, computed apart from mmpretrain: pool, then x @ W[in, out] + b."""
+    pooled = backbone(x)[-1].mean(dim=(2, 3))
+    return pooled @ torch.from_numpy(state['fc.weight']) + torch.from_numpy(state['fc.bias'])
+
+
+def _load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+
+
+def test_written_like_paddle(paddle_rednet26):
+    data = paddle_rednet26.path.read_bytes()
+    assert data[:2] == b'\x80\x04'  # protocol 4
+    assert b'numpy.core.multiarray' in data and b'_reconstruct' in data  # numpy 1.x's names
+    assert b'numpy._core' not in data
+    assert b'StructuredToParameterName@@' in data and b'batch_norm2d_0.w_1' in data
+    state = paddle_rednet26.state
+    assert state['fc.weight'].shape == (2048, 1000)
+    assert 'stem.2._variance' in state and not any('running' in k for k in state)
+    arrays = load_pdparams(str(paddle_rednet26.path))
+    assert 'StructuredToParameterName@@' not in arrays
+    assert arrays.keys() == state.keys() - {'StructuredToParameterName@@'}
+    for key, array in arrays.items():
+        np.testing.assert_array_equal(array, state[key])
+
+
+def test_backbone_computes_what_the_source_computes(paddle_rednet26, tmp_path, convert):
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = paddle_rednet26.backbone(x)
+    features = {}
+    for kernel in (3, 7):
+        dst = tmp_path / f'rednet26_stem{kernel}.pth'
+        args = [paddle_rednet26.path, dst] + (['--stem-kernel', kernel] if kernel == 7 else [])
+        proc = convert(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert 'RedNet-26' in proc.stdout and 'PaddleClas' in proc.stdout
+        assert 'dropped head.fc.weight' in proc.stdout
+        model = RedNet(26, stem_kernel=kernel).eval()
+        model.load_state_dict(_load(dst), strict=True)
+        with torch.no_grad():
+            features[kernel] = model(x)
+        for ours, theirs in zip(features[kernel], expected, strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    for k7, k3 in zip(features[7], features[3], strict=True):
+        torch.testing.assert_close(k7, k3, rtol=1e-5, atol=1e-5)
+
+
+def _imagenet_classifier(config=IMAGENET_26):
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.default_scope)
+    return MODELS.build(cfg.model).eval()
+
+
+def test_with_head_gives_the_imagenet_config_its_logits(paddle_rednet26, tmp_path, convert):
+    dst = tmp_path / 'rednet26_in1k.pth'
+    proc = convert(paddle_rednet26.path, dst, '--with-head', '--depth', 26)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    state = _load(dst)
+    assert 'head.fc.weight' in state and all(
+        k.startswith(('backbone.', 'head.fc.')) for k in state)
+    model = _imagenet_classifier()
+    model.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.extract_feat(x)[0],
+                                   paddle_rednet26.backbone(x)[-1].mean(dim=(2, 3)),
+                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model(x, mode='tensor'),
+                                   _logits(paddle_rednet26.backbone, paddle_rednet26.state, x),
+                                   rtol=1e-4, atol=1e-4)
+
+    # The same weights as an official (mmcls 0.x) PyTorch file convert to the same classifier.
+    official = {f'backbone.{k}': v for k, v in paddle_rednet26.backbone.state_dict().items()}
+    official['head.fc.weight'] = torch.from_numpy(paddle_rednet26.state['fc.weight'].T.copy())
+    official['head.fc.bias'] = torch.from_numpy(paddle_rednet26.state['fc.bias'])
+    src = tmp_path / 'rednet26_mmcls.pth'
+    torch.save(dict(state_dict=official, meta=dict(mmcls_version='0.10.0')), src)
+    proc = convert(src, tmp_path / 'from_torch.pth', '--with-head')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from_torch = _load(tmp_path / 'from_torch.pth')
+    assert from_torch.keys() == state.keys()
+    for key, value in state.items():
+        if not key.endswith('num_batches_tracked'):  # Paddle has none; the converter adds 0
+            torch.testing.assert_close(from_torch[key], value, rtol=0, atol=0, msg=key)
+
+
+def _assert_refused(proc, dst, *phrases):
+    assert proc.returncode != 0
+    for phrase in phrases:
+        assert phrase in proc.stderr, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert not dst.exists()
+    assert not [n for n in os.listdir(dst.parent) if n.endswith('.tmp')]  # no partial output
+
+
+def test_truncated_and_foreign_files_are_refused(paddle_rednet26, tmp_path, convert):
+    before = paddle_rednet26.path.read_bytes()
+    dst = tmp_path / 'out' / 'converted.pth'
+    dst.parent.mkdir()
+    truncated = tmp_path / 'RedNet26_truncated.pdparams'
+    truncated.write_bytes(before[:len(before) // 2])
+    _assert_refused(convert(truncated, dst), dst, 'truncated or corrupt .pdparams')
+
+    torch_truncated = tmp_path / 'truncated.pth'
+    torch.save(dict(state_dict={'a': torch.zeros(100)}), torch_truncated)
+    torch_truncated.write_bytes(torch_truncated.read_bytes()[:200])
+    _assert_refused(convert(torch_truncated, dst), dst, 'truncated or corrupt PyTorch')
+
+    garbage = tmp_path / 'notes.pdparams'
+    garbage.write_bytes(b'hello, not a checkpoint')
+    _assert_refused(convert(garbage, dst), dst, 'neither a PyTorch checkpoint')
+
+    # PaddleClas's ResNet-50 has no involution: another model.
+    resnet = {'conv1.weight': np.zeros((64, 3, 7, 7), np.float32),
+              'bn1._mean': np.zeros(64, np.float32), 'bn1._variance': np.ones(64, np.float32),
+              'layer1.0.conv2.weight': np.zeros((64, 64, 3, 3), np.float32),
+              'fc.weight': np.zeros((2048, 1000), np.float32),
+              'StructuredToParameterName@@': {'conv1.weight': 'conv2d_0.w_0'}}
+    other = tmp_path / 'ResNet50_pretrained.pdparams'
+    save_pdparams(resnet, other)
+    _assert_refused(convert(other, dst), dst, 'not a RedNet checkpoint', 'stem involution')
+    assert paddle_rednet26.path.read_bytes() == before  # the input is never touched
+
+
+def test_wrong_and_undeterminable_depth(paddle_rednet26, tmp_path, convert):
+    dst = tmp_path / 'converted.pth'
+    _assert_refused(convert(paddle_rednet26.path, dst, '--depth', 50), dst,
+                    '--depth 50', 'RedNet-26')
+    state = {k: v for k, v in paddle_rednet26.state.items() if not k.startswith('layer3.3.')}
+    odd = tmp_path / 'odd.pdparams'
+    save_pdparams(state, odd)
+    _assert_refused(convert(odd, dst), dst, 'cannot tell the RedNet depth', '(1, 2, 3, 1)')
+
+
+def test_with_head_needs_a_head(paddle_rednet26, tmp_path, convert):
+    state = {k: v for k, v in paddle_rednet26.state.items() if not k.startswith('fc.')}
+    headless = tmp_path / 'headless.pdparams'
+    save_pdparams(state, headless)
+    dst = tmp_path / 'converted.pth'
+    _assert_refused(convert(headless, dst, '--with-head'), dst, 'no classifier')
+    assert convert(headless, dst).returncode == 0  # the backbone alone converts
+
+
+class _RunsACommand:
+    """What an attacker puts in a pickle: unpickling calls os.system(command)."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command, )
+
+
+def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path, convert):
+    marker = tmp_path / 'ran'
+    evil = {'stem.0.conv.weight': np.zeros((32, 3, 3, 3), np.float32),
+            'fc.bias': _RunsACommand(f'touch {marker}')}
+    path = tmp_path / 'RedNet50_pretrained.pdparams'
+    with open(path, 'wb') as f:
+        pickle.dump(evil, f, protocol=4)
+    assert f'{os.system.__module__}\nsystem'.encode() in pickle.dumps(
+        _RunsACommand('x'), protocol=0)  # the file really names os.system
+    with pytest.raises(RefusedPickleError) as err:
+        load_pdparams(str(path))
+    message = str(err.value)
+    assert str(path) in message and f'{os.system.__module__}.system' in message
+    assert 'Nothing in the file was executed' in message
+    dst = tmp_path / 'converted.pth'
+    _assert_refused(convert(path, dst), dst, f'{os.system.__module__}.system')
+    assert not marker.exists()
