@@ -1,4 +1,4 @@
-"""Params and FLOPs of an mmdet/mmseg config, involution included.
+"""Params and FLOPs of an mmdet/mmseg/mmpretrain config, involution included.
 
 FLOPs are multiply-adds of one image (mmengine's convention for convolutions),
 counted by mmengine's jit-trace counter plus a handle for ``mmrednet::involution``
@@ -10,8 +10,9 @@ box head, 100 through the mask head.
 Examples:
     python tools/analysis/get_flops.py configs/rednet/retinanet_rednet50_fpn_1x_coco.py
     python tools/analysis/get_flops.py CONFIG --shape 512 512
-    python tools/analysis/get_flops.py --model-zoo            # every model of the metafile
+    python tools/analysis/get_flops.py --model-zoo            # every model of the metafiles
     python tools/analysis/get_flops.py --model-zoo --out model_zoo.md
+    python tools/analysis/get_flops.py --model-zoo --metafile configs/rednet/metafile_imagenet.yml
 """
 import argparse
 import glob
@@ -28,8 +29,9 @@ from mmengine.registry import MODELS, init_default_scope
 from mmrednet.analysis import model_complexity
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-METAFILE = osp.join(ROOT, 'configs', 'rednet', 'metafile.yml')
-DEFAULT_SHAPE = {'mmdet': (1280, 800), 'mmseg': (1024, 2048)}  # (H, W) of the original tools
+METAFILES = sorted(glob.glob(osp.join(ROOT, 'configs', 'rednet', 'metafile*.yml')))
+# (H, W) of the original tools
+DEFAULT_SHAPE = {'mmdet': (1280, 800), 'mmseg': (1024, 2048), 'mmpretrain': (224, 224)}
 
 
 def measure(config: str, shape: Optional[Tuple[int, int]] = None,
@@ -69,16 +71,33 @@ def _fmt(value, digits: int = 1) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
 
-def _as_published(millions: float) -> str:
-    """Round like the original's tables: mmcv printed 2 decimals, the README 1 of those."""
+def _decimals(published: Optional[float]) -> int:
+    """Decimals of a published figure as the metafile spells it (at least 1)."""
+    return 1 if published is None else max(1, len(repr(published).partition('.')[2]))
+
+
+def _as_published(millions: float, decimals: int = 1) -> str:
+    """Round like the original's tables: mmcv printed 2 decimals, the tables kept ``decimals``.
+
+    The detection/segmentation tables printed 1 decimal of mmcv's 2 (rounded
+    twice); the ImageNet table printed mmcv's 2.
+    """
     two = Decimal(str(round(millions, 2)))
-    return str(two.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP))
+    return str(two.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
 
 
-def model_zoo_table(metafile: str, configs: List[str]) -> List[str]:
+def load_metafiles(metafiles: List[str]) -> Dict[str, Dict]:
+    """``{config path relative to the repository: metafile entry}``; the first file wins."""
+    entries: Dict[str, Dict] = {}
+    for metafile in metafiles:
+        with open(metafile) as f:
+            for model in yaml.safe_load(f)['Models']:
+                entries.setdefault(osp.normpath(model['Config']), model)
+    return entries
+
+
+def model_zoo_table(entries: Dict[str, Dict], configs: List[str]) -> List[str]:
     """Markdown rows: our params/FLOPs beside the published params/FLOPs/accuracy."""
-    with open(metafile) as f:
-        entries = {osp.normpath(m['Config']): m for m in yaml.safe_load(f)['Models']}
     rows = ['| Config | Params (M) ours | Params (M) published | FLOPs (G) ours | '
             'FLOPs (G) published | Input | Published accuracy |',
             '|---|---:|---:|---:|---:|:---:|---|']
@@ -88,11 +107,14 @@ def model_zoo_table(metafile: str, configs: List[str]) -> List[str]:
             params=None, flops=None, shape=(), metrics={})
         ours = measure(config, pub['shape'] or None)
         params, flops = ours['params'] / 1e6, ours['flops'] / 1e9
-        mark = ('' if pub['params'] is None or _as_published(params) == _fmt(pub['params'])
-                else ' (!)')
+        digits = _decimals(pub['params'])
+        mark = ('' if pub['params'] is None
+                or _as_published(params, digits) == _fmt(pub['params'], digits) else ' (!)')
         metrics = ', '.join(f'{k} {v}' for k, v in pub['metrics'].items()) or '-'
+        flops_digits = _decimals(pub['flops'])
         rows.append(f'| {osp.splitext(osp.basename(config))[0]} | {_fmt(params, 2)}{mark} | '
-                    f'{_fmt(pub["params"])} | {_fmt(flops)} | {_fmt(pub["flops"])} | '
+                    f'{_fmt(pub["params"], digits)} | {_fmt(flops, flops_digits)} | '
+                    f'{_fmt(pub["flops"], flops_digits)} | '
                     f'{ours["shape"][0]}x{ours["shape"][1]} | {metrics} |')
         print(rows[-1], file=sys.stderr, flush=True)  # progress: each takes a while
     return rows
@@ -104,24 +126,28 @@ def main(argv=None) -> None:
                                      epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('config', nargs='?', help='config file')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input size (default 1280 800 for mmdet, 1024 2048 for mmseg)')
+                        help='input size (default 1280 800 for mmdet, 1024 2048 for mmseg, '
+                        '224 224 for mmpretrain)')
     parser.add_argument('--model-zoo', action='store_true',
-                        help='table of every config in the metafile and in configs/rednet')
-    parser.add_argument('--metafile', default=METAFILE, help='published figures (YAML)')
+                        help='table of every config in the metafiles and in configs/rednet')
+    parser.add_argument('--metafile', help='published figures (YAML); with it, --model-zoo '
+                        'measures only its configs (default: configs/rednet/metafile*.yml and '
+                        'every other config in configs/rednet)')
     parser.add_argument('--out', help='also write the model-zoo table (markdown) here')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
 
     if args.model_zoo:
-        with open(args.metafile) as f:
-            listed = [osp.join(ROOT, m['Config']) for m in yaml.safe_load(f)['Models']]
-        others = sorted(set(glob.glob(osp.join(ROOT, 'configs', 'rednet', '*.py'))) -
-                        {osp.abspath(c) for c in listed})
-        rows = model_zoo_table(args.metafile, listed + others)
+        entries = load_metafiles([args.metafile] if args.metafile else METAFILES)
+        listed = [osp.join(ROOT, c) for c in entries]
+        others = [] if args.metafile else sorted(
+            set(glob.glob(osp.join(ROOT, 'configs', 'rednet', '*.py'))) -
+            {osp.abspath(c) for c in listed})
+        rows = model_zoo_table(entries, listed + others)
         print('\n'.join(rows))
         print('Params: trainable, 2 decimals as mmcv printed them; (!) marks a difference from the '
-              'published figure after the same rounding to 1 decimal.')
+              'published figure after the same rounding to its decimals.')
         if args.out:
             with open(args.out, 'w') as f:
                 f.write('\n'.join(rows) + '\n')
