@@ -1,13 +1,15 @@
-"""Evaluate a checkpoint on a config's test set (mmdet or mmseg) with mmengine's Runner.
+"""Evaluate a checkpoint on a config's test set (mmdet, mmseg or mmpretrain) with mmengine's Runner.
 
 Examples:
     python tools/test.py CONFIG CHECKPOINT
     python tools/test.py CONFIG CHECKPOINT --show-dir vis/      # prediction images
     python tools/test.py CONFIG CHECKPOINT --out results.pkl    # raw predictions
     python tools/test.py SEG_CONFIG CHECKPOINT --tta            # multi-scale + flip
+    python tools/test.py CLS_CONFIG CHECKPOINT --tta            # flip (mmpretrain's default)
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
+import copy
 import os.path as osp
 
 from mmengine.config import Config, ConfigDict
@@ -24,7 +26,8 @@ from mmrednet.apis import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Test a model from an mmdet/mmseg config')
+    parser = argparse.ArgumentParser(
+        description='Test a model from an mmdet/mmseg/mmpretrain config')
     add_runner_arguments(parser)
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='write the predictions: a .pkl file (any task), or '
@@ -34,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation: the config\'s tta_model and tta_pipeline '
-                        '(multi-scale + flip for mmseg)')
+                        '(multi-scale + flip for mmseg); for mmpretrain configs without them, '
+                        'flip averaging as mmpretrain\'s own test tool does')
     return parse_runner_args(parser, argv)
 
 
@@ -42,6 +46,12 @@ def _enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise RuntimeError('--show/--show-dir need default_hooks.visualization in the config')
+    if cfg.default_scope == 'mmpretrain':
+        # mmpretrain's VisualizationHook: `enable`, and every `interval`-th sample.
+        hook.update(enable=True, interval=1, show=args.show, wait_time=args.wait_time)
+        if args.show_dir:
+            hook['out_dir'] = osp.abspath(args.show_dir)
+        return
     hook['draw'] = True
     if args.show:
         hook['show'], hook['wait_time'] = True, args.wait_time
@@ -67,7 +77,17 @@ def _add_dump(cfg: Config, out: str) -> None:
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
     else:
-        raise ValueError(f'--out must end in .pkl or .pickle, got {out!r}')
+        raise ValueError(f'--out must end in .pkl or .pickle (a directory of result images '
+                         f'is for mmseg configs only), got {out!r}')
+
+
+def _add_flip_tta(cfg: Config) -> None:
+    """mmpretrain's default TTA: average the scores of the image and its mirror image."""
+    cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+    pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+    pipeline[-1] = dict(type='TestTimeAug', transforms=[
+        [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)], [pipeline[-1]]])
+    cfg.tta_pipeline = pipeline
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -77,6 +97,9 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)
     if args.tta:
+        if cfg.default_scope == 'mmpretrain' and 'tta_model' not in cfg \
+                and 'tta_pipeline' not in cfg:
+            _add_flip_tta(cfg)
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
             raise RuntimeError('--tta needs tta_model and tta_pipeline in the config')
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline

@@ -1,10 +1,12 @@
-"""Train a detector or segmentor from an mmdet / mmseg config with mmengine's Runner.
+"""Train a detector, segmentor or classifier from an mmdet/mmseg/mmpretrain config.
 
-The config's ``default_scope`` (``mmdet`` or ``mmseg``) decides which
-registries build it; this script is the same for both.
+The config's ``default_scope`` (``mmdet``, ``mmseg`` or ``mmpretrain``) decides
+which registries build it; this script, with mmengine's Runner, is the same for all.
 
 Examples:
     python tools/train.py configs/rednet/retinanet_rednet50_fpn_1x_coco.py
+    GPUS=64 bash tools/slurm_train.sh PARTITION JOB \\
+        configs/rednet/rednet50_64xb32-warmup-coslr-130e_imagenet.py work_dirs/rednet50
     python tools/train.py CONFIG --resume                 # latest checkpoint in work_dir
     python tools/train.py CONFIG --resume work_dirs/x/iter_1000.pth
     bash tools/dist_train.sh CONFIG 8                     # 8 processes (torchrun)
@@ -30,7 +32,8 @@ from mmrednet.apis import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a model from an mmdet/mmseg config')
+    parser = argparse.ArgumentParser(
+        description='Train a model from an mmdet/mmseg/mmpretrain config')
     add_runner_arguments(parser)
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision (needs CUDA)')

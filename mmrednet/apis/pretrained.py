@@ -4,8 +4,14 @@ from typing import Any, Iterator, Tuple
 
 HOW_TO_GET = """\
 The ImageNet RedNet weights are not downloaded automatically. Either
-  * convert the official ones (github.com/d-li14/involution, "RedNet-50 weights"):
-      python tools/convert_official_checkpoint.py rednet50.pth {path} --stem-kernel 7
+  * download PaddleClas's conversion of the official RedNet-50 weights (the original
+    links are dead) and convert it (README, "ImageNet: weights and pretraining"):
+      https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/RedNet50_pretrained.pdparams
+      python tools/convert_official_checkpoint.py RedNet50_pretrained.pdparams {path} \\
+          --stem-kernel 7
+    (an official PyTorch rednet50.pth converts the same way);
+  * pretrain on ImageNet yourself: configs/rednet/rednet50_64xb32-warmup-coslr-130e_imagenet.py,
+    then convert the result with the same command;
   * or train the backbone from scratch:
       --cfg-options {key}=None"""
 
