@@ -1,5 +1,6 @@
 from .checkpoint_safety import allow_mmengine_checkpoints
 from .profiling import peak_memory, retained_memory, saved_bytes_inside, time_call
+from .setup_env import register_all_modules
 
-__all__ = ['allow_mmengine_checkpoints', 'peak_memory', 'retained_memory', 'saved_bytes_inside',
-           'time_call']
+__all__ = ['allow_mmengine_checkpoints', 'peak_memory', 'register_all_modules',
+           'retained_memory', 'saved_bytes_inside', 'time_call']
