@@ -1,6 +1,8 @@
 # make test  - install what is missing (into .venv), then lint and run the tests
 # make demo  - install what is missing, then train, evaluate and draw the CPU detection demo
+#              and the classification demo
 # make seg-demo - the same for the Cityscapes-layout segmentation demo
+# make cls-demo - the classification demo alone (ImageNet layout, part of make demo)
 #
 # Use an existing environment with `make test PY=/path/to/python` (it must have
 # a torch already; TORCH= skips installing one). The mmcv wheel is built once
@@ -15,7 +17,7 @@ STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
 
-.PHONY: install test lint demo seg-demo benchmark clean
+.PHONY: install test lint demo seg-demo cls-demo benchmark clean
 .DEFAULT_GOAL := test
 
 install: $(STAMP)
@@ -45,6 +47,9 @@ demo: install
 
 seg-demo: install
 	PY=$(PY) bash tools/run_seg_demo.sh
+
+cls-demo: install
+	PYTHON=$(PY) bash tools/run_cls_demo.sh
 
 benchmark: install
 	$(PY) tools/benchmark_involution.py --out-dir work_dirs/benchmark

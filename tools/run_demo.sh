@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CPU demo, end to end from nothing: make the shapes dataset, train RetinaNet
 # and Mask R-CNN (RedNet-26-tiny, involution FPN/heads) from scratch with
-# tools/train.py, evaluate on val and draw predictions and involution kernels.
+# tools/train.py, evaluate on val and draw predictions and involution kernels;
+# then the classification demo (tools/run_cls_demo.sh) in WORK_DIR/classification.
 # Usage: tools/run_demo.sh [WORK_DIR]   (PYTHON=... picks the interpreter)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,3 +29,5 @@ for model in retinanet_rednet26-tiny_involution-fpn_shapes \
       --out-dir "$WORK/$model/kernels"
   echo "$model: trained in $((trained - start)) s; predictions in $WORK/$model/predictions"
 done
+
+PYTHON="$PY" bash tools/run_cls_demo.sh "$WORK/classification"

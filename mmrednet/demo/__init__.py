@@ -1,4 +1,6 @@
-"""Small deterministic datasets for the CPU demo and the tests."""
-from .shapes_coco import SHAPE_CLASSES, make_shapes_coco
+"""Small deterministic datasets for the CPU demos and the tests."""
+from .shapes import SHAPE_CLASSES
+from .shapes_coco import make_shapes_coco
+from .shapes_imagenet import SHAPE_WNIDS, make_shapes_imagenet
 
-__all__ = ['SHAPE_CLASSES', 'make_shapes_coco']
+__all__ = ['SHAPE_CLASSES', 'SHAPE_WNIDS', 'make_shapes_coco', 'make_shapes_imagenet']

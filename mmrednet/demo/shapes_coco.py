@@ -15,37 +15,12 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-SHAPE_CLASSES = ('circle', 'square', 'triangle')
-
-
-def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
-    """Vertices ``(V, 2)`` (x, y) of a shape of circumradius ``r``."""
-    sides = {'circle': 32, 'square': 4, 'triangle': 3}[shape]
-    # Squares and triangles turn a little; a circle's angle changes nothing.
-    t = angle + np.arange(sides) * 2 * math.pi / sides
-    if shape == 'square':
-        t = t + math.pi / 4
-    elif shape == 'triangle':
-        t = t - math.pi / 2
-    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
-
-
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A low-contrast texture: a colour gradient, stripes and pixel noise."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    base = rng.uniform(60, 190, 3)
-    tilt = rng.uniform(-40, 40, (2, 3))
-    img = base + xx[..., None] * tilt[0] + yy[..., None] * tilt[1]
-    freq, phase, theta = rng.uniform(4, 12), rng.uniform(0, 2 * math.pi), rng.uniform(0, math.pi)
-    stripes = np.sin(2 * math.pi * freq * (xx * math.cos(theta) + yy * math.sin(theta)) + phase)
-    img += stripes[..., None] * rng.uniform(5, 20)
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+from .shapes import SHAPE_CLASSES, paint_shape, textured_background
 
 
 def _draw_image(rng: np.random.Generator, size: int, max_objects: int,
                 min_radius: float, max_radius: float) -> Tuple[np.ndarray, List[Dict]]:
-    img = _background(rng, size)
+    img = textured_background(rng, size)
     placed: List[Tuple[float, float, float]] = []
     objects = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
@@ -58,11 +33,7 @@ def _draw_image(rng: np.random.Generator, size: int, max_objects: int,
             continue
         placed.append((cx, cy, r))
         label = int(rng.integers(len(SHAPE_CLASSES)))
-        poly = _polygon(SHAPE_CLASSES[label], cx, cy, r, rng.uniform(0, math.pi / 6))
-        # Saturated colours, far from the grey-ish background.
-        colour = rng.permutation([rng.uniform(200, 255), rng.uniform(0, 60), rng.uniform(0, 255)])
-        cv2.fillPoly(img, [np.round(poly).astype(np.int32)], colour.tolist(), cv2.LINE_8)
-        objects.append(dict(label=label, polygon=np.round(poly).astype(np.int32)))
+        objects.append(dict(label=label, polygon=paint_shape(img, rng, label, cx, cy, r)))
     return img, objects
 
 
