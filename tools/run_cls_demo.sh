@@ -12,13 +12,14 @@ WORK=${1:-work_dirs/cls_demo}
 CONFIG=configs/demo/rednet26-tiny_1xb32-20e_shapes-imagenet-64x64.py
 # One intra-op thread: on a small shared CPU, OpenMP spinning costs more than it gains.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-start=$(date +%s)
+begin=$(date +%s)
 
 [ -f data/shapes_imagenet/LOC_synset_mapping.txt ] ||
   "$PY" tools/dataset_converters/make_shapes_imagenet.py data/shapes_imagenet
+start=$(date +%s)
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK"
 trained=$(date +%s)
 "$PY" tools/test.py "$CONFIG" "$(cat "$WORK/last_checkpoint")" --work-dir "$WORK/test" \
   --show-dir "$WORK/predictions"
-echo "classification demo: trained in $((trained - start)) s, $(( $(date +%s) - start )) s in all;" \
+echo "classification demo: trained in $((trained - start)) s, $(( $(date +%s) - begin )) s in all;" \
   "predictions in $WORK/predictions"

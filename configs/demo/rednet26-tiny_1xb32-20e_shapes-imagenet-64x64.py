@@ -53,5 +53,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=1e-5)
 ]
 randomness = dict(seed=0)
-default_hooks = dict(logger=dict(interval=38),
-                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+default_hooks = dict(
+    logger=dict(interval=38),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1),
+    visualization=dict(resize=192))  # tools/test.py --show-dir: legible labels on 64 px images
