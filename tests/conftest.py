@@ -1,4 +1,7 @@
 import os
+import os.path as osp
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,6 +27,26 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def convert(capsys):
+    """Run tools/convert_official_checkpoint.py in-process: ``(returncode, stdout, stderr)``."""
+    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+    try:
+        import convert_official_checkpoint as tool
+    finally:
+        sys.path.pop(0)
+
+    def run(*args):
+        try:
+            code = tool.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors
+            code = exc.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,7 +19,6 @@ from mmrednet.models import RedNet
 from .det_helpers import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
-import convert_official_checkpoint as convert_tool  # noqa: E402
 import test as test_tool  # noqa: E402
 import train as train_tool  # noqa: E402
 
@@ -162,7 +161,7 @@ def _tiny_imagenet_cfg(shapes: str, work_dir: str) -> Config:
     return cfg
 
 
-def test_train_step_predict_and_convert_through_the_tools(shapes, tmp_path):
+def test_train_step_predict_and_convert_through_the_tools(shapes, tmp_path, convert):
     cfg = _tiny_imagenet_cfg(shapes, str(tmp_path / 'work'))
     config = str(tmp_path / 'rednet26_tiny.py')
     cfg.dump(config)
@@ -188,11 +187,11 @@ def test_train_step_predict_and_convert_through_the_tools(shapes, tmp_path):
 
     # Pretraining's result feeds the detection/segmentation RedNets (7x7 stem) ...
     dst = tmp_path / 'rednet26_imagenet.pth'
-    assert convert_tool.main([str(ckpt_path), str(dst), '--stem-kernel', '7']) == 0
+    assert convert(ckpt_path, dst, '--stem-kernel', 7).returncode == 0
     RedNet(26, stem_kernel=7).load_state_dict(
         torch.load(dst, weights_only=True)['state_dict'], strict=True)
     # ... and, with its head, loads strictly back into the ImageNet config's model.
-    assert convert_tool.main([str(ckpt_path), str(tmp_path / 'cls.pth'), '--with-head']) == 0
+    assert convert(ckpt_path, tmp_path / 'cls.pth', '--with-head').returncode == 0
     classifier = _build(Config.fromfile(imagenet_config(26)))
     classifier.load_state_dict(torch.load(tmp_path / 'cls.pth', weights_only=True)['state_dict'],
                                strict=True)

@@ -1,7 +1,5 @@
 """tools/convert_official_checkpoint.py on checkpoints in the original's key layout."""
 import os.path as osp
-import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,38 +10,14 @@ from mmrednet.converters import expand_stem_kernel
 from mmrednet.models import Involution, RedNet
 
 from .det_helpers import ROOT
-from .official_layout import OfficialRedNet
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import convert_official_checkpoint as tool  # noqa: E402
-
-sys.path.pop(0)
-
-
-@pytest.fixture
-def convert(capsys):
-    """Run the tool in-process: ``(returncode, stdout, stderr)``."""
-
-    def run(*args):
-        try:
-            code = tool.main([str(a) for a in args])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run
+from .official_layout import OfficialRedNet, randomize_norms
 
 
 @pytest.fixture(scope='module')
 def imagenet_ckpt(tmp_path_factory):
     """An mmcls-layout RedNet-26 classifier (backbone.* + head.fc.*) and its model."""
     torch.manual_seed(0)
-    official = OfficialRedNet(blocks=(1, 2, 4, 1), stem_kernel=3).eval()
-    for m in official.modules():  # non-trivial BN statistics
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    official = randomize_norms(OfficialRedNet(blocks=(1, 2, 4, 1), stem_kernel=3).eval())
     state = {f'backbone.{k}': v for k, v in official.state_dict().items()}
     state.update({'head.fc.weight': torch.randn(1000, 2048), 'head.fc.bias': torch.zeros(1000)})
     path = tmp_path_factory.mktemp('official') / 'rednet26.pth'

@@ -2,7 +2,6 @@
 import os
 import os.path as osp
 import pickle
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,43 +14,17 @@ from mmrednet.converters import RefusedPickleError, load_pdparams
 from mmrednet.models import RedNet
 
 from .det_helpers import ROOT
-from .official_layout import OfficialRedNet
+from .official_layout import OfficialRedNet, randomize_norms
 from .paddle_format import paddle_rednet_state, save_pdparams
 
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import convert_official_checkpoint as tool  # noqa: E402
-
-sys.path.pop(0)
-
 IMAGENET_26 = osp.join(ROOT, 'configs', 'rednet', 'rednet26_64xb32-warmup-coslr-130e_imagenet.py')
-
-
-@pytest.fixture
-def convert(capsys):
-    """Run the tool in-process: ``(returncode, stdout, stderr)``."""
-
-    def run(*args):
-        try:
-            code = tool.main([str(a) for a in args])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run
 
 
 @pytest.fixture(scope='module')
 def paddle_rednet26(tmp_path_factory):
     """A RedNet-26 classifier of our own, saved as PaddleClas's ``RedNet26_pretrained.pdparams``."""
     torch.manual_seed(0)
-    backbone = OfficialRedNet(blocks=(1, 2, 4, 1), stem_kernel=3).eval()
-    for m in backbone.modules():  # BN statistics that matter
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.1, 0.1)
+    backbone = randomize_norms(OfficialRedNet(blocks=(1, 2, 4, 1), stem_kernel=3).eval())
     fc = torch.nn.Linear(2048, 1000)
     state = paddle_rednet_state(backbone, fc)
     path = tmp_path_factory.mktemp('paddle') / 'RedNet26_pretrained.pdparams'

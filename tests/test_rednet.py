@@ -5,23 +5,13 @@ from torch import nn
 
 from mmrednet.models import RedNet
 
-from .official_layout import OfficialRedNet
-
-
-def _randomize_norms(model):
-    """Give BN layers non-trivial statistics so a wrong mapping would show."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
+from .official_layout import OfficialRedNet, randomize_norms
 
 
 @pytest.mark.parametrize('stem_kernel', [3, 7])
 def test_official_state_dict_loads_strictly_and_computes_the_same(stem_kernel):
     official = OfficialRedNet(stem_kernel=stem_kernel)
-    _randomize_norms(official)
+    randomize_norms(official)
     official.eval()
     ours = RedNet(26, stem_kernel=stem_kernel).eval()
     ours.load_state_dict(official.state_dict(), strict=True)
@@ -84,7 +74,7 @@ def test_zero_init_residual():
 def test_with_cp_gives_the_same_gradients():
     torch.manual_seed(0)
     model = RedNet(26, base_channels=16, stem_channels=32).double()
-    _randomize_norms(model)
+    randomize_norms(model)
     model.eval()  # no BN statistic updates between the two passes
     x = torch.randn(1, 3, 48, 48, dtype=torch.double, requires_grad=True)
     grads = []
@@ -102,7 +92,7 @@ def test_with_cp_gives_the_same_gradients():
 
 def test_pretrained_init_cfg(tmp_path):
     source = RedNet(26)
-    _randomize_norms(source)
+    randomize_norms(source)
     checkpoint = tmp_path / 'rednet26.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}},
                checkpoint)
