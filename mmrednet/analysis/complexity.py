@@ -1,4 +1,4 @@
-"""Params and FLOPs of mmdet/mmseg models with involution counted.
+"""Params and FLOPs of mmdet/mmseg/mmpretrain models with involution counted.
 
 mmengine's FLOP counter (``mmengine.analysis``, fvcore's jit-trace counter)
 only counts ops it has a handle for; a custom op such as ``mmrednet::involution``
@@ -57,9 +57,9 @@ def count_params(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 class _TensorForward(nn.Module):
-    """``forward(x)`` of an mmdet/mmseg model without post-processing (for tracing).
+    """``forward(x)`` of an mmdet/mmseg/mmpretrain model without post-processing (for tracing).
 
-    One-stage detectors and segmentors run in ``mode='tensor'``. Two-stage
+    One-stage detectors, segmentors and classifiers run in ``mode='tensor'``. Two-stage
     detectors run like mmdet 2.x's ``forward_dummy``, which the original
     tables were measured with: backbone, neck, the RPN head's outputs, and the
     RoI head on ``proposals`` fixed random boxes (the first 100 of them through
@@ -89,10 +89,10 @@ class _TensorForward(nn.Module):
 
 def model_complexity(model: nn.Module, height: int, width: int,
                      proposals: int = 1000) -> Dict[str, Any]:
-    """FLOPs (one image ``3 x height x width``) and params of an mmdet/mmseg model.
+    """FLOPs (one image ``3 x height x width``) and params of an mmdet/mmseg/mmpretrain model.
 
     Args:
-        model (nn.Module): A built detector or segmentor; it is put in eval mode.
+        model (nn.Module): A built detector, segmentor or classifier; put in eval mode.
         height (int): Input height.
         width (int): Input width.
         proposals (int): RoIs fed to a two-stage detector's RoI head.
