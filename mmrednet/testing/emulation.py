@@ -36,7 +36,8 @@ from mmrednet.ops import cuda
 
 HARNESS_DIR = cuda.KERNEL_DIR / 'emulation'
 HARNESS = HARNESS_DIR / 'harness.cpp'
-SOURCES = (HARNESS, HARNESS_DIR / 'cuda_host.h', cuda.SOURCE)
+CONVERSIONS = HARNESS_DIR / 'conversions_exhaustive.cpp'
+SOURCES = (HARNESS_DIR / 'cuda_host.h', cuda.SOURCE)  # what every build includes
 
 _COMMON = ('-std=c++17', '-Wall', '-Wextra', '-Werror', '-Wno-unknown-pragmas', '-pthread',
            '-rdynamic')  # -rdynamic: the harness finds entry points by name (dlsym)
@@ -92,15 +93,29 @@ def build(mode: str = 'asan', params: cuda.LaunchParams = cuda.PARAMS) -> Path:
     """The harness executable for ``mode`` and launch ``params`` (built once, then cached)."""
     if mode not in FLAGS:
         raise ValueError(f'mode must be one of {sorted(FLAGS)}, got {mode!r}')
+    return _build(f'harness-{mode}', HARNESS, [*FLAGS[mode], *cuda.macros(params)])
+
+
+def build_conversion_check() -> Path:
+    """``conversions_exhaustive.cpp``: every float through the 16-bit conversions.
+
+    Its second oracle is torch's own C++ conversion code, header-only in
+    torch's include directory.
+    """
+    return _build('conversions-exhaustive', CONVERSIONS,
+                  ['-O2', f'-I{Path(torch.__file__).parent / "include"}'])
+
+
+def _build(name: str, source: Path, flags: Sequence[str]) -> Path:
     cxx = compiler()
-    command = [cxx, *_COMMON, *FLAGS[mode], *cuda.macros(params), f'-I{cuda.KERNEL_DIR}',
-               f'-I{HARNESS_DIR}', str(HARNESS), '-ldl']
+    command = [cxx, *_COMMON, *flags, f'-I{cuda.KERNEL_DIR}', f'-I{HARNESS_DIR}', str(source),
+               '-ldl']
     version = subprocess.run([cxx, '--version'], capture_output=True, text=True,
                              check=False).stdout
     digest = hashlib.sha256('\0'.join([*command, version]).encode())
-    for source in SOURCES:
-        digest.update(source.read_bytes())
-    target = cache_dir() / digest.hexdigest()[:20] / f'harness-{mode}'
+    for path in (source, *SOURCES):
+        digest.update(path.read_bytes())
+    target = cache_dir() / digest.hexdigest()[:20] / name
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +125,7 @@ def build(mode: str = 'asan', params: cuda.LaunchParams = cuda.PARAMS) -> Path:
         result = subprocess.run([*command, '-o', str(built)], capture_output=True, text=True,
                                 check=False)
         if result.returncode != 0:
-            raise EmulationError(f'building the {mode} emulation failed: {" ".join(command)}',
+            raise EmulationError(f'building {name} failed: {" ".join(command)}',
                                  result.stderr)
         os.replace(built, target)
     return target
@@ -208,6 +223,13 @@ class Emulator:
         _, reply = self._request(f'convert {kind} {values.size}', (values.tobytes(), ),
                                  values.size * np.dtype(target).itemsize)
         return np.frombuffer(reply, dtype=target).copy()
+
+
+def check_conversions_exhaustively() -> Tuple[bool, str]:
+    """Run ``conversions_exhaustive``: whether every check passed, and its report."""
+    result = subprocess.run([str(build_conversion_check())], capture_output=True, text=True,
+                            check=False)
+    return result.returncode == 0, (result.stdout + result.stderr).strip()
 
 
 def _raw(tensor: Tensor) -> bytes:
