@@ -54,7 +54,9 @@ class LaunchParams(NamedTuple):
 
 THREADS = 256  # threads a block (the kernels' __launch_bounds__)
 PARAMS = LaunchParams()  # what mmrednet launches
+OPS = ('forward', 'grad_input', 'grad_weight')
 TILED_KERNEL_SIZES = (3, 7)  # vertical kernel sizes with a register-tiled kernel
+_TILED_STRIDES = {'forward': (1, 2), 'grad_input': (1, ), 'grad_weight': (1, 2)}
 _MAX_SIDE = 2**30  # the kernels use int coordinates inside a plane
 _MAX_GRID = 2**31 - 1
 _TAGS = {torch.float32: 'f32', torch.float64: 'f64', torch.float16: 'f16', torch.bfloat16: 'bf16'}
@@ -79,11 +81,22 @@ def _ceil_div(a: int, b: int) -> int:
 
 def variant(op: str, kernel_h: int, stride_h: int, dilation_h: int) -> str:
     """``kKsS`` for a register-tiled kernel, ``any`` for the generic one."""
-    if dilation_h == 1 and kernel_h in TILED_KERNEL_SIZES and stride_h in (1, 2):
-        # grad_input gathers: a vertical stride would leave holes in its strips.
-        if op != 'grad_input' or stride_h == 1:
-            return f'k{kernel_h}s{stride_h}'
+    # grad_input gathers: a vertical stride would leave holes in its strips.
+    if dilation_h == 1 and kernel_h in TILED_KERNEL_SIZES and stride_h in _TILED_STRIDES[op]:
+        return f'k{kernel_h}s{stride_h}'
     return 'any'
+
+
+def entry_points(dtype: torch.dtype, baseline: bool = False) -> List[str]:
+    """Every entry point the launcher may call for ``dtype`` (or of the baseline source)."""
+    tag = _TAGS[dtype]
+    if baseline:
+        return [f'involution_baseline_{op}_{tag}' for op in OPS]
+    names = []
+    for op in OPS:
+        tiled = [f'k{k}s{s}' for k in TILED_KERNEL_SIZES for s in _TILED_STRIDES[op]]
+        names += [f'involution_{op}_{v}_{tag}' for v in (*tiled, 'any')]
+    return names
 
 
 def plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],

@@ -21,7 +21,7 @@ turns registers into resident blocks an SM.
 """
 import re
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -138,16 +138,18 @@ _REGISTER_UNIT = 256  # registers are allocated to a warp in units of 256
 _SUB_PARTITIONS = 4  # an SM's register file is split among 4 schedulers
 
 
-def occupancy(registers: int, arch: str, threads: int = cuda.THREADS) -> int:
+def occupancy(registers: int, arch: str = '90', threads: int = cuda.THREADS,
+              limits: Optional[Tuple[int, int, int]] = None) -> int:
     """Resident blocks of ``threads`` an SM holds at ``registers`` a thread.
 
     The arithmetic of CUDA's occupancy calculator (``cuda_occupancy.h``): a warp
     takes ``registers * 32`` rounded up to 256 registers; each of the 4
     sub-partitions of the register file (16384 registers) holds whole warps;
     blocks are whole groups of their warps, capped by the SM's threads and
-    blocks. No shared memory is used, so it limits nothing.
+    blocks. No shared memory is used, so it limits nothing. ``limits``
+    (registers, threads, blocks an SM) replaces those of ``arch``.
     """
-    register_file, max_threads, max_blocks = SM_LIMITS[arch]
+    register_file, max_threads, max_blocks = limits or SM_LIMITS[arch]
     per_warp = -(-registers * 32 // _REGISTER_UNIT) * _REGISTER_UNIT
     warps = register_file // _SUB_PARTITIONS // per_warp * _SUB_PARTITIONS
     warps_per_block = -(-threads // 32)

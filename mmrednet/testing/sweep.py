@@ -41,7 +41,7 @@ from torch import Tensor
 from mmrednet.ops import cuda, involution_reference
 from mmrednet.ops._args import canonicalize, output_size
 
-OPS = ('forward', 'grad_input', 'grad_weight')
+OPS = cuda.OPS
 DTYPES: Dict[str, torch.dtype] = {'fp64': torch.float64, 'fp32': torch.float32,
                                   'fp16': torch.float16, 'bf16': torch.bfloat16}
 # dtype -> (unit roundoff of the accumulator, of the stored value)
