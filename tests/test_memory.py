@@ -149,6 +149,21 @@ def test_allocator_keeps_less_by_exactly_what_the_involutions_saved():
     assert kept[False] - kept[True] == saved[False]
 
 
+@pytest.mark.gpu
+def test_gpu_layer_memory_saving():
+    """On CUDA (tools/check_cuda.py runs it): the allocator keeps less by what the
+    involutions saved, up to its rounding of each block to 512 bytes."""
+    model = _rednet(recompute_stem=False).cuda()
+    x = torch.randn(2, 3, 64, 64, device='cuda')
+    kept, saved = {}, {}
+    for regenerate in (False, True):
+        _set_regenerate(model, regenerate)
+        kept[regenerate], saved[regenerate] = _kept_and_saved_inside(
+            model, x, lambda m: isinstance(m, Involution))
+    assert saved[False] > 0 and saved[True] == 0
+    assert kept[False] - kept[True] == pytest.approx(saved[False], rel=0.05)
+
+
 def test_stem_recomputation_frees_exactly_the_stem_activations():
     model = _rednet()
     x = torch.randn(2, 3, 32, 32)
