@@ -81,11 +81,16 @@ ptxas info    : Used 40 registers, used 0 barriers, 504 bytes cmem[0]
         nvrtc.resources("ptxas info    : Compiling entry function 'c' for 'sm_90'\n")
 
 
-def test_the_gate_sees_spills():
-    """Two blocks an SM cap the registers at 128: the k7 forward kernel then spills."""
-    options = nvrtc.launcher_options(torch.float32, '90', cuda.LaunchParams(4, 8, 2))
-    found = nvrtc.resources(nvrtc.compile_source(cuda.SOURCE.read_text(), options).log)
-    assert not found['involution_forward_k7s1_f32'].clean
+def test_the_gate_sees_local_memory():
+    """An array indexed at run time cannot live in registers: ptxas puts it on the stack."""
+    source = """extern "C" __global__ void dynamic(float* p, int i) {
+      float a[64];
+      for (int k = 0; k < 64; ++k) a[(k * 7 + i) & 63] = p[k];
+      p[0] = a[p[1] > 0 ? i & 63 : 0];
+    }"""
+    found = nvrtc.resources(nvrtc.compile_source(source, nvrtc.cupy_options(
+        (nvrtc.PTXAS_VERBOSE, ), '90')).log)
+    assert found['dynamic'].stack >= 256 and not found['dynamic'].clean
 
 
 @pytest.mark.parametrize('registers,arch,blocks', [

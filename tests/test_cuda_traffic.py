@@ -1,18 +1,10 @@
 """The traffic model of the CUDA launch plan counts exactly the loads the kernels make."""
-import os.path as osp
-import sys
-
 import pytest
 import torch
 from rich.console import Console
 
 from mmrednet.ops import cuda, cuda_traffic
 from mmrednet.testing import emulation, sweep
-
-from .det_helpers import ROOT
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import benchmark_involution  # noqa: E402
 
 # What the kernels' operands a and b are, per op.
 OPERANDS = {'forward': ('input', 'weight'), 'grad_input': ('grad_output', 'weight'),
@@ -59,9 +51,9 @@ def test_rednet50_stages():
     assert 1.8 * w_elements < t.loads['weight'] < 2 * w_elements
 
 
-def test_benchmark_prints_the_model_without_a_gpu():
+def test_model_tables():
     console = Console(record=True, width=250)
-    benchmark_involution.print_traffic_model(console, 32)
+    cuda_traffic.print_tables(console, 32)
     text = console.export_text()
     assert 'CUDA traffic model, fp16' in text and 'CUDA traffic model, fp32' in text
     assert '32x64x56x56' in text and 'grad_weight_k7s1_f16' in text and 'H200 floor us' in text

@@ -379,27 +379,10 @@ def _write_cuda(out_dir: str, op_rows: List[CudaOpRow], retina_rows: List[Retina
     fig.savefig(os.path.join(out_dir, 'cuda_benchmark.png'), dpi=110)
 
 
-def print_traffic_model(console: Console, batch: int, sm_count: int = 132) -> None:
-    """The traffic model of the CUDA launch plan on the RedNet-50 stages (no GPU needed)."""
-    from mmrednet.ops import cuda_traffic
-    for name, dtype in CUDA_DTYPES.items():
-        rows = cuda_traffic.rednet50_stages(batch, dtype, sm_count)
-        devices = list(rows[0].times_us)
-        table = Table(title=f'CUDA traffic model, {name}: minimal DRAM bytes, bytes the launch '
-                      f'plan loads and stores, and the floor at peak bandwidth ({sm_count} SMs)')
-        for col in ('shape', 'op', 'kernel', 'minimal MB', 'plan MB', 'plan / minimal',
-                    *(f'{d} floor us' for d in devices)):
-            table.add_column(col, justify='right')
-        for r in rows:
-            table.add_row(r.shape, r.op, r.kernel.split('_', 1)[1], f'{r.minimal_mb:.1f}',
-                          f'{r.requested_mb:.1f}', f'{r.reuse_needed:.1f}x',
-                          *(f'{r.times_us[d]:.1f}' for d in devices))
-        console.print(table)
-
-
 def run_cuda_section(args, console: Console) -> None:
-    print_traffic_model(console, args.cuda_batch,
-                        torch.cuda.get_device_properties(0).multi_processor_count)
+    from mmrednet.ops import cuda_traffic
+    cuda_traffic.print_tables(console, args.cuda_batch,
+                              torch.cuda.get_device_properties(0).multi_processor_count)
     bandwidth = copy_bandwidth(args.repeat)
     op_rows = benchmark_cuda_op(args.cuda_batch, args.repeat, bandwidth)
     retina_rows: Optional[List[RetinaRow]] = []
@@ -503,7 +486,8 @@ def main():
     if torch.cuda.is_available() and not args.skip_cuda:
         run_cuda_section(args, console)
     elif not args.skip_cuda:
-        print_traffic_model(console, args.cuda_batch)
+        from mmrednet.ops import cuda_traffic
+        cuda_traffic.print_tables(console, args.cuda_batch)
 
 
 if __name__ == '__main__':

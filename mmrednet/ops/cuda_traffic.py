@@ -152,3 +152,36 @@ def rednet50_stages(batch: int = 32, dtype: torch.dtype = torch.float16, sm_coun
                                      t.minimal / 1e6, t.requested / 1e6, t.requested / t.minimal,
                                      {d: t.seconds(bw) * 1e6 for d, bw in bandwidths.items()}))
     return rows
+
+
+DTYPE_NAMES = {'fp32': torch.float32, 'fp16': torch.float16}
+
+
+def print_tables(console, batch: int = 32, sm_count: int = 132) -> None:
+    """The RedNet-50 stage model as rich tables, one a dtype (the benchmark prints them)."""
+    from rich.table import Table
+    for name, dtype in DTYPE_NAMES.items():
+        rows = rednet50_stages(batch, dtype, sm_count)
+        devices = list(rows[0].times_us)
+        table = Table(title=f'CUDA traffic model, {name}: minimal DRAM bytes, bytes the launch '
+                      f'plan loads and stores, and the floor at peak bandwidth ({sm_count} SMs)')
+        for col in ('shape', 'op', 'kernel', 'minimal MB', 'plan MB', 'plan / minimal',
+                    *(f'{d} floor us' for d in devices)):
+            table.add_column(col, justify='right')
+        for r in rows:
+            table.add_row(r.shape, r.op, r.kernel.split('_', 1)[1], f'{r.minimal_mb:.1f}',
+                          f'{r.requested_mb:.1f}', f'{r.reuse_needed:.1f}x',
+                          *(f'{r.times_us[d]:.1f}' for d in devices))
+        console.print(table)
+
+
+if __name__ == '__main__':
+    import argparse
+
+    from rich.console import Console
+
+    parser = argparse.ArgumentParser(description='The CUDA traffic model of the RedNet-50 stages')
+    parser.add_argument('--batch', type=int, default=32)
+    parser.add_argument('--sm-count', type=int, default=132, help='132: H100 SXM and H200')
+    args = parser.parse_args()
+    print_tables(Console(width=160), args.batch, args.sm_count)

@@ -20,6 +20,7 @@ Modes:
 Builds are cached by a hash of the sources, the flags and the compiler, in
 ``$MMREDNET_EMULATION_CACHE`` or ``~/.cache/mmrednet/emulation``.
 """
+import fcntl
 import hashlib
 import os
 import shutil
@@ -119,7 +120,16 @@ def _build(name: str, source: Path, flags: Sequence[str]) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename: parallel test workers may build at once.
+    # One build at a time per target (parallel test workers wait for it rather than
+    # build it twice), into a temporary file renamed into place.
+    with open(target.parent / f'.{name}.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            _compile(command, target, name)
+    return target
+
+
+def _compile(command: Sequence[str], target: Path, name: str) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
         result = subprocess.run([*command, '-o', str(built)], capture_output=True, text=True,
@@ -128,7 +138,6 @@ def _build(name: str, source: Path, flags: Sequence[str]) -> Path:
             raise EmulationError(f'building {name} failed: {" ".join(command)}',
                                  result.stderr)
         os.replace(built, target)
-    return target
 
 
 class Emulator:

@@ -154,3 +154,38 @@ def occupancy(registers: int, arch: str = '90', threads: int = cuda.THREADS,
     warps = register_file // _SUB_PARTITIONS // per_warp * _SUB_PARTITIONS
     warps_per_block = -(-threads // 32)
     return min(warps // warps_per_block, max_threads // threads, max_blocks)
+
+
+def resource_table(archs: Sequence[str] = ARCHS, params: cuda.LaunchParams = cuda.PARAMS) -> str:
+    """Markdown: registers a thread per entry point, arch and dtype, and blocks an SM.
+
+    ``python -m mmrednet.testing.nvrtc`` prints it (the README's table).
+    """
+    dtypes = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,
+              'fp64': torch.float64}
+    registers: Dict[Tuple[str, str, str], int] = {}  # (variant, arch, dtype) -> registers
+    for arch in archs:
+        for name, dtype in dtypes.items():
+            compiled = compile_source(cuda.SOURCE.read_text(),
+                                      launcher_options(dtype, arch, params))
+            for entry, found in resources(compiled.log).items():
+                if not found.clean:
+                    raise RuntimeError(f'{entry} spills on sm_{arch}: {found}')
+                registers[(entry.rsplit('_', 1)[0], arch, name)] = found.registers
+    variants = [name.rsplit('_', 1)[0] for name in cuda.entry_points(torch.float32)]
+    header = ['entry point'] + [f'sm_{a} registers ({"/".join(dtypes)})' for a in archs]
+    header += [f'sm_{a} blocks' for a in archs]
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for variant in variants:
+        cells = [variant.replace('involution_', '')]
+        for arch in archs:
+            cells.append(' / '.join(str(registers[(variant, arch, d)]) for d in dtypes))
+        for arch in archs:
+            cells.append(' / '.join(str(occupancy(registers[(variant, arch, d)], arch))
+                                    for d in dtypes))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    print(resource_table())
