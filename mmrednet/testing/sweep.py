@@ -53,7 +53,7 @@ SUBNORMAL_FLOOR = {torch.float64: (0.0, 2.0**-1074), torch.float32: (2.0**-126, 
                    torch.float16: (2.0**-126, 2.0**-25), torch.bfloat16: (2.0**-126, 2.0**-134)}
 
 SEED = 20250611  # of the full sweep; make test runs its first CI_CASES cases
-FULL_CASES = 320
+FULL_CASES = 500
 CI_CASES = 40
 MAX_MACS = 60_000  # multiply-adds of one op: keeps a case fast under the sanitizers
 # Register-tiled kernels exist for vertical (K, stride) in these, dilation 1; uniform
