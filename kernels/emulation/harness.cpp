@@ -79,7 +79,7 @@ struct Buffer {
 
   Buffer(long long count, size_t element_bytes, int missing, bool from_stdin) {
     const size_t full = (size_t)count * element_bytes;
-    bytes = full - (size_t)missing * element_bytes;
+    bytes = count > 0 ? full - (size_t)missing * element_bytes : 0;
     data.reset(new unsigned char[bytes ? bytes : 1]);
     if (from_stdin) {
       read_exact(data.get(), bytes);

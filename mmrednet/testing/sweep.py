@@ -188,9 +188,10 @@ def problem(case: Case, dtype: torch.dtype) -> Problem:
 
     x, w = draw(case.batch, case.channels, *case.size), draw(*shape_w)
     grad_out = draw(case.batch, case.channels, *case.output)
-    x, w, geo, _ = canonicalize(x, w, case.stride, case.padding, case.dilation)
+    shapes = _shapes(case)
+    x, w = x.reshape(shapes[0]), w.reshape(shapes[1])
     grad_out = grad_out.reshape(x.shape[0], x.shape[1], *w.shape[4:])
-    stride, padding, dilation = list(geo.stride), list(geo.padding), list(geo.dilation)
+    stride, padding, dilation = shapes[2:]
 
     def reference(x_, w_, go_):
         x_ = x_.double().requires_grad_()
@@ -203,8 +204,7 @@ def problem(case: Case, dtype: torch.dtype) -> Problem:
                    operands={'forward': (x, w), 'grad_input': (grad_out, w),
                              'grad_weight': (grad_out, x)},
                    want=reference(x, w, grad_out),
-                   magnitude=reference(x.abs(), w.abs(), grad_out.abs()),
-                   shapes=(tuple(x.shape), tuple(w.shape), stride, padding, dilation))
+                   magnitude=reference(x.abs(), w.abs(), grad_out.abs()), shapes=shapes)
 
 
 def launch_for(problem_: Problem, op: str,
