@@ -3,6 +3,8 @@
 #              and the classification demo
 # make seg-demo - the same for the Cityscapes-layout segmentation demo
 # make cls-demo - the classification demo alone (ImageNet layout, part of make demo)
+# make cuda-emulation - the full CPU proof of the CUDA kernels: every float through the
+#                  16-bit conversions, the full random sweep under ASan+UBSan and TSan
 #
 # Use an existing environment with `make test PY=/path/to/python` (it must have
 # a torch already; TORCH= skips installing one). The mmcv wheel is built once
@@ -17,7 +19,7 @@ STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
 
-.PHONY: install test lint demo seg-demo cls-demo benchmark clean
+.PHONY: install test lint demo seg-demo cls-demo benchmark cuda-emulation clean
 .DEFAULT_GOAL := test
 
 install: $(STAMP)
@@ -53,6 +55,9 @@ cls-demo: install
 
 benchmark: install
 	$(PY) tools/benchmark_involution.py --out-dir work_dirs/benchmark
+
+cuda-emulation: install
+	$(PY) tools/cuda_emulation.py --out-dir work_dirs/cuda_emulation
 
 clean:
 	rm -rf build mmrednet/*.so work_dirs

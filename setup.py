@@ -24,8 +24,8 @@ def cpu_extension():
 
 # The CUDA kernels are compiled at run time (CuPy/NVRTC), so their sources are
 # package data: ``kernels/`` of the checkout becomes ``mmrednet/kernels`` of an
-# installed wheel.
+# installed wheel, with the host emulation that ``mmrednet.testing`` builds.
 setup(packages=find_packages(include=['mmrednet', 'mmrednet.*']) + ['mmrednet.kernels'],
       package_dir={'mmrednet.kernels': 'kernels'},
-      package_data={'mmrednet.kernels': ['*.cu']},
+      package_data={'mmrednet.kernels': ['*.cu', 'emulation/*.cpp', 'emulation/*.h']},
       **cpu_extension())

@@ -43,6 +43,10 @@
 // converted with the same PTX instructions cuda_fp16.h/cuda_bf16.h use. CuPy bundles
 // its own (version-skewed) copies of those headers and pip-installed CUDA has none,
 // so header-free source compiles identically under nvcc and NVRTC everywhere.
+// Everything that is not plain C++ (PTX, __ldg, thread indices) is either under
+// `#ifdef __CUDA_ARCH__` with a host path beside it or a CUDA built-in that
+// kernels/emulation/cuda_host.h defines, so the same file also compiles for the
+// host emulation that the tests run under the sanitizers.
 // Accumulation is in float (double for double inputs), rounded once at the store.
 
 #ifndef MMREDNET_THREADS
@@ -70,6 +74,84 @@ struct bfloat16_t {
   unsigned short bits;
 };
 
+// ---------------------------------------------------------------------------
+// 16-bit <-> float conversions. Each has a device path (the PTX instruction that
+// cuda_fp16.h/cuda_bf16.h use) and a host path in plain C++, which the host
+// emulation (kernels/emulation/) compiles instead. The host paths round to nearest
+// even with the same overflow, subnormal and NaN rules and are tested bit-exactly
+// against torch (tests/test_cuda_emulation.py: every 16-bit pattern, and every
+// rounding case of float -> 16 bit; tools/cuda_emulation.py: all 2^32 floats).
+// What the host paths cannot show is the PTX itself: that `cvt` rounds as the PTX
+// ISA documents is the hardware's part, checked on the user's GPU by
+// tools/check_cuda.py. Two known differences, both outside the tolerances: the
+// device's NaN payloads (PTX may give a canonical NaN; the tests compare NaN as
+// NaN), and CuPy's -ftz=true, which flushes float subnormals (< 1.2e-38) in the
+// kernels' float arithmetic on the device only.
+// ---------------------------------------------------------------------------
+__device__ __forceinline__ float half_to_float(unsigned short h) {
+#ifdef __CUDA_ARCH__
+  float v;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(h));
+  return v;
+#else
+  const unsigned int sign = (unsigned int)(h & 0x8000u) << 16;
+  const unsigned int exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  if (exponent == 0x1fu)  // infinity, or NaN (made quiet, payload kept)
+    return __uint_as_float(sign | 0x7f800000u | (mantissa ? 0x400000u | (mantissa << 13) : 0u));
+  if (exponent == 0u) {  // zero or subnormal: mantissa * 2^-24, exact in float
+    const float magnitude = (float)mantissa * 0x1p-24f;
+    return sign ? -magnitude : magnitude;
+  }
+  return __uint_as_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));  // 15 -> 127 bias
+#endif
+}
+
+__device__ __forceinline__ unsigned short float_to_half(float v) {
+#ifdef __CUDA_ARCH__
+  unsigned short h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+  return h;
+#else
+  const unsigned int u = __float_as_uint(v), magnitude = u & 0x7fffffffu;
+  const unsigned short sign = (unsigned short)((u >> 16) & 0x8000u);
+  if (magnitude > 0x7f800000u)  // NaN stays NaN (quiet; a zero payload must not become inf)
+    return (unsigned short)(sign | 0x7e00u | ((magnitude >> 13) & 0x3ffu));
+  if (magnitude >= 0x47800000u) return (unsigned short)(sign | 0x7c00u);  // >= 2^16: inf
+  if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half (units of 2^-24) or zero
+    const int shift = 126 - (int)(magnitude >> 23);  // value = significand >> shift units
+    if (shift > 24) return sign;  // below 2^-25 (half a unit): rounds to zero
+    const unsigned int significand = (magnitude & 0x7fffffu) | 0x800000u;
+    const unsigned int units = significand >> shift, rest = significand & ((1u << shift) - 1u);
+    const unsigned int halfway = 1u << (shift - 1);
+    const unsigned int round_up = rest > halfway || (rest == halfway && (units & 1u));
+    return (unsigned short)(sign | (units + round_up));  // 0x400: the smallest normal
+  }
+  // Normal: rebias the exponent (127 -> 15) and round the 13 dropped bits to nearest
+  // even; a carry moves into the exponent, up to inf from [65520, 65536).
+  const unsigned int rebiased = magnitude - (112u << 23);
+  return (unsigned short)(sign | ((rebiased + 0xfffu + ((rebiased >> 13) & 1u)) >> 13));
+#endif
+}
+
+__device__ __forceinline__ float bfloat16_to_float(unsigned short b) {
+  return __uint_as_float((unsigned int)b << 16);  // bfloat16 is the top half of a float
+}
+
+__device__ __forceinline__ unsigned short float_to_bfloat16(float v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned short b;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(b) : "f"(v));
+  return b;
+#else
+  // No bf16 conversion instruction before sm_80, so this is also the device path of
+  // sm_75: round to nearest even by hand, keeping NaNs NaN (quiet) and letting
+  // overflow round to infinity.
+  const unsigned int u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
+  return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+#endif
+}
+
 template <typename T>
 struct Traits;
 
@@ -91,40 +173,19 @@ template <>
 struct Traits<half_t> {
   typedef float acc_t;
   static __device__ __forceinline__ float load(const half_t* p) {
-    const unsigned short bits = __ldg(reinterpret_cast<const unsigned short*>(p));
-    float v;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(bits));
-    return v;
+    return half_to_float(__ldg(reinterpret_cast<const unsigned short*>(p)));
   }
-  static __device__ __forceinline__ void store(half_t* p, float v) {
-    unsigned short bits;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(v));
-    p->bits = bits;
-  }
+  static __device__ __forceinline__ void store(half_t* p, float v) { p->bits = float_to_half(v); }
 };
 
 template <>
 struct Traits<bfloat16_t> {
   typedef float acc_t;
   static __device__ __forceinline__ float load(const bfloat16_t* p) {
-    const unsigned int bits = __ldg(reinterpret_cast<const unsigned short*>(p));
-    return __uint_as_float(bits << 16);  // bfloat16 is the top half of a float
+    return bfloat16_to_float(__ldg(reinterpret_cast<const unsigned short*>(p)));
   }
   static __device__ __forceinline__ void store(bfloat16_t* p, float v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    unsigned short bits;
-    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(v));
-    p->bits = bits;
-#else
-    // No bf16 conversion instruction before sm_80: round to nearest even by hand,
-    // keeping NaNs NaN (quiet) and letting overflow round to infinity.
-    const unsigned int u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-      p->bits = static_cast<unsigned short>((u >> 16) | 0x0040u);
-    } else {
-      p->bits = static_cast<unsigned short>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    }
-#endif
+    p->bits = float_to_bfloat16(v);
   }
 };
 
@@ -157,7 +218,9 @@ __device__ __forceinline__ void divmod(i64 a, i64 b, i64& q, i64& r) {
 // the loop.
 template <typename P>
 __device__ __forceinline__ P* opaque(P* p) {
+#ifdef __CUDA_ARCH__
   asm("" : "+l"(p));
+#endif
   return p;
 }
 

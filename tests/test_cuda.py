@@ -1,18 +1,14 @@
-"""The CUDA backend: kernel source, launcher and (on a GPU) values against the reference.
+"""The CUDA backend: the launcher's plan and fallback, and (on a GPU) values against the reference.
 
-Without a GPU three things still run: every ``kernels/*.cu`` is compiled with
-the local nvcc for the oldest supported architecture, sm_80 and sm_90; the
-kernels are run on the CPU by a host emulation (they use no shared memory and
-no synchronisation, so running their threads one after another is exact), fed
-by the launcher's own ``plan``; and the launcher's fallback without CuPy.
+Without a GPU the kernels are proven elsewhere: compiled as the launcher
+compiles them (``test_cuda_nvrtc.py``), run on the host under the sanitizers
+in every dtype (``test_cuda_emulation.py``) and their traffic modelled
+(``test_cuda_traffic.py``). The ``gpu`` tests below run on a CUDA machine, and
+``tools/check_cuda.py`` runs them for GPU users.
 """
-import ctypes
 import math
-import shutil
-import subprocess
 import types
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,112 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrednet.ops import cuda, involution, involution_reference
-from mmrednet.ops._args import canonicalize, output_size
+from mmrednet.ops._args import canonicalize
+from mmrednet.testing import sweep
 
 from .helpers import random_problem
-
-KERNELS = Path(cuda.__file__).resolve().parents[2] / 'kernels'
-
-# CUDA 13's nvcc dropped sm_70 (Volta); sm_75 (Turing) is the oldest it builds,
-# so it stands in for the sm_70 of the issue. Older toolkits still build sm_70.
-ARCHS = ('75', '80', '90')
-
-
-def _nvcc_archs(nvcc):
-    listed = subprocess.run([nvcc, '--list-gpu-arch'], check=False, capture_output=True,
-                            text=True)
-    return {line.strip().split('_')[-1] for line in listed.stdout.split()}
-
-
-@pytest.mark.parametrize('source', sorted(KERNELS.glob('*.cu')), ids=lambda p: p.name)
-def test_kernels_compile_with_nvcc(source, tmp_path):
-    """A syntax or type error in a kernel cannot land: build it for three architectures."""
-    nvcc = shutil.which('nvcc')
-    if nvcc is None:
-        pytest.skip('nvcc is not on PATH (install the CUDA toolkit to compile the kernels)')
-    supported = _nvcc_archs(nvcc)
-    archs = [a for a in ('70', *ARCHS) if a in supported][:1] + list(ARCHS[1:])
-    assert all(a in supported for a in archs), f'nvcc lacks one of sm_{archs}'
-    gencode = [f'-gencode=arch=compute_{a},code=sm_{a}' for a in archs]
-    command = [nvcc, '-std=c++17', '--threads', '2', '-Werror', 'all-warnings', '--fatbin',
-               *gencode, str(source), '-o', str(tmp_path / 'kernels.fatbin')]
-    result = subprocess.run(command, check=False, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-
-
-# ---------------------------------------------------------------------------
-# Host emulation of the kernels, driven by the launcher's plan
-# ---------------------------------------------------------------------------
-_PRELUDE = r'''
-#include <algorithm>
-#include <cstring>
-struct emu_dim3 { unsigned int x, y, z; };
-static emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define asm(...)
-template <typename T> static inline T __ldg(const T* p) { return *p; }
-static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
-static inline unsigned int __float_as_uint(float f) {
-  unsigned int u; std::memcpy(&u, &f, 4); return u;
-}
-using std::min;
-#include "involution_cuda.cu"
-typedef void (*entry_t)(const void*, const void*, void*, long long, long long, long long,
-                        long long, long long, long long, long long, long long, long long,
-                        long long, long long, long long, long long, long long, long long,
-                        long long);
-extern "C" void emulate(void* fn, unsigned int blocks, unsigned int threads, const void* a,
-                        const void* b, void* result, const long long* g) {
-  entry_t f = reinterpret_cast<entry_t>(fn);
-  gridDim.x = blocks; blockDim.x = threads;
-  for (blockIdx.x = 0; blockIdx.x < blocks; ++blockIdx.x)
-    for (threadIdx.x = 0; threadIdx.x < threads; ++threadIdx.x)
-      f(a, b, result, g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11],
-        g[12], g[13], g[14], g[15]);
-}
-'''
-
-
-@pytest.fixture(scope='module')
-def emulator(tmp_path_factory):
-    """The kernel source built for the host: entry points run one thread at a time.
-
-    Covers the index logic of every entry point for float and double and the
-    bfloat16 conversions of GPUs before sm_80; not the half conversions (PTX).
-    """
-    cxx = shutil.which('g++')
-    if cxx is None:
-        pytest.skip('g++ is not on PATH')
-    build = tmp_path_factory.mktemp('emulation')
-    (build / 'emulate.cpp').write_text(_PRELUDE)
-    library = build / 'emulate.so'
-    command = [cxx, '-std=c++17', '-O1', '-w', '-shared', '-fPIC', f'-I{KERNELS}',
-               f'-DMMREDNET_THREADS={cuda.THREADS}', f'-DMMREDNET_ROWS={cuda.ROWS}',
-               f'-DMMREDNET_CHANNELS={cuda.CHANNELS}', str(build / 'emulate.cpp'), '-o',
-               str(library)]
-    result = subprocess.run(command, check=False, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return ctypes.CDLL(str(library))
-
-
-def _emulate(lib, op, a, b, input_shape, weight_shape, geometry, sm_count=0, blocks=None,
-             threads=None):
-    """Run ``op`` as the launcher would (its plan), with an optional smaller grid."""
-    launch = cuda.plan(op, input_shape, weight_shape, *geometry, a.dtype, sm_count)
-    n, c = input_shape[:2]
-    shape = {'forward': (n, c, *weight_shape[4:]), 'grad_input': input_shape,
-             'grad_weight': weight_shape}[op]
-    a, b = a.contiguous(), b.contiguous()
-    result = torch.full(shape, float('nan'), dtype=a.dtype)  # every value must be written
-    args = (ctypes.c_longlong * 16)(*launch.geometry)
-    lib.emulate(ctypes.cast(getattr(lib, launch.kernel), ctypes.c_void_p),
-                ctypes.c_uint(blocks or launch.blocks), ctypes.c_uint(threads or cuda.THREADS),
-                ctypes.c_void_p(a.data_ptr()), ctypes.c_void_p(b.data_ptr()),
-                ctypes.c_void_p(result.data_ptr()), args)
-    return result, launch
+from .test_cuda_emulation import FIXED
 
 
 def _reference(x, w, stride, padding, dilation, grad_out=None):
@@ -138,77 +33,6 @@ def _reference(x, w, stride, padding, dilation, grad_out=None):
                                dtype=torch.float64)
     grad_x, grad_w = torch.autograd.grad(out, (x, w), grad_out.double())
     return out.detach(), grad_x, grad_w, grad_out
-
-
-def _problem(c, groups, size, kernel, stride, padding, dilation, n=2):
-    """Anisotropic problems too: kernel/stride/padding/dilation as (h, w) pairs."""
-    out = [output_size(s, k, st, p, d)
-           for s, k, st, p, d in zip(size, kernel, stride, padding, dilation, strict=True)]
-    x = torch.randn(n, c, *size, dtype=torch.float64)
-    w = torch.randn(n, groups, *kernel, *out, dtype=torch.float64)
-    return x, w
-
-
-EMULATED = [
-    # channels, groups, size, kernel, stride, padding, dilation: (h, w) pairs
-    (32, 2, (9, 7), (3, 3), (1, 1), (1, 1), (1, 1)),  # k3s1, two chunks of 8 channels
-    (24, 4, (9, 7), (3, 3), (2, 2), (1, 1), (1, 1)),  # k3s2, odd sizes
-    (24, 2, (10, 9), (7, 7), (1, 1), (3, 3), (1, 1)),  # k7s1, 12 channels: a partial chunk
-    (16, 1, (13, 11), (7, 7), (2, 2), (3, 3), (1, 1)),  # k7s2
-    (8, 2, (11, 10), (7, 3), (1, 2), (3, 2), (1, 2)),  # k7s1 tile, strided dilated columns
-    (6, 3, (12, 9), (3, 5), (2, 1), (1, 4), (1, 2)),  # k3s2 tile, odd channels a group
-    (16, 4, (8, 11), (5, 5), (1, 1), (4, 4), (2, 2)),  # any: dilated rows
-    (8, 8, (5, 6), (1, 1), (1, 1), (0, 0), (1, 1)),  # any: K=1, one channel a group
-    (4, 2, (5, 6), (7, 7), (2, 2), (6, 6), (2, 2)),  # any: most taps outside
-    (4, 1, (3, 4), (3, 3), (3, 3), (0, 2), (1, 1)),  # any: stride 3, no vertical padding
-    (6, 2, (1, 13), (1, 5), (1, 2), (0, 2), (1, 1)),  # a 1-D problem
-]
-
-
-@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-@pytest.mark.parametrize('channels,groups,size,kernel,stride,padding,dilation', EMULATED)
-def test_emulated_kernels_match_reference(emulator, dtype, channels, groups, size, kernel,
-                                          stride, padding, dilation):
-    x, w = _problem(channels, groups, size, kernel, stride, padding, dilation)
-    geometry = (list(stride), list(padding), list(dilation))
-    out, grad_x, grad_w, grad_out = _reference(x, w, *geometry)
-    x, w, grad_out = x.to(dtype), w.to(dtype), grad_out.to(dtype)
-    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=0)
-    for sm_count in (0, 10**6):  # most channels a thread, and the fewest
-        got, _ = _emulate(emulator, 'forward', x, w, x.shape, w.shape, geometry, sm_count)
-        torch.testing.assert_close(got.double(), out, **tol)
-        got, _ = _emulate(emulator, 'grad_input', grad_out, w, x.shape, w.shape, geometry,
-                          sm_count)
-        torch.testing.assert_close(got.double(), grad_x, **tol)
-    got, _ = _emulate(emulator, 'grad_weight', grad_out, x, x.shape, w.shape, geometry)
-    torch.testing.assert_close(got.double(), grad_w, **tol)
-
-
-def test_emulated_grid_stride_loop(emulator):
-    """Any grid is correct: one block of one warp walks all the work."""
-    x, w = _problem(24, 2, (10, 9), (7, 7), (1, 1), (3, 3), (1, 1))
-    geometry = ([1, 1], [3, 3], [1, 1])
-    out, grad_x, grad_w, grad_out = _reference(x, w, *geometry)
-    for op, a, b, want in (('forward', x, w, out), ('grad_input', grad_out, w, grad_x),
-                           ('grad_weight', grad_out, x, grad_w)):
-        got, launch = _emulate(emulator, op, a, b, x.shape, w.shape, geometry, blocks=1,
-                               threads=32)
-        assert launch.kernel.endswith('_k7s1_f64')
-        torch.testing.assert_close(got, want)
-
-
-def test_emulated_bfloat16_rounding(emulator):
-    """The bfloat16 store of GPUs before sm_80 rounds to nearest even, like torch."""
-    x = torch.randn(1, 4, 16, 16).to(torch.bfloat16)
-    w = torch.randn(1, 1, 1, 1, 16, 16).to(torch.bfloat16) * 3
-    x[0, 0, 0, :4] = torch.tensor([float('nan'), float('inf'), -float('inf'), 3e38])
-    w[0, 0, 0, 0, 0, 3] = 2.0  # 6e38 overflows to inf
-    geometry = ([1, 1], [0, 0], [1, 1])
-    got, launch = _emulate(emulator, 'forward', x, w, x.shape, w.shape, geometry)
-    assert launch.kernel == 'involution_forward_any_bf16'
-    # One exact float product a value: rounding it to bfloat16 is all that differs.
-    want = (x.float() * w.float()[:, :, 0, 0]).to(torch.bfloat16)
-    torch.testing.assert_close(got, want, atol=0, rtol=0, equal_nan=True)
 
 
 def test_plan_variants_and_grid():
@@ -225,11 +49,16 @@ def test_plan_variants_and_grid():
     n, c, g, h, w, ho, wo = launch.geometry[:7]
     per_thread = launch.geometry[-1]
     assert (n, c, g, h, w, ho, wo) == (32, 64, 4, 56, 56, 56, 56)
-    assert per_thread == cuda.CHANNELS  # the big stage fills the GPU with 8 channels a thread
-    items = n * g * math.ceil(c // g / per_thread) * math.ceil(ho / cuda.ROWS) * wo
+    assert per_thread == cuda.PARAMS.channels  # the big stage fills the GPU with 8 a thread
+    items = n * g * math.ceil(c // g / per_thread) * math.ceil(ho / cuda.PARAMS.rows) * wo
     assert launch.blocks == math.ceil(items / cuda.THREADS)
     small = cuda.plan('forward', *strided, dtype, 132)
-    assert small.geometry[-1] < cuda.CHANNELS  # the 7x7 stage trades reuse for threads
+    assert small.geometry[-1] < cuda.PARAMS.channels  # the 7x7 stage trades reuse for threads
+    rows = cuda.LaunchParams(rows=2, channels=4)
+    other = cuda.plan('forward', *rednet, dtype, 132, rows)
+    assert other.geometry[-1] == 4
+    assert other.blocks == math.ceil(n * g * 4 * math.ceil(ho / 2) * wo / cuda.THREADS)
+    assert '-DMMREDNET_ROWS=2' in cuda.compile_options(dtype, rows)
 
 
 def test_without_cupy_warns_once_and_names_the_fix(monkeypatch):
@@ -271,28 +100,30 @@ def _assert_close(got, want, dtype):
                                atol=TOLERANCE[dtype] * scale)
 
 
-GPU_GEOMETRIES = EMULATED + [
-    (64, 4, (56, 56), (7, 7), (1, 1), (3, 3), (1, 1)),  # a RedNet-50 stage
-    (128, 8, (29, 27), (7, 7), (2, 2), (3, 3), (1, 1)),  # strided, odd sizes
-    (32, 2, (17, 15), (3, 3), (1, 1), (1, 1), (1, 1)),  # the stem's K=3
+GPU_CASES = FIXED + [
+    sweep.Case(1, 2, 4, 16, (56, 56), (7, 7), (1, 1), (3, 3), (1, 1)),  # a RedNet-50 stage
+    sweep.Case(2, 2, 8, 16, (29, 27), (7, 7), (2, 2), (3, 3), (1, 1)),  # strided, odd sizes
+    sweep.Case(3, 2, 2, 16, (17, 15), (3, 3), (1, 1), (1, 1), (1, 1)),  # the stem's K=3
 ]
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize('channels,groups,size,kernel,stride,padding,dilation', GPU_GEOMETRIES)
-def test_gpu_kernels_match_reference(kernels, dtype, channels, groups, size, kernel, stride,
-                                     padding, dilation):
-    x, w = _problem(channels, groups, size, kernel, stride, padding, dilation)
-    x, w = x.to(dtype).double(), w.to(dtype).double()  # the reference sees the rounded inputs
-    geometry = (list(stride), list(padding), list(dilation))
-    n, c = x.shape[:2]
-    grad_out = torch.randn(n, c, *w.shape[4:], dtype=torch.float64).to(dtype).double()
-    out, grad_x, grad_w, _ = _reference(x, w, *geometry, grad_out=grad_out)
-    xd, wd, god = (t.to('cuda', dtype) for t in (x, w, grad_out))
-    _assert_close(cuda.forward(xd, wd, *geometry), out, dtype)
-    _assert_close(cuda.grad_input(god, xd, wd, *geometry), grad_x, dtype)
-    _assert_close(cuda.grad_weight(god, xd, wd, *geometry), grad_w, dtype)
+@pytest.mark.parametrize('dtype', list(sweep.DTYPES.values()), ids=list(sweep.DTYPES))
+@pytest.mark.parametrize('case', GPU_CASES, ids=lambda c: c.describe())
+def test_gpu_kernels_match_reference(kernels, dtype, case):
+    """The public backend functions (the device's own plan), within the sweep's error bound."""
+    problem = sweep.problem(case, dtype)
+    (x, w), (grad_out, _) = problem.operands['forward'], problem.operands['grad_input']
+    x, w, grad_out = x.cuda(), w.cuda(), grad_out.cuda()
+    geometry = problem.shapes[2:]
+    got = {'forward': cuda.forward(x, w, *geometry),
+           'grad_input': cuda.grad_input(grad_out, x, w, *geometry),
+           'grad_weight': cuda.grad_weight(grad_out, x, w, *geometry)}
+    sm_count = torch.cuda.get_device_properties(0).multi_processor_count
+    for op, result in got.items():
+        launch = cuda.plan(op, *problem.shapes, dtype, sm_count)
+        outcome = sweep.compare(problem, op, result, launch, cuda.THREADS)
+        assert outcome.passed, outcome
 
 
 @pytest.mark.gpu

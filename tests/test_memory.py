@@ -136,9 +136,14 @@ def _kept_and_saved_inside(model, x, inside):
     return kept, saved
 
 
-def test_allocator_keeps_less_by_exactly_what_the_involutions_saved():
-    model = _rednet(recompute_stem=False)
-    x = torch.randn(2, 3, 32, 32)
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.gpu)])
+def test_allocator_keeps_less_by_exactly_what_the_involutions_saved(device):
+    # On CUDA (tools/check_cuda.py runs it) the caching allocator rounds each block
+    # up to 512 bytes, so there the difference is close, not exact (a larger input
+    # keeps the rounding of the small norm statistics under a few percent).
+    model = _rednet(recompute_stem=False).to(device)
+    size = 32 if device == 'cpu' else 64
+    x = torch.randn(2, 3, size, size, device=device)
     kept, saved = {}, {}
     for regenerate in (False, True):
         _set_regenerate(model, regenerate)
@@ -146,7 +151,8 @@ def test_allocator_keeps_less_by_exactly_what_the_involutions_saved():
             model, x, lambda m: isinstance(m, Involution))
     # Before: each kernel and its branch's norm input, statistics and activation.
     assert saved[False] > 0 and saved[True] == 0
-    assert kept[False] - kept[True] == saved[False]
+    rel = 0.05 if device == 'cuda' else 0
+    assert kept[False] - kept[True] == pytest.approx(saved[False], rel=rel, abs=0)
 
 
 def test_stem_recomputation_frees_exactly_the_stem_activations():

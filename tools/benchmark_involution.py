@@ -6,9 +6,11 @@ Model section: RedNet-50 against mmdet's ResNet-50 backbone, training step
 and inference. Every ratio is against a baseline measured in the same run.
 CUDA section (whenever a GPU is present): forward and backward of the CuPy
 kernels on the RedNet-50 stage shapes at batch 32, fp32 and fp16, as a fraction
-of the copy bandwidth measured in the run and against the unfold reference and
-a one-thread-per-output kernel; RetinaNet RedNet-50 vs ResNet-50 AMP training
-step time and peak memory (batch 8, 1333x800).
+of the copy bandwidth measured in the run, beside the traffic model's floor
+(``mmrednet.ops.cuda_traffic``), and against the unfold reference and a
+one-thread-per-output kernel; RetinaNet RedNet-50 vs ResNet-50 AMP training
+step time and peak memory (batch 8, 1333x800). Without a GPU it prints the
+traffic model alone.
 
 Example::
 
@@ -133,6 +135,7 @@ class CudaOpRow:
     dtype: str
     direction: str  # forward, or backward (grad_input + grad_weight)
     ours_ms: float
+    floor_ms: float  # the traffic model's minimal bytes at the measured copy bandwidth
     reference_ms: float  # (a) the unfold reference
     baseline_ms: float  # (b) one thread per output (nan without CuPy)
     ours_gbs: float  # minimal bytes / time
@@ -200,6 +203,16 @@ def _op_calls(x, w, grad_out):
     ]
 
 
+def _minimal_bytes(x: torch.Tensor, w: torch.Tensor) -> Dict[str, int]:
+    """DRAM floor of forward and of backward (grad_input + grad_weight), by the traffic model."""
+    from mmrednet.ops import cuda_traffic
+    sm_count = torch.cuda.get_device_properties(x.device).multi_processor_count
+    floor = {op: cuda_traffic.traffic(op, x.shape, w.shape, *_GEOMETRY, x.dtype,
+                                      sm_count).minimal
+             for op in ('forward', 'grad_input', 'grad_weight')}
+    return dict(forward=floor['forward'], backward=floor['grad_input'] + floor['grad_weight'])
+
+
 def benchmark_cuda_op(batch: int, repeat: int, bandwidth: float) -> List[CudaOpRow]:
     rows = []
     for (dtype_name, dtype), (channels, size) in track(
@@ -207,9 +220,7 @@ def benchmark_cuda_op(batch: int, repeat: int, bandwidth: float) -> List[CudaOpR
         x = torch.randn(batch, channels, size, size, device='cuda', dtype=dtype)
         w = torch.randn(batch, channels // 16, 7, 7, size, size, device='cuda', dtype=dtype)
         grad_out = torch.randn_like(x)
-        item = x.element_size()
-        minimal = dict(forward=(2 * x.numel() + w.numel()) * item,  # x, w in; out
-                       backward=(4 * x.numel() + 2 * w.numel()) * item)  # grad_out, w, x in
+        minimal = _minimal_bytes(x, w)
         for direction, calls in _op_calls(x, w, grad_out):
             times = {}
             for name, fn in calls.items():
@@ -221,7 +232,8 @@ def benchmark_cuda_op(batch: int, repeat: int, bandwidth: float) -> List[CudaOpR
             gbs = minimal[direction] / (times['ours'] * 1e-3)
             rows.append(
                 CudaOpRow(f'{batch}x{channels}x{size}x{size}', dtype_name, direction,
-                          times['ours'], times['reference'], times['baseline'], gbs / 1e9,
+                          times['ours'], minimal[direction] / bandwidth * 1e3,
+                          times['reference'], times['baseline'], gbs / 1e9,
                           gbs / bandwidth, times['reference'] / times['ours'],
                           times['baseline'] / times['ours']))
         del x, w, grad_out
@@ -310,17 +322,18 @@ def _print_cuda(console: Console, bandwidth: float, op_rows: List[CudaOpRow],
     if op_rows:
         table = Table(title='CUDA involution op: time, bandwidth, vs (a) unfold reference and '
                       '(b) one-thread-per-output kernel')
-        for col in ('shape', 'dtype', 'pass', 'ours ms', '(a) ms', '(b) ms', 'GB/s',
+        for col in ('shape', 'dtype', 'pass', 'ours ms', 'floor ms', '(a) ms', '(b) ms', 'GB/s',
                     'of copy', 'vs (a)', 'vs (b)'):
             table.add_column(col, justify='right')
         for r in op_rows:
-            table.add_row(r.shape, r.dtype, r.direction, f'{r.ours_ms:.3f}',
+            table.add_row(r.shape, r.dtype, r.direction, f'{r.ours_ms:.3f}', f'{r.floor_ms:.3f}',
                           f'{r.reference_ms:.2f}', f'{r.baseline_ms:.3f}', f'{r.ours_gbs:.0f}',
                           f'{r.copy_fraction:.0%}', f'{r.vs_reference:.1f}x',
                           f'{r.vs_baseline:.1f}x')
         console.print(table)
         console.print(f"targets: >= {CUDA_TARGETS['copy_fraction']:.0%} of copy bandwidth, "
-                      f">= {CUDA_TARGETS['baseline_speedup']:.0f}x vs (b)")
+                      f">= {CUDA_TARGETS['baseline_speedup']:.0f}x vs (b); floor: the traffic "
+                      "model's minimal bytes at the copy bandwidth")
     if retina_rows:
         table = Table(title='RetinaNet-FPN AMP training step: RedNet-50 vs ResNet-50')
         for col in ('backbone', 'step ms', 'peak MB', 'time ratio', 'memory ratio', 'target'):
@@ -367,6 +380,9 @@ def _write_cuda(out_dir: str, op_rows: List[CudaOpRow], retina_rows: List[Retina
 
 
 def run_cuda_section(args, console: Console) -> None:
+    from mmrednet.ops import cuda_traffic
+    cuda_traffic.print_tables(console, args.cuda_batch,
+                              torch.cuda.get_device_properties(0).multi_processor_count)
     bandwidth = copy_bandwidth(args.repeat)
     op_rows = benchmark_cuda_op(args.cuda_batch, args.repeat, bandwidth)
     retina_rows: Optional[List[RetinaRow]] = []
@@ -469,6 +485,9 @@ def main():
         console.print(f'wrote {args.out_dir}/op.csv, model.csv, benchmark.png')
     if torch.cuda.is_available() and not args.skip_cuda:
         run_cuda_section(args, console)
+    elif not args.skip_cuda:
+        from mmrednet.ops import cuda_traffic
+        cuda_traffic.print_tables(console, args.cuda_batch)
 
 
 if __name__ == '__main__':

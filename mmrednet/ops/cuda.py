@@ -39,18 +39,30 @@ BASELINE_SOURCE = KERNEL_DIR / 'involution_cuda_baseline.cu'
 INSTALL_HINT = ('install CuPy for your CUDA version: pip install "mmrednet[cuda]", or '
                 'pip install cupy-cuda12x (CUDA 12) / cupy-cuda13x (CUDA 13)')
 
-# Launch configuration, passed to the kernel source as macros, so both agree.
-THREADS = 256  # threads a block
-ROWS = 4  # output (grad_input: input) rows a thread in the register-tiled kernels
-CHANNELS = 8  # most channels of a group a thread computes (forward, grad_input)
-MIN_BLOCKS = 1  # __launch_bounds__ occupancy hint
+
+
+class LaunchParams(NamedTuple):
+    """The kernels' compile-time launch parameters, passed to the source as macros.
+
+    ``plan`` and ``compile_options`` take the same instance, so the launch and the
+    binary agree; ``tools/check_cuda.py`` sweeps them on the user's GPU.
+    """
+    rows: int = 4  # output (grad_input: input) rows a thread in the register-tiled kernels
+    channels: int = 8  # most channels of a group a thread computes (forward, grad_input)
+    min_blocks: int = 1  # __launch_bounds__ hint: blocks of THREADS an SM should hold
+
+
+THREADS = 256  # threads a block (the kernels' __launch_bounds__)
+PARAMS = LaunchParams()  # what mmrednet launches
+OPS = ('forward', 'grad_input', 'grad_weight')
 TILED_KERNEL_SIZES = (3, 7)  # vertical kernel sizes with a register-tiled kernel
+_TILED_STRIDES = {'forward': (1, 2), 'grad_input': (1, ), 'grad_weight': (1, 2)}
 _MAX_SIDE = 2**30  # the kernels use int coordinates inside a plane
 _MAX_GRID = 2**31 - 1
 _TAGS = {torch.float32: 'f32', torch.float64: 'f64', torch.float16: 'f16', torch.bfloat16: 'bf16'}
 
-_modules: Dict[Tuple[str, str, int], object] = {}  # (source, dtype tag, device) -> RawModule
-_functions: Dict[Tuple[str, int], object] = {}  # (entry point, device) -> RawKernel
+_modules: Dict[tuple, object] = {}  # (source, dtype tag, device, params) -> RawModule
+_functions: Dict[tuple, object] = {}  # (entry point, device, params) -> RawKernel
 _failures: Dict[Tuple[str, int], str] = {}  # (dtype tag, device) -> why the kernels failed
 _warned = set()
 _sm_counts: Dict[int, int] = {}
@@ -69,16 +81,27 @@ def _ceil_div(a: int, b: int) -> int:
 
 def variant(op: str, kernel_h: int, stride_h: int, dilation_h: int) -> str:
     """``kKsS`` for a register-tiled kernel, ``any`` for the generic one."""
-    if dilation_h == 1 and kernel_h in TILED_KERNEL_SIZES and stride_h in (1, 2):
-        # grad_input gathers: a vertical stride would leave holes in its strips.
-        if op != 'grad_input' or stride_h == 1:
-            return f'k{kernel_h}s{stride_h}'
+    # grad_input gathers: a vertical stride would leave holes in its strips.
+    if dilation_h == 1 and kernel_h in TILED_KERNEL_SIZES and stride_h in _TILED_STRIDES[op]:
+        return f'k{kernel_h}s{stride_h}'
     return 'any'
+
+
+def entry_points(dtype: torch.dtype, baseline: bool = False) -> List[str]:
+    """Every entry point the launcher may call for ``dtype`` (or of the baseline source)."""
+    tag = _TAGS[dtype]
+    if baseline:
+        return [f'involution_baseline_{op}_{tag}' for op in OPS]
+    names = []
+    for op in OPS:
+        tiled = [f'k{k}s{s}' for k in TILED_KERNEL_SIZES for s in _TILED_STRIDES[op]]
+        names += [f'involution_{op}_{v}_{tag}' for v in (*tiled, 'any')]
+    return names
 
 
 def plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
          stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
-         dtype: torch.dtype, sm_count: int) -> Launch:
+         dtype: torch.dtype, sm_count: int, params: LaunchParams = PARAMS) -> Launch:
     """The launch of ``op`` ('forward', 'grad_input', 'grad_weight') for these shapes.
 
     Pure (no GPU needed), so the tests can check it. The kernels walk their work
@@ -91,10 +114,10 @@ def plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
     tiled = name != 'any'
     if op == 'grad_weight':
         per_thread = 1  # unused: a grad_weight thread sums over all channels of its group
-        items = n * g * (kw * _ceil_div(ho, ROWS) * wo if tiled else kh * kw * ho * wo)
+        items = n * g * (kw * _ceil_div(ho, params.rows) * wo if tiled else kh * kw * ho * wo)
     elif op in ('forward', 'grad_input'):
         rows, cols = (ho, wo) if op == 'forward' else (h, w)
-        plane = (_ceil_div(rows, ROWS) if tiled else rows) * cols
+        plane = (_ceil_div(rows, params.rows) if tiled else rows) * cols
 
         def items_for(channels: int) -> int:
             return n * g * _ceil_div(group_channels, channels) * plane
@@ -103,7 +126,7 @@ def plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
         # means more threads. Trade the first for the second only while the grid
         # has under 1024 threads an SM (a few waves at the tiled kernels' ~160
         # registers a thread).
-        per_thread = max(1, min(group_channels, CHANNELS))
+        per_thread = max(1, min(group_channels, params.channels))
         while per_thread > 2 and items_for(per_thread) < sm_count * 1024:
             per_thread = _ceil_div(per_thread, 2)
         items = items_for(per_thread)
@@ -115,11 +138,17 @@ def plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
     return Launch(f'involution_{op}_{name}_{_TAGS[dtype]}', blocks, geometry)
 
 
-def compile_options(dtype: torch.dtype) -> Tuple[str, ...]:
+def compile_options(dtype: torch.dtype, params: LaunchParams = PARAMS) -> Tuple[str, ...]:
     """NVRTC options of the module for one dtype (the file holds all of them)."""
     return ('-std=c++17', '-DMMREDNET_SELECT_DTYPE', f'-DMMREDNET_WITH_{_TAGS[dtype].upper()}',
-            f'-DMMREDNET_THREADS={THREADS}', f'-DMMREDNET_ROWS={ROWS}',
-            f'-DMMREDNET_CHANNELS={CHANNELS}', f'-DMMREDNET_MIN_BLOCKS={MIN_BLOCKS}')
+            *macros(params))
+
+
+def macros(params: LaunchParams = PARAMS) -> Tuple[str, ...]:
+    """The launch parameters as the ``-D`` options of the kernel source."""
+    return (f'-DMMREDNET_THREADS={THREADS}', f'-DMMREDNET_ROWS={params.rows}',
+            f'-DMMREDNET_CHANNELS={params.channels}',
+            f'-DMMREDNET_MIN_BLOCKS={params.min_blocks}')
 
 
 def _warn_once(key, message: str) -> None:
@@ -151,33 +180,36 @@ def _sm_count(device: torch.device) -> int:
     return _sm_counts[device.index]
 
 
-def load(name: str, dtype: torch.dtype, device: torch.device, source: Path = SOURCE):
+def load(name: str, dtype: torch.dtype, device: torch.device, source: Path = SOURCE,
+         params: LaunchParams = PARAMS):
     """The compiled entry point ``name`` for ``device`` (compiled on first use)."""
-    key = (name, device.index)
+    key = (name, device.index, params)
     function = _functions.get(key)
     if function is None:
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(f'mmrednet CUDA kernels unavailable: {reason}')
-        module_key = (source.name, _TAGS[dtype], device.index)
+        module_key = (source.name, _TAGS[dtype], device.index, params)
         with cupy.cuda.Device(device.index):
             module = _modules.get(module_key)
             if module is None:
-                module = cupy.RawModule(code=source.read_text(), options=compile_options(dtype),
-                                        backend='nvrtc')
+                module = cupy.RawModule(code=source.read_text(),
+                                        options=compile_options(dtype, params), backend='nvrtc')
                 _modules[module_key] = module
             function = module.get_function(name)  # compiles (or loads CuPy's cache)
         _functions[key] = function
     return function
 
 
-def _launch(launch: Launch, tensors: Sequence[Tensor], source: Path = SOURCE) -> None:
+def _launch(launch: Launch, tensors: Sequence[Tensor], source: Path = SOURCE,
+            params: LaunchParams = PARAMS, threads: int = THREADS) -> None:
+    """Run ``launch`` on ``tensors`` (a, b, result) with ``threads`` (<= THREADS) a block."""
     device = tensors[0].device
-    function = load(launch.kernel, tensors[0].dtype, device, source)
+    function = load(launch.kernel, tensors[0].dtype, device, source, params)
     args = tuple(t.data_ptr() for t in tensors) + tuple(np.int64(v) for v in launch.geometry)
     with cupy.cuda.Device(device.index):
         with cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream):
-            function((launch.blocks, ), (THREADS, ), args)
+            function((launch.blocks, ), (threads, ), args)
 
 
 def _use_kernels(tensor: Tensor, input_shape: Sequence[int], padding: Sequence[int]) -> bool:

@@ -1,0 +1,190 @@
+"""tools/check_cuda.py on the CPU: everything it does that needs no GPU.
+
+Its exit codes (no GPU, a failure, all passed), its report (table, JSON, PNG),
+its sweep against the emulated kernels (the GPU's stand-in as executor), the
+pytest and compute-sanitizer plumbing, and the launch-parameter sweep's
+bookkeeping with the emulation as the judge of correctness.
+"""
+import json
+import os
+import os.path as osp
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from rich.console import Console
+
+from mmrednet.ops import cuda
+from mmrednet.testing import emulation, report, sweep
+
+from .det_helpers import ROOT
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import check_cuda  # noqa: E402
+
+CASES = sweep.random_cases(6)
+
+
+def _console():
+    return Console(record=True, width=240)
+
+
+def test_without_a_gpu_it_says_so_and_exits_with_its_own_code(tmp_path, capsys):
+    assert not torch.cuda.is_available()
+    assert check_cuda.main(['--out-dir', str(tmp_path)]) == check_cuda.EXIT_NO_GPU == 3
+    assert 'No CUDA device' in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())  # nothing half-written
+    script = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'check_cuda.py'),
+                             '--out-dir', str(tmp_path)], capture_output=True, text=True,
+                            check=False, env={**os.environ, 'PYTHONPATH': ROOT})
+    assert script.returncode == 3 and 'No CUDA device' in script.stdout
+
+
+def test_report_and_exit_codes(tmp_path):
+    with emulation.Emulator('asan') as emulator:
+        outcomes = sweep.run_sweep(CASES[:2], emulator.launch)
+    passing = [report.Check('environment', 'info', 'a GPU'),
+               *report.sweep_checks('sweep', outcomes),
+               report.Check('compute-sanitizer', 'skip', 'not on PATH')]
+    console = _console()
+    panels = {'fraction of copy bandwidth': {'64x56x56 fp16 fwd': 0.8, 'nan': float('nan')}}
+    assert check_cuda.finish(console, passing, outcomes, panels, tmp_path, cases=2) == 0
+    text = console.export_text()
+    assert 'sweep fp16' in text and 'PASS' in text and 'SKIP' in text
+    written = json.loads((tmp_path / 'check_cuda.json').read_text())
+    assert written['exit_code'] == 0 and written['cases'] == 2
+    assert [c['name'] for c in written['checks']] == [c.name for c in passing]
+    assert (tmp_path / 'check_cuda.png').read_bytes()[:4] == b'\x89PNG'
+
+    failing = passing + [report.Check('gpu test test_gpu_opcheck', 'fail', 'AssertionError')]
+    console = _console()
+    assert check_cuda.finish(console, failing, outcomes, {}, tmp_path) == 1
+    assert 'A check failed' in console.export_text()
+    assert json.loads((tmp_path / 'check_cuda.json').read_text())['exit_code'] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]  # no temporaries left
+    with pytest.raises(ValueError, match='status'):
+        report.Check('x', 'ok')
+
+
+def test_sweep_against_the_emulated_kernels():
+    """The check's sweep with the host emulation as executor: the CI sweep, as on a GPU."""
+    with emulation.Emulator('asan') as emulator:
+        checks, outcomes = check_cuda.random_sweep(CASES, emulator.launch)
+        assert [c.name for c in checks] == [f'sweep {d}' for d in sweep.DTYPES]
+        assert all(c.status == 'pass' for c in checks)
+        assert len(outcomes) == len(CASES) * 4 * 3
+
+        def wrong_by_one_element(launch, a, b, shape, threads):
+            result = emulator.launch(launch, a, b, shape, threads)
+            if 'grad_weight' in launch.kernel and result.dtype == torch.float16:
+                result.view(-1)[-1] += 1.0
+            return result
+
+        checks, _ = check_cuda.random_sweep(CASES[:2], wrong_by_one_element)
+    status = {c.name: c.status for c in checks}
+    assert status == {'sweep fp64': 'pass', 'sweep fp32': 'pass', 'sweep fp16': 'fail',
+                      'sweep bf16': 'pass'}
+    failed = next(c for c in checks if c.status == 'fail')
+    assert 'grad_weight' in failed.detail and CASES[0].describe() in failed.detail
+    assert failed.data['failures'][0]['op'] == 'grad_weight'
+
+
+def test_gpu_tests_are_reported_one_by_one(tmp_path):
+    (tmp_path / 'tests').mkdir()
+    (tmp_path / 'tests' / 'test_fake.py').write_text(textwrap.dedent('''
+        import pytest
+
+        @pytest.mark.gpu
+        def test_passes():
+            pass
+
+        @pytest.mark.gpu
+        def test_fails():
+            assert 1 == 2, 'one is not two'
+
+        @pytest.mark.gpu
+        def test_skips():
+            pytest.skip('needs more memory')
+
+        def test_not_gpu():
+            raise AssertionError('must not run')
+    '''))
+    (tmp_path / 'pytest.ini').write_text('[pytest]\nmarkers =\n    gpu: needs a GPU\n')
+    checks = check_cuda.gpu_tests(tmp_path, ['tests/test_fake.py'])
+    by_name = {c.name: c for c in checks}
+    assert set(by_name) == {'gpu test test_passes', 'gpu test test_fails', 'gpu test test_skips'}
+    assert by_name['gpu test test_passes'].status == 'pass'
+    assert by_name['gpu test test_fails'].status == 'fail'
+    assert 'one is not two' in by_name['gpu test test_fails'].detail
+    assert by_name['gpu test test_skips'].status == 'skip'
+    missing = check_cuda.gpu_tests(tmp_path, ['tests/test_missing.py'])
+    assert [c.status for c in missing] == ['skip']
+
+
+def test_compute_sanitizer_reruns_the_sweep_under_it(tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', str(tmp_path))
+    assert check_cuda.compute_sanitizer().status == 'skip'
+    fake = tmp_path / 'compute-sanitizer'
+    for code, status in ((0, 'pass'), (86, 'fail')):
+        fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\necho "ERROR SUMMARY: 0"\n'
+                        f'exit {code}\n')
+        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+        check = check_cuda.compute_sanitizer(cases=5)
+        assert check.status == status
+        assert f'exit status {code}' in check.detail
+    args = (tmp_path / 'args').read_text().split()
+    assert args[:4] == ['--tool', 'memcheck', '--error-exitcode', '86']
+    assert args[-6:-2] == ['--only', 'sweep', '--cases', '5']
+    assert args[5].endswith('check_cuda.py')
+
+
+def test_a_broken_step_is_reported_not_fatal(tmp_path, monkeypatch):
+    def broken():
+        raise RuntimeError('driver too old')
+
+    monkeypatch.setattr(check_cuda, 'environment', broken)
+    args = check_cuda.parse_args(['--only', 'environment', 'compile', 'sweep'])
+    checks, outcomes, _ = check_cuda.run_steps(args, _console())
+    by_name = {c.name: c for c in checks}
+    assert by_name['environment'].status == 'fail'
+    assert 'driver too old' in by_name['environment'].data['traceback']
+    # No GPU here: compiling fails with the launcher's reason, the sweep is skipped.
+    assert by_name['compile'].status == 'fail' and 'no CUDA device' in by_name['compile'].detail
+    assert by_name['sweep'].status == 'skip' and outcomes == []
+
+
+def test_launch_parameter_sweep_bookkeeping():
+    """Spilling candidates are not run, wrong ones fail the check, the fastest is picked per
+    shape; correctness is judged by the emulated kernels built with each candidate."""
+    default, fewer = cuda.PARAMS, cuda.LaunchParams(rows=3, channels=4)
+    spilling, broken = cuda.LaunchParams(4, 8, 2), cuda.LaunchParams(6, 16, 1)
+    shapes = ['32x64x56x56', '32x512x7x7']
+    times = {(default, shapes[0]): 2.0, (default, shapes[1]): 1.0,
+             (fewer, shapes[0]): 1.6, (fewer, shapes[1]): 1.25}
+    verified = []
+
+    def verify(params):
+        verified.append(params)
+        if params == broken:  # a candidate whose results are wrong
+            return False
+        with emulation.Emulator('asan', params) as emulator:
+            outcomes = sweep.run_sweep(CASES[:3], emulator.launch, [torch.float32],
+                                       params=params)
+        return all(o.passed for o in outcomes)
+
+    results = check_cuda.sweep_launch_params(
+        [default, fewer, spilling, broken], shapes, spills=lambda p: p == spilling,
+        verify=verify, time_ms=lambda p, s: times[(p, s)])
+    assert verified == [default, fewer, broken]  # the spilling one is never run
+    assert [r.correct for r in results] == [True, True, None, False]
+    best = check_cuda.fastest(results, default)
+    assert best[shapes[0]]['params'] == fewer._asdict()
+    assert best[shapes[0]]['speedup'] == pytest.approx(2.0 / 1.6)
+    assert best[shapes[1]]['params'] == default._asdict() and best[shapes[1]]['speedup'] == 1
+    checks = check_cuda.launch_param_checks(results, default)
+    assert checks[0].status == 'fail' and '1 give wrong results' in checks[0].detail
+    assert [c.name for c in checks[1:]] == [f'launch params {s}' for s in shapes]
+    assert check_cuda.launch_param_checks(results[:3], default)[0].status == 'pass'
