@@ -1,6 +1,7 @@
 # make test  - install what is missing (into .venv), then lint and run the tests
 # make demo  - install what is missing, then train, evaluate and draw the CPU detection demo
 # make seg-demo - the same for the Cityscapes-layout segmentation demo
+# make onnx-demo - export the trained demos to ONNX, evaluate them in onnxruntime and PyTorch
 #
 # Use an existing environment with `make test PY=/path/to/python` (it must have
 # a torch already; TORCH= skips installing one). The mmcv wheel is built once
@@ -15,7 +16,7 @@ STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
 
-.PHONY: install test lint demo seg-demo benchmark clean
+.PHONY: install test lint demo seg-demo onnx-demo benchmark clean
 .DEFAULT_GOAL := test
 
 install: $(STAMP)
@@ -45,6 +46,9 @@ demo: install
 
 seg-demo: install
 	PY=$(PY) bash tools/run_seg_demo.sh
+
+onnx-demo: install
+	PYTHON=$(PY) bash tools/deployment/compare_demos.sh
 
 benchmark: install
 	$(PY) tools/benchmark_involution.py --out-dir work_dirs/benchmark

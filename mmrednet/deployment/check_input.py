@@ -20,8 +20,9 @@ def round_up(shape: Tuple[int, int], divisor: int) -> Tuple[int, int]:
 
 
 def _test_pipeline(cfg: Config) -> list:
-    pipeline = cfg.get('test_pipeline')
-    return pipeline if pipeline is not None else cfg.test_dataloader.dataset.get('pipeline', [])
+    """The test dataset's pipeline (else, for wrapped datasets, the config's ``test_pipeline``)."""
+    pipeline = cfg.test_dataloader.dataset.get('pipeline')
+    return pipeline if pipeline is not None else cfg.get('test_pipeline', [])
 
 
 def pipeline_shape(cfg: Config) -> Optional[Tuple[int, int]]:
@@ -41,7 +42,7 @@ def pipeline_shape(cfg: Config) -> Optional[Tuple[int, int]]:
     return shape
 
 
-def test_set_input(cfg: Config, model: nn.Module) -> Tuple[Optional[Tensor], str]:
+def first_test_image(cfg: Config, model: nn.Module) -> Tuple[Optional[Tensor], str]:
     """``(input, description)`` of the first test image, or ``(None, why not)``."""
     try:
         dataset = DATASETS.build(cfg.test_dataloader.dataset)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import onnx
+import onnxscript.optimizer
 import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
@@ -73,16 +74,24 @@ def to_onnx(module: nn.Module, args: Tuple[Tensor, ...], input_names: Sequence[s
     """``torch.onnx.export(..., dynamo=True)`` with the involution translation, opset 18.
 
     ``dynamic_shapes``: per input, ``{axis: torch.export.Dim}`` (None: all static).
+    The exporter's default optimizer is replaced by constant folding and dead
+    node removal: its pattern rewriter took 170 s on a RedNet-26 RetinaNet
+    (2,500 nodes, most of them involution taps) against 4 s for export and
+    folding, for a graph that runs as fast in onnxruntime (which does its own
+    fusions when it loads a model).
     """
     with torch.no_grad(), warnings.catch_warnings():
         # The exporter warns about renamed dynamic axes and deprecated internals.
         warnings.simplefilter('ignore')
         program = torch.onnx.export(
-            module, tuple(args), dynamo=True, opset_version=OPSET, verbose=False,
+            module, tuple(args), dynamo=True, opset_version=OPSET, verbose=False, optimize=False,
             custom_translation_table=custom_translation_table(), input_names=list(input_names),
             output_names=list(output_names), dynamic_shapes=dynamic_shapes)
-    onnx.checker.check_model(program.model_proto)
-    return program.model_proto
+    onnxscript.optimizer.fold_constants(program.model)
+    onnxscript.optimizer.remove_unused_nodes(program.model)
+    proto = program.model_proto
+    onnx.checker.check_model(proto)
+    return proto
 
 
 def _flat(groups: List[List[Tensor]]) -> List[Tensor]:
@@ -252,7 +261,7 @@ def export_onnx(config: str, checkpoint: str, out: str,
     divisor = graphs.size_divisor(kind)
     if shape is not None:
         _check_shape(tuple(shape), divisor)
-    check, source = check_input.test_set_input(cfg, model)
+    check, source = check_input.first_test_image(cfg, model)
     if shape is None:
         shape = tuple(check.shape[2:]) if check is not None else check_input.pipeline_shape(cfg)
         if shape is None:
