@@ -70,10 +70,13 @@ def load_model(config: str, checkpoint: str) -> Tuple[Config, nn.Module]:
 
 def to_onnx(module: nn.Module, args: Tuple[Tensor, ...], input_names: Sequence[str],
             output_names: Sequence[str],
-            dynamic_shapes: Optional[Tuple[Dict[int, object], ...]] = None) -> onnx.ModelProto:
+            dynamic_shapes: Optional[Tuple[Dict[int, object], ...]] = None,
+            translation_table: Optional[dict] = None) -> onnx.ModelProto:
     """``torch.onnx.export(..., dynamo=True)`` with the involution translation, opset 18.
 
     ``dynamic_shapes``: per input, ``{axis: torch.export.Dim}`` (None: all static).
+    ``translation_table``: another ``custom_translation_table`` (the benchmark's
+    alternative form of the op); default: ``involution_onnx``'s.
     The exporter's default optimizer is replaced by constant folding and dead
     node removal: its pattern rewriter took 170 s on a RedNet-26 RetinaNet
     (2,500 nodes, most of them involution taps) against 4 s for export and
@@ -85,7 +88,8 @@ def to_onnx(module: nn.Module, args: Tuple[Tensor, ...], input_names: Sequence[s
         warnings.simplefilter('ignore')
         program = torch.onnx.export(
             module, tuple(args), dynamo=True, opset_version=OPSET, verbose=False, optimize=False,
-            custom_translation_table=custom_translation_table(), input_names=list(input_names),
+            custom_translation_table=translation_table or custom_translation_table(),
+            input_names=list(input_names),
             output_names=list(output_names), dynamic_shapes=dynamic_shapes)
     onnxscript.optimizer.fold_constants(program.model)
     onnxscript.optimizer.remove_unused_nodes(program.model)

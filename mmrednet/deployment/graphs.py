@@ -83,12 +83,16 @@ def _group_names(fn, count: int) -> List[str]:
     return names + [f'output{i}' for i in range(len(names), count)]
 
 
-class ClassifierGraph(nn.Module):
-    """``(N, 3, H, W) -> (N, num_classes)`` logits."""
+class _ModelGraph(nn.Module):
+    """A graph over a whole model's tensor computation."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+
+
+class ClassifierGraph(_ModelGraph):
+    """``(N, 3, H, W) -> (N, num_classes)`` logits."""
 
     def forward(self, input: Tensor) -> Tensor:
         return self.model(input, mode='tensor')
@@ -97,12 +101,8 @@ class ClassifierGraph(nn.Module):
         return ['logits']
 
 
-class SegmentorGraph(nn.Module):
+class SegmentorGraph(_ModelGraph):
     """``(N, 3, H, W) -> (N, num_classes, H, W)``: mmseg's ``encode_decode`` of the input."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
 
     def forward(self, input: Tensor) -> Tensor:
         # A torch.Size img_shape makes the decode head resize to exactly it.
@@ -112,12 +112,8 @@ class SegmentorGraph(nn.Module):
         return ['seg_logits']
 
 
-class DetectorGraph(nn.Module):
+class DetectorGraph(_ModelGraph):
     """``(N, 3, H, W) ->`` the dense head's maps, e.g. ``(cls_scores, bbox_preds)`` per level."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
 
     def forward(self, input: Tensor) -> Tuple[List[Tensor], ...]:
         return self.model._forward(input)
@@ -126,12 +122,8 @@ class DetectorGraph(nn.Module):
         return _group_names(self.model.bbox_head.predict_by_feat, count)
 
 
-class TwoStageFeatureGraph(nn.Module):
+class TwoStageFeatureGraph(_ModelGraph):
     """``(N, 3, H, W) -> (feats, rpn_cls_scores, rpn_bbox_preds)``, a list per level each."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
 
     def forward(self, input: Tensor) -> Tuple[List[Tensor], ...]:
         feats = self.model.extract_feat(input)

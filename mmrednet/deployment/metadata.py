@@ -19,7 +19,9 @@ _KEY = 'mmrednet'
 
 @dataclass
 class GraphMetadata:
-    """Args:
+    """What one exported graph says about itself.
+
+    Args:
         kind (str): the model kind (``graphs.py``).
         model_type (str): the config's ``model.type``, checked at load time.
         graph (str): ``main``, ``bbox_head`` or ``mask_head``.

@@ -10,9 +10,15 @@ from .metadata import GraphMetadata
 
 
 def session_options(num_threads: Optional[int] = None):
-    """onnxruntime session options; ``num_threads`` intra-op threads (default: its own)."""
+    """onnxruntime session options; ``num_threads`` intra-op threads (default: its own).
+
+    The graphs run beside PyTorch (RoIAlign, NMS, mask pasting, the next
+    batch's preprocessing): onnxruntime's threads must not spin-wait for work
+    after a run, which takes the cores PyTorch is about to use.
+    """
     import onnxruntime as ort
     options = ort.SessionOptions()
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     if num_threads:
         options.intra_op_num_threads = num_threads
     return options
