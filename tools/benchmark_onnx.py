@@ -210,10 +210,12 @@ def print_rows(console: Console, rows: List[Row], threads: int) -> None:
         console.print(f'largest |onnxruntime - pytorch| in {section}: {diff:.2g}')
         if section != 'op':  # RedNet-50 / ResNet-50 per backend
             for backend in backends:
-                rednet, resnet = (next(r.median_ms for r in section_rows
+                rednet, resnet = (next(r for r in section_rows
                                        if r.backend == backend and r.case.startswith(m))
                                   for m in ('RedNet', 'ResNet'))
-                console.print(f'  {backend}: RedNet-50 / ResNet-50 = {rednet / resnet:.2f}x')
+                console.print(f'  {backend}: RedNet-50 / ResNet-50 = '
+                              f'{rednet.median_ms / resnet.median_ms:.2f}x (medians), '
+                              f'{rednet.min_ms / resnet.min_ms:.2f}x (minima)')
 
 
 def write(out_dir: str, rows: List[Row]) -> None:
@@ -233,12 +235,15 @@ def write(out_dir: str, rows: List[Row]) -> None:
         backends = list(dict.fromkeys(r.backend for r in section_rows))
         width = 0.8 / len(backends)
         for i, backend in enumerate(backends):
-            values = [next(r.median_ms for r in section_rows
-                           if r.case == c and r.backend == backend) for c in cases]
-            ax.bar(np.arange(len(cases)) + i * width, values, width, label=backend)
+            picked = [next(r for r in section_rows if r.case == c and r.backend == backend)
+                      for c in cases]
+            x = np.arange(len(cases)) + i * width
+            ax.bar(x, [r.median_ms for r in picked], width, label=backend)
+            ax.scatter(x, [r.min_ms for r in picked], marker='_', s=300, color='black',
+                       zorder=3, label='minimum' if i == 0 else None)
         ax.set_xticks(np.arange(len(cases)) + width * (len(backends) - 1) / 2, cases,
                       fontsize=8)
-        ax.set_ylabel('ms (median)')
+        ax.set_ylabel('ms (bars: median)')
         ax.set_title(section)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -5,8 +5,8 @@ zero-padded input, viewed as ``(N, G, C/G, Hp, Wp)``, is cut by one strided
 ``Slice`` per tap (the pixels that tap reads for every output position), each
 multiplied by that tap's per-pixel kernel ``(N, G, 1, Ho, Wo)`` (broadcast over
 the group's channels) and accumulated with ``Add``. In onnxruntime (CPU, 2
-threads) this ran a RedNet stage's 7x7 involution layer about 3x faster than a
-``Pad + Gather`` (im2col-like) form (``tools/benchmark_onnx.py --sections op``).
+threads) this ran the RedNet-50 stages' 7x7 involution layers 2-4x faster (medians) than
+a ``Pad + Gather`` (im2col-like) form (``tools/benchmark_onnx.py --sections op``).
 
 Only static ints enter the graph (the kernel size, groups and channels come
 from the static dims, the slice ends count from the end of the padded axis),
