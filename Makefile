@@ -5,6 +5,7 @@
 # make cls-demo - the classification demo alone (ImageNet layout, part of make demo)
 # make cuda-emulation - the full CPU proof of the CUDA kernels: every float through the
 #                  16-bit conversions, the full random sweep under ASan+UBSan and TSan
+# make onnx-demo - export the trained demos to ONNX, evaluate them in onnxruntime and PyTorch
 #
 # Use an existing environment with `make test PY=/path/to/python` (it must have
 # a torch already; TORCH= skips installing one). The mmcv wheel is built once
@@ -19,7 +20,7 @@ STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
 
-.PHONY: install test lint demo seg-demo cls-demo benchmark cuda-emulation clean
+.PHONY: install test lint demo seg-demo cls-demo onnx-demo benchmark cuda-emulation clean
 .DEFAULT_GOAL := test
 
 install: $(STAMP)
@@ -52,6 +53,9 @@ seg-demo: install
 
 cls-demo: install
 	PYTHON=$(PY) bash tools/run_cls_demo.sh
+
+onnx-demo: install
+	PYTHON=$(PY) bash tools/deployment/compare_demos.sh
 
 benchmark: install
 	$(PY) tools/benchmark_involution.py --out-dir work_dirs/benchmark

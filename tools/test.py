@@ -6,6 +6,7 @@ Examples:
     python tools/test.py CONFIG CHECKPOINT --out results.pkl    # raw predictions
     python tools/test.py SEG_CONFIG CHECKPOINT --tta            # multi-scale + flip
     python tools/test.py CLS_CONFIG CHECKPOINT --tta            # flip (mmpretrain's default)
+    python tools/test.py CONFIG --backend onnxruntime --onnx model.onnx  # an exported model
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
@@ -29,7 +30,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Test a model from an mmdet/mmseg/mmpretrain config')
     add_runner_arguments(parser)
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint file (the pytorch backend; onnxruntime reads --onnx)')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+                        help='run the network in PyTorch, or the exported --onnx model in '
+                        'onnxruntime (same data, post-processing and metrics)')
+    parser.add_argument('--onnx', help='model exported by tools/deployment/export_onnx.py, '
+                        'for --backend onnxruntime')
     parser.add_argument('--out', help='write the predictions: a .pkl file (any task), or '
                         'for mmseg a directory of result images for offline evaluation')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
@@ -39,7 +46,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='test-time augmentation: the config\'s tta_model and tta_pipeline '
                         '(multi-scale + flip for mmseg); for mmpretrain configs without them, '
                         'flip averaging as mmpretrain\'s own test tool does')
-    return parse_runner_args(parser, argv)
+    args = parse_runner_args(parser, argv)
+    if args.backend == 'pytorch' and (args.checkpoint is None or args.onnx is not None):
+        parser.error('the pytorch backend needs a checkpoint (and no --onnx)')
+    if args.backend == 'onnxruntime' and (args.onnx is None or args.checkpoint is not None):
+        parser.error('--backend onnxruntime needs --onnx model.onnx and no checkpoint '
+                     '(the weights are in the .onnx)')
+    return args
 
 
 def _enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
@@ -90,10 +103,20 @@ def _add_flip_tta(cfg: Config) -> None:
     cfg.tta_pipeline = pipeline
 
 
+def _use_onnxruntime(cfg: Config, onnx_file: str) -> None:
+    """Run the exported network in onnxruntime: the config's model with its tensor
+    computation replaced (data preprocessing and post-processing stay the framework's)."""
+    from mmrednet.deployment.runtime import onnxruntime_model_cfg
+    cfg.model = onnxruntime_model_cfg(cfg.model, onnx_file)
+
+
 def build_config(args: argparse.Namespace) -> Config:
     """The config with the command line applied."""
     cfg = load_config(args)
-    cfg.load_from = args.checkpoint
+    if args.backend == 'onnxruntime':
+        _use_onnxruntime(cfg, args.onnx)
+    else:
+        cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)
     if args.tta:

@@ -1,0 +1,306 @@
+"""Export a config + checkpoint to ONNX, check it in onnxruntime, then write it.
+
+Nothing is written unless every graph agrees with PyTorch on the check input
+(``check_input.py``) within ``atol + rtol * max |pytorch|`` per output; the files appear
+together by rename, so an interrupted or refused export leaves no partial file
+and an existing deployment at ``out`` intact.
+"""
+import os
+import os.path as osp
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import onnx
+import onnxscript.optimizer
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import load_checkpoint
+from torch import Tensor, nn
+from torch.export import Dim
+
+from . import check_input, graphs
+from .involution_onnx import OPSET, custom_translation_table
+from .metadata import GraphMetadata, companion_path
+from .ort_backend import OnnxRuntimeGraph
+from .rewrites import export_friendly
+
+ATOL, RTOL = 1e-4, 1e-4
+
+
+class ExportCheckError(RuntimeError):
+    """The exported model disagrees with PyTorch beyond the tolerance."""
+
+
+@dataclass
+class GraphExport:
+    """One graph: what is exported, what it is checked against, and on which inputs.
+
+    ``module`` wraps the export-friendly copy of the model (``rewrites.py``),
+    ``reference`` the same graph of the original model.
+    """
+    name: str
+    module: nn.Module
+    reference: nn.Module
+    example: Tensor
+    checks: List[Tensor]
+    input_name: str
+    dynamic: Dict[int, object]
+    proto: Optional[onnx.ModelProto] = None
+    max_diff: float = float('nan')
+
+
+def load_model(config: str, checkpoint: str) -> Tuple[Config, nn.Module]:
+    """The config's model with the checkpoint's weights, in eval mode on the CPU."""
+    for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what} file not found: {path}')
+    import mmrednet  # noqa: F401  (checkpoint classes allowed under weights_only)
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))  # SyncBN needs a process group
+    try:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
+    except RuntimeError as error:  # missing, unexpected or misshapen keys
+        raise ValueError(f'{checkpoint} does not fit {config}: {error}') from error
+    return cfg, model.eval()
+
+
+def to_onnx(module: nn.Module, args: Tuple[Tensor, ...], input_names: Sequence[str],
+            output_names: Sequence[str],
+            dynamic_shapes: Optional[Tuple[Dict[int, object], ...]] = None,
+            translation_table: Optional[dict] = None) -> onnx.ModelProto:
+    """``torch.onnx.export(..., dynamo=True)`` with the involution translation, opset 18.
+
+    ``dynamic_shapes``: per input, ``{axis: torch.export.Dim}`` (None: all static).
+    ``translation_table``: another ``custom_translation_table`` (the benchmark's
+    alternative form of the op); default: ``involution_onnx``'s.
+    The exporter's default optimizer is replaced by constant folding and dead
+    node removal: its pattern rewriter took 170 s on a RedNet-26 RetinaNet
+    (2,500 nodes, most of them involution taps) against 4 s for export and
+    folding, for a graph that runs as fast in onnxruntime (which does its own
+    fusions when it loads a model).
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        # The exporter warns about renamed dynamic axes and deprecated internals.
+        warnings.simplefilter('ignore')
+        program = torch.onnx.export(
+            module, tuple(args), dynamo=True, opset_version=OPSET, verbose=False, optimize=False,
+            custom_translation_table=translation_table or custom_translation_table(),
+            input_names=list(input_names),
+            output_names=list(output_names), dynamic_shapes=dynamic_shapes)
+    onnxscript.optimizer.fold_constants(program.model)
+    onnxscript.optimizer.remove_unused_nodes(program.model)
+    proto = program.model_proto
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _flat(groups: List[List[Tensor]]) -> List[Tensor]:
+    return [t for group in groups for t in group]
+
+
+def _output_names(module: nn.Module, groups: List[List[Tensor]]) -> List[str]:
+    names = module.group_names(len(groups))
+    return [name if len(group) == 1 else f'{name}_{i}'
+            for name, group in zip(names, groups, strict=True) for i in range(len(group))]
+
+
+def _largest_difference(got: List[Tensor], expected: List[Tensor], names: Sequence[str],
+                        atol: float, rtol: float) -> Tuple[float, str, bool]:
+    """``(max |got - expected|, where, within tolerance)``.
+
+    The tolerance of an output is ``atol + rtol * max |expected|``: relative to
+    the output's scale, as float32 rounding is, not to each element (a logit
+    near 0 can be the sum of large terms).
+    """
+    worst, where, ok = 0.0, names[0], True
+    for name, a, b in zip(names, got, expected, strict=True):
+        if a.shape != b.shape:
+            raise ExportCheckError(f'output {name}: onnxruntime gives shape {tuple(a.shape)}, '
+                                   f'PyTorch {tuple(b.shape)}')
+        if not b.numel():
+            continue
+        diff = (a - b).abs().max().item()
+        ok = ok and diff <= atol + rtol * b.abs().max().item()
+        if diff > worst:
+            worst, where = diff, name
+    return worst, where, ok
+
+
+def export_and_check(graph: GraphExport, metadata: GraphMetadata, atol: float, rtol: float,
+                     log: Callable[[str], None]) -> None:
+    """Export ``graph``, run it in onnxruntime on its check inputs, compare with PyTorch.
+
+    ``metadata`` goes into the graph, its output groups filled in.
+    """
+    with torch.no_grad():
+        expected = [graphs.as_groups(graph.reference(x)) for x in graph.checks]
+    names = _output_names(graph.module, expected[0])
+    metadata.groups = [(name, len(group)) for name, group in
+                       zip(graph.module.group_names(len(expected[0])), expected[0], strict=True)]
+    log(f'{graph.name}: exporting ({len(names)} outputs) ...')
+    graph.proto = to_onnx(graph.module, (graph.example, ), [graph.input_name], names,
+                          (graph.dynamic, ) if graph.dynamic else None)
+    metadata.write(graph.proto)
+    session = OnnxRuntimeGraph(graph.proto.SerializeToString(), name=f'the {graph.name} graph')
+    graph.max_diff, where, all_ok = 0.0, names[0], True
+    for check, reference in zip(graph.checks, expected, strict=True):
+        diff, output, ok = _largest_difference(_flat(session(check)), _flat(reference), names,
+                                               atol, rtol)
+        all_ok = all_ok and ok
+        if diff >= graph.max_diff:
+            graph.max_diff, where = diff, f'{output} on input {tuple(check.shape)}'
+    inputs = ', '.join(str(tuple(check.shape)) for check in graph.checks)
+    log(f'{graph.name}: largest |onnxruntime - pytorch| = {graph.max_diff:.3g} ({where}; '
+        f'checked on {inputs})')
+    if not all_ok:
+        raise ExportCheckError(
+            f'the {graph.name} graph differs from PyTorch by up to {graph.max_diff:.3g} '
+            f'({where}), more than {atol:g} + {rtol:g} * max |pytorch|; nothing was written')
+
+
+def _rpn_rois(model: nn.Module, input: Tensor, feats: Sequence[Tensor]) -> Tensor:
+    """The RPN's proposals for ``input`` as RoIs ``(R, 5)``, as mmdet's RoI head gets them."""
+    from mmdet.structures.bbox import bbox2roi
+    metas = [dict(img_shape=tuple(input.shape[2:]), scale_factor=(1.0, 1.0))] * len(input)
+    proposals = model.rpn_head.predict_by_feat(*model.rpn_head(feats), batch_img_metas=metas,
+                                               rescale=False)
+    return bbox2roi([p.bboxes for p in proposals])
+
+
+def _roi_graphs(model: nn.Module, reference: nn.Module, example: Tensor,
+                check: Tensor) -> List[GraphExport]:
+    """The RoI head graphs, traced on RoI features of the example's proposals and checked
+    on those of the check input's (mmcv's RoIAlign, as at run time), all of them and
+    half of them (the RoI count is dynamic)."""
+    roi_head = reference.roi_head
+    with torch.no_grad():
+        feats = {name: reference.extract_feat(x) for name, x in (('example', example),
+                                                                 ('check', check))}
+        rois = {name: _rpn_rois(reference, x, feats[name])
+                for name, x in (('example', example), ('check', check))}
+    exported, references = graphs.roi_graphs(model), graphs.roi_graphs(reference)
+    result = []
+    for name, module in exported.items():
+        extractor = getattr(roi_head, name.replace('_head', '_roi_extractor'))
+        with torch.no_grad():
+            roi_feats = {k: extractor(feats[k][:extractor.num_inputs], rois[k]) for k in feats}
+        checks = [roi_feats['check'], roi_feats['check'][:len(roi_feats['check']) // 2]]
+        result.append(GraphExport(name, module, references[name], roi_feats['example'],
+                                  [c for c in checks if len(c)] or [roi_feats['example']],
+                                  'roi_feats', {0: Dim('rois', min=1)}))
+    return result
+
+
+def _image_dynamic(kind: str) -> Dict[int, object]:
+    divisor = graphs.size_divisor(kind)
+    if divisor == 1:
+        return {0: Dim('batch', min=1), 2: Dim('height', min=32), 3: Dim('width', min=32)}
+    return {0: Dim('batch', min=1), 2: divisor * Dim('height_blocks', min=1),
+            3: divisor * Dim('width_blocks', min=1)}
+
+
+def _check_shape(shape: Tuple[int, int], divisor: int) -> None:
+    if len(shape) != 2 or any(not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(f'shape must be two positive ints (H W), got {shape!r}')
+    if any(s % divisor for s in shape):
+        raise ValueError(f'shape {shape[0]}x{shape[1]}: height and width must be multiples of '
+                         f'{divisor} (the model\'s output stride), e.g. '
+                         f'{"x".join(map(str, check_input.round_up(shape, divisor)))}')
+
+
+def _check_out(out: str) -> None:
+    if not out.endswith('.onnx'):
+        raise ValueError(f'out must be a .onnx file, got {out!r}')
+    directory = osp.dirname(osp.abspath(out))
+    if not osp.isdir(directory):
+        raise FileNotFoundError(f'output directory does not exist: {directory}')
+
+
+def _write(files: Dict[str, onnx.ModelProto]) -> None:
+    """Write every file beside its target, then rename them all into place."""
+    temps = {}
+    try:
+        for path, proto in files.items():
+            temps[path] = f'{path}.{os.getpid()}.tmp'
+            with open(temps[path], 'xb') as f:  # mode 0666 & ~umask, like any new file
+                f.write(proto.SerializeToString())
+        for path, temp in temps.items():
+            os.replace(temp, path)
+    finally:
+        for temp in temps.values():
+            if osp.exists(temp):
+                os.remove(temp)
+
+
+def export_onnx(config: str, checkpoint: str, out: str,
+                shape: Optional[Tuple[int, int]] = None, dynamic: bool = False,
+                atol: float = ATOL, rtol: float = RTOL,
+                log: Callable[[str], None] = print) -> Dict[str, float]:
+    """Export the model of ``config`` with ``checkpoint`` to ``out`` (and its companions).
+
+    Args:
+        config (str): an mmpretrain, mmseg or mmdet config.
+        checkpoint (str): its weights.
+        out (str): the ``.onnx`` file of the ``main`` graph; a two-stage
+            detector's RoI heads go beside it (``metadata.companion_path``).
+        shape (tuple, optional): ``(H, W)`` to export (and, without
+            ``dynamic``, the only size the graph takes). Default: the size of
+            the first test image, else the test pipeline's resize/crop size,
+            rounded up to the model's stride.
+        dynamic (bool): dynamic batch size and image size (multiples of 32
+            for detectors and segmentors); RoI counts are always dynamic.
+        atol, rtol (float): the check's tolerance against PyTorch.
+        log (callable): where progress lines go.
+
+    Returns:
+        dict: graph name -> largest difference from PyTorch on the check input.
+    """
+    _check_out(out)
+    cfg, model = load_model(config, checkpoint)
+    kind = graphs.model_kind(model)
+    divisor = graphs.size_divisor(kind)
+    if shape is not None:
+        _check_shape(tuple(shape), divisor)
+    check, source = check_input.first_test_image(cfg, model)
+    if shape is None:
+        shape = tuple(check.shape[2:]) if check is not None else check_input.pipeline_shape(cfg)
+        if shape is None:
+            raise ValueError('give the export shape (--shape H W): the config\'s test set is '
+                             'not there and its test pipeline has no fixed size')
+        shape = check_input.round_up(shape, divisor)
+    if check is None:
+        log(f'check input: a deterministic random image ({source})')
+        check = check_input.random_input(model, shape)
+    else:
+        log(f'check input: {source}')
+        fits = tuple(check.shape[2:]) == tuple(shape) or (
+            dynamic and not any(s % divisor for s in check.shape[2:]))
+        check = check if fits else check_input.fit(check, shape)
+    checks = [check]
+    if dynamic:  # and on another size (batch 1 against the traced 2)
+        checks.append(check_input.fit(check, (shape[0] + divisor, shape[1] + 2 * divisor)))
+    # A traced batch of 1 would fix the batch size: trace dynamic graphs on 2.
+    example = check_input.random_input(model, shape).repeat(2 if dynamic else 1, 1, 1, 1)
+    log(f'exporting {type(model).__name__} ({kind}) at {shape[0]}x{shape[1]}'
+        f'{", dynamic batch and size" if dynamic else ""}')
+
+    friendly = export_friendly(model)
+    todo = [GraphExport('main', graphs.image_graph(friendly, kind), graphs.image_graph(model, kind),
+                        example, checks, 'input', _image_dynamic(kind) if dynamic else {})]
+    if kind == graphs.TWO_STAGE_DETECTOR:
+        todo += _roi_graphs(friendly, model, example, check)
+    paths = {g.name: out if g.name == 'main' else companion_path(out, g.name) for g in todo}
+    companions = {name: osp.basename(path) for name, path in paths.items() if name != 'main'}
+    for graph in todo:
+        metadata = GraphMetadata(kind, cfg.model.type, graph.name, [], divisor,
+                                 companions if graph.name == 'main' else {})
+        export_and_check(graph, metadata, atol, rtol, log)
+    files = {paths[graph.name]: graph.proto for graph in todo}
+    _write(files)
+    for path in files:
+        log(f'wrote {path}')
+    return {graph.name: graph.max_diff for graph in todo}

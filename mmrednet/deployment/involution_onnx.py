@@ -1,0 +1,70 @@
+"""``mmrednet::involution`` in standard ONNX ops (opset 18), written in onnxscript.
+
+ONNX has no im2col, so the op is spelled as a sum over the ``K*K`` taps: the
+zero-padded input, viewed as ``(N, G, C/G, Hp, Wp)``, is cut by one strided
+``Slice`` per tap (the pixels that tap reads for every output position), each
+multiplied by that tap's per-pixel kernel ``(N, G, 1, Ho, Wo)`` (broadcast over
+the group's channels) and accumulated with ``Add``. In onnxruntime (CPU, 2
+threads) this ran the RedNet-50 stages' 7x7 involution layers 2-4x faster (medians) than
+a ``Pad + Gather`` (im2col-like) form (``tools/benchmark_onnx.py --sections op``).
+
+Only static ints enter the graph (the kernel size, groups and channels come
+from the static dims, the slice ends count from the end of the padded axis),
+so batch and spatial size stay dynamic.
+"""
+from typing import Sequence
+
+import torch
+from onnxscript import opset18 as op
+
+OPSET = 18
+# A Slice end past any axis length: "to the end of the axis".
+_TO_END = 2**62
+
+
+def _consts(*values: int):
+    return op.Constant(value_ints=list(values))
+
+
+def grouped_padded_input(input, groups: int, padding: Sequence[int]):
+    """``(N, C, H, W) -> (N, G, C/G, H + 2ph, W + 2pw)``, zero padded."""
+    ph, pw = padding
+    padded = op.Pad(input, _consts(0, 0, ph, pw, 0, 0, ph, pw))
+    shape = op.Concat(op.Shape(padded, start=0, end=1),
+                      _consts(groups, input.shape[1] // groups),
+                      op.Shape(padded, start=2), axis=0)
+    return op.Reshape(padded, shape)
+
+
+def involution_onnx(input, weight, stride: Sequence[int], padding: Sequence[int],
+                    dilation: Sequence[int]):
+    """The canonical op: ``(N, C, H, W), (N, G, Kh, Kw, Ho, Wo) -> (N, C, Ho, Wo)``.
+
+    Tap ``(u, v)`` reads padded rows ``u*dh + i*sh`` for ``i < Ho``. Slicing
+    from ``u*dh`` to ``(Kh - 1 - u)*dh`` before the end of the padded axis with
+    step ``sh`` yields exactly ``Ho`` rows, for any input height.
+    """
+    groups, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
+    taps = grouped_padded_input(input, groups, padding)
+    # (N, G, Kh, Kw, Ho, Wo) -> (N, G, 1, Kh*Kw, Ho, Wo): one Gather per tap
+    # gives the tap's kernel, broadcastable over the group's channels.
+    kernel = op.Reshape(weight, op.Concat(op.Shape(weight, start=0, end=2), _consts(1, kh * kw),
+                                          op.Shape(weight, start=4), axis=0))
+    axes, steps = _consts(3, 4), _consts(*stride)
+    out = None
+    for u in range(kh):
+        for v in range(kw):
+            starts = _consts(u * dilation[0], v * dilation[1])
+            ends = _consts(-(kh - 1 - u) * dilation[0] or _TO_END,
+                           -(kw - 1 - v) * dilation[1] or _TO_END)
+            tap = op.Mul(op.Slice(taps, starts, ends, axes, steps),
+                         op.Gather(kernel, op.Constant(value_int=u * kw + v), axis=3))
+            out = tap if out is None else op.Add(out, tap)
+    shape = op.Concat(op.Shape(input, start=0, end=2), op.Shape(weight, start=4), axis=0)
+    return op.Reshape(out, shape)
+
+
+def custom_translation_table() -> dict:
+    """``custom_translation_table`` of ``torch.onnx.export(..., dynamo=True)``."""
+    import mmrednet.ops.library  # noqa: F401  (registers torch.ops.mmrednet.involution)
+    return {torch.ops.mmrednet.involution.default: involution_onnx}
