@@ -12,18 +12,23 @@
 namespace mmrednet_cpu {
 
 // One involution problem in the canonical 2-D layout: input (N, C, H, W),
-// kernel (N, G, Kh, Kw, Ho, Wo), all contiguous.
+// kernel (N, G, Kh, Kw, Ho, Wo). In memory either all contiguous, or (when
+// channels_last) input and output (N, H, W, C) and the kernel pixel-major
+// (N, Ho, Wo, G, Kh, Kw), which is what a channels-last 1x1 convolution
+// producing the kernel writes.
 struct Problem {
   int64_t batch, channels, groups, group_channels, height, width, out_height, out_width;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+  bool channels_last;
   int64_t taps() const { return kernel_h * kernel_w; }
   int64_t plane() const { return height * width; }
   int64_t out_plane() const { return out_height * out_width; }
 };
 
-// One task: rows [begin, end) of one (sample, group) block (output rows for the
-// forward and grad_weight, input rows for grad_input), with `scratch` holding
-// the task's scratch_elements values. Tasks write disjoint memory.
+// One task: rows [begin, end) of one (sample, group) block, or of one sample
+// when channels_last (output rows for the forward and grad_weight, input rows
+// for grad_input), with `scratch` holding the task's scratch_elements values.
+// Tasks write disjoint memory.
 template <typename T>
 using KernelFn = void (*)(const Problem&, const T* a, const T* b, T* out, int64_t block,
                           int64_t begin, int64_t end, T* scratch);
