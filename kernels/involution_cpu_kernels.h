@@ -417,6 +417,20 @@ struct Kernels {
     *i_hi = std::min(p.out_height - 1, floor_div(level, p.stride_h));
   }
 
+  // The (output row, kernel row) pairs whose taps read input row y, output
+  // rows descending (kernel rows ascending); at most kernel_h of them.
+  static int64_t reading_taps(const Problem& p, int64_t y, int64_t* rows, int64_t* taps) {
+    int64_t i_lo, i_hi, count = 0;
+    reading_rows(p, y, &i_lo, &i_hi);
+    for (int64_t i = i_hi; i >= i_lo; --i) {
+      const int64_t num = y + p.pad_h - i * p.stride_h;  // = u * dilation_h
+      if (num % p.dilation_h) continue;
+      rows[count] = i;
+      taps[count++] = num / p.dilation_h;
+    }
+    return count;
+  }
+
   static int64_t first_channel(const Problem& p, int64_t block) {
     return block / p.groups * p.channels + block % p.groups * p.group_channels;
   }
@@ -474,17 +488,31 @@ struct Kernels {
                               int64_t w_tap, int64_t w_pixel, int64_t phase, V* acc) {
     constexpr int kTaps = PAR < KW ? (KW - 1 - PAR) / SW + 1 : 0;
     constexpr int kPixels = J + kTaps - 1;
-    const int64_t wp = PIXEL1 ? 1 : w_pixel;
     const int64_t shift = (phase + p.pad_w - PAR) / SW;
     const T* first = go + (shift - (kTaps - 1)) * pixel;
     V xs[kPixels];
 #pragma GCC unroll 32
     for (int q = 0; q < kPixels; ++q) xs[q] = S::load(first + q * pixel);
+    if constexpr (PIXEL1) {
 #pragma GCC unroll 8
-    for (int n = 0; n < kTaps; ++n) {
-      const T* wv = w + (PAR + SW * n) * w_tap + (shift - n) * wp;
+      for (int n = 0; n < kTaps; ++n) {
+        const T* wv = w + (PAR + SW * n) * w_tap + (shift - n);
 #pragma GCC unroll 16
-      for (int k = 0; k < J; ++k) acc[k] += wv[k * wp] * xs[k + kTaps - 1 - n];
+        for (int k = 0; k < J; ++k) acc[k] += wv[k] * xs[k + kTaps - 1 - n];
+      }
+    } else {
+      // Pixel-major kernel (w_tap == 1): walk the grad_output pixels, whose
+      // kernel values for every tap then lie at fixed offsets from one pointer
+      // (a tap-major walk needs a register per tap and pixel, and spills).
+      const T* wq = w + PAR + (shift - (kTaps - 1)) * w_pixel;
+#pragma GCC unroll 32
+      for (int q = 0; q < kPixels; ++q, wq += w_pixel) {
+#pragma GCC unroll 8
+        for (int n = 0; n < kTaps; ++n) {
+          const int k = q - (kTaps - 1) + n;  // the input pixel tap n of grad_output pixel q feeds
+          if (k >= 0 && k < J) acc[k] += wq[SW * n] * xs[q];
+        }
+      }
     }
   }
 
@@ -748,25 +776,26 @@ struct Kernels {
                         lay.band, lay.slots, scratch + lay.tap_ring);
     const int64_t w_tap = tap_ring.slots * tap_ring.width, pixel = go_ring.pixel;
     T* staging = scratch + lay.staging;
+    std::vector<int64_t> rows(p.kernel_h), taps(p.kernel_h);
+    std::vector<const T*> go_rows(p.kernel_h), w_rows(p.kernel_h);
     for (int64_t y = begin; y < end; ++y) {
-      int64_t i_lo, i_hi;
-      reading_rows(p, y, &i_lo, &i_hi);
-      if (i_hi >= i_lo) {
-        go_ring.fill(i_lo, i_hi);
-        tap_ring.fill(i_lo, i_hi);
+      const int64_t readers = reading_taps(p, y, rows.data(), taps.data());
+      if (readers > 0) {
+        go_ring.fill(rows[readers - 1], rows[0]);
+        tap_ring.fill(rows[readers - 1], rows[0]);
+      }
+      for (int64_t k = 0; k < readers; ++k) {
+        go_rows[k] = go_ring.row(rows[k]);
+        w_rows[k] = tap_ring.tap(rows[k], taps[k] * kw);
       }
       for (int64_t phase = 0; phase < std::min(sw, p.width); ++phase) {
         const int64_t count = ceil_div(p.width - phase, sw);  // input columns of this phase
         for (int64_t m0 = 0; m0 < count; m0 += J) {
           for (int64_t h = 0; h < lay.vectors; ++h) {
             V acc[J] = {};
-            for (int64_t i = i_hi; i >= i_lo; --i) {
-              const int64_t num = y + p.pad_h - i * p.stride_h;  // = u * dilation_h
-              if (num % p.dilation_h) continue;
-              const int64_t u = num / p.dilation_h;
-              grad_input_row<true>(p, go_ring.row(i) + (lay.left + m0) * pixel + h * L, pixel,
-                                   tap_ring.tap(i, u * kw) + lay.left + m0, w_tap, 1, phase,
-                                   acc);
+            for (int64_t k = 0; k < readers; ++k) {
+              grad_input_row<true>(p, go_rows[k] + (lay.left + m0) * pixel + h * L, pixel,
+                                   w_rows[k] + lay.left + m0, w_tap, 1, phase, acc);
             }
             for (int k = 0; k < J; ++k) {
               S::store(staging + (((m0 + k) * sw + phase) * lay.vectors + h) * L, acc[k]);
@@ -907,12 +936,17 @@ struct Kernels {
                        lay.ring_width, lay.slots, scratch + lay.go_ring);
     RowRing<T> w_ring(weight + n * p.out_plane() * pixel_w, p.out_width, pixel_w, lay.left,
                       lay.ring_width, lay.slots, scratch + lay.w_ring);
+    std::vector<int64_t> rows(p.kernel_h), taps(p.kernel_h);
+    std::vector<const T*> go_rows(p.kernel_h), w_rows(p.kernel_h);
     for (int64_t y = begin; y < end; ++y) {
-      int64_t i_lo, i_hi;
-      reading_rows(p, y, &i_lo, &i_hi);
-      if (i_hi >= i_lo) {
-        go_ring.fill(i_lo, i_hi);
-        w_ring.fill(i_lo, i_hi);
+      const int64_t readers = reading_taps(p, y, rows.data(), taps.data());
+      if (readers > 0) {
+        go_ring.fill(rows[readers - 1], rows[0]);
+        w_ring.fill(rows[readers - 1], rows[0]);
+      }
+      for (int64_t k = 0; k < readers; ++k) {
+        go_rows[k] = go_ring.row(rows[k]);
+        w_rows[k] = w_ring.row(rows[k]) + taps[k] * kw;  // tap (u, 0) of group 0
       }
       T* gi_row = grad_in + (n * p.height + y) * p.width * C;
       for (int64_t phase = 0; phase < std::min(sw, p.width); ++phase) {
@@ -922,14 +956,10 @@ struct Kernels {
           for (int64_t g = 0; g < p.groups; ++g) {
             for (int64_t c = 0; c < cg; c += L) {
               V acc[J] = {};
-              for (int64_t i = i_hi; i >= i_lo; --i) {
-                const int64_t num = y + p.pad_h - i * p.stride_h;  // = u * dilation_h
-                if (num % p.dilation_h) continue;
-                const int64_t u = num / p.dilation_h;
-                grad_input_row<false>(
-                    p, go_ring.row(i) + (lay.left + m0) * C + g * cg + c, C,
-                    w_ring.row(i) + (lay.left + m0) * pixel_w + (g * p.kernel_h + u) * kw, 1,
-                    pixel_w, phase, acc);
+              for (int64_t k = 0; k < readers; ++k) {
+                grad_input_row<false>(p, go_rows[k] + (lay.left + m0) * C + g * cg + c, C,
+                                      w_rows[k] + (lay.left + m0) * pixel_w + g * p.taps(), 1,
+                                      pixel_w, phase, acc);
               }
               const int64_t lanes = std::min<int64_t>(L, cg - c);
               for (int64_t k = 0; k < pixels; ++k) {
@@ -989,6 +1019,14 @@ struct Kernels {
         for (int64_t g = 0; g < p.groups; ++g) {
           const T* sums = stage + (q * p.groups + g) * group_stride;
           for (int64_t t0 = 0; t0 < taps; t0 += L) {
+            if (4 * (taps - t0) <= L) {  // a few last taps: plain copies beat a transpose
+              for (int64_t t = t0; t < taps; ++t) {
+                for (int64_t j = 0; j < p.out_width; ++j) {
+                  gw_row[j * pixel_w + g * taps + t] = sums[t * lay.stage_width + j];
+                }
+              }
+              continue;
+            }
             for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
               transpose_tile(sums + t0 * lay.stage_width + j0, lay.stage_width,
                              std::min<int64_t>(L, taps - t0),
