@@ -431,6 +431,31 @@ struct Kernels {
     return count;
   }
 
+  // The output rows whose taps read an input row, with their grad_output row
+  // and kernel row (tap (u, 0)) in the gather's rings.
+  struct Readers {
+    explicit Readers(const Problem& p)
+        : rows(p.kernel_h), taps(p.kernel_h), go(p.kernel_h), w(p.kernel_h) {}
+
+    // For input row y: fills the rings and returns how many rows read it.
+    template <typename GoRing, typename WRing, typename WRow>
+    int64_t update(const Problem& p, int64_t y, GoRing& go_ring, WRing& w_ring, WRow w_row) {
+      const int64_t count = reading_taps(p, y, rows.data(), taps.data());
+      if (count > 0) {
+        go_ring.fill(rows[count - 1], rows[0]);
+        w_ring.fill(rows[count - 1], rows[0]);
+      }
+      for (int64_t k = 0; k < count; ++k) {
+        go[k] = go_ring.row(rows[k]);
+        w[k] = w_row(rows[k], taps[k]);
+      }
+      return count;
+    }
+
+    std::vector<int64_t> rows, taps;
+    std::vector<const T*> go, w;
+  };
+
   static int64_t first_channel(const Problem& p, int64_t block) {
     return block / p.groups * p.channels + block % p.groups * p.group_channels;
   }
@@ -776,26 +801,18 @@ struct Kernels {
                         lay.band, lay.slots, scratch + lay.tap_ring);
     const int64_t w_tap = tap_ring.slots * tap_ring.width, pixel = go_ring.pixel;
     T* staging = scratch + lay.staging;
-    std::vector<int64_t> rows(p.kernel_h), taps(p.kernel_h);
-    std::vector<const T*> go_rows(p.kernel_h), w_rows(p.kernel_h);
+    Readers reading(p);
     for (int64_t y = begin; y < end; ++y) {
-      const int64_t readers = reading_taps(p, y, rows.data(), taps.data());
-      if (readers > 0) {
-        go_ring.fill(rows[readers - 1], rows[0]);
-        tap_ring.fill(rows[readers - 1], rows[0]);
-      }
-      for (int64_t k = 0; k < readers; ++k) {
-        go_rows[k] = go_ring.row(rows[k]);
-        w_rows[k] = tap_ring.tap(rows[k], taps[k] * kw);
-      }
+      const int64_t readers = reading.update(
+          p, y, go_ring, tap_ring, [&](int64_t i, int64_t u) { return tap_ring.tap(i, u * kw); });
       for (int64_t phase = 0; phase < std::min(sw, p.width); ++phase) {
         const int64_t count = ceil_div(p.width - phase, sw);  // input columns of this phase
         for (int64_t m0 = 0; m0 < count; m0 += J) {
           for (int64_t h = 0; h < lay.vectors; ++h) {
             V acc[J] = {};
             for (int64_t k = 0; k < readers; ++k) {
-              grad_input_row<true>(p, go_rows[k] + (lay.left + m0) * pixel + h * L, pixel,
-                                   w_rows[k] + lay.left + m0, w_tap, 1, phase, acc);
+              grad_input_row<true>(p, reading.go[k] + (lay.left + m0) * pixel + h * L, pixel,
+                                   reading.w[k] + lay.left + m0, w_tap, 1, phase, acc);
             }
             for (int k = 0; k < J; ++k) {
               S::store(staging + (((m0 + k) * sw + phase) * lay.vectors + h) * L, acc[k]);
@@ -936,18 +953,11 @@ struct Kernels {
                        lay.ring_width, lay.slots, scratch + lay.go_ring);
     RowRing<T> w_ring(weight + n * p.out_plane() * pixel_w, p.out_width, pixel_w, lay.left,
                       lay.ring_width, lay.slots, scratch + lay.w_ring);
-    std::vector<int64_t> rows(p.kernel_h), taps(p.kernel_h);
-    std::vector<const T*> go_rows(p.kernel_h), w_rows(p.kernel_h);
+    Readers reading(p);
     for (int64_t y = begin; y < end; ++y) {
-      const int64_t readers = reading_taps(p, y, rows.data(), taps.data());
-      if (readers > 0) {
-        go_ring.fill(rows[readers - 1], rows[0]);
-        w_ring.fill(rows[readers - 1], rows[0]);
-      }
-      for (int64_t k = 0; k < readers; ++k) {
-        go_rows[k] = go_ring.row(rows[k]);
-        w_rows[k] = w_ring.row(rows[k]) + taps[k] * kw;  // tap (u, 0) of group 0
-      }
+      const int64_t readers =  // kernel rows: tap (u, 0) of group 0
+          reading.update(p, y, go_ring, w_ring,
+                         [&](int64_t i, int64_t u) { return w_ring.row(i) + u * kw; });
       T* gi_row = grad_in + (n * p.height + y) * p.width * C;
       for (int64_t phase = 0; phase < std::min(sw, p.width); ++phase) {
         const int64_t count = ceil_div(p.width - phase, sw);  // input columns of this phase
@@ -957,9 +967,9 @@ struct Kernels {
             for (int64_t c = 0; c < cg; c += L) {
               V acc[J] = {};
               for (int64_t k = 0; k < readers; ++k) {
-                grad_input_row<false>(p, go_rows[k] + (lay.left + m0) * C + g * cg + c, C,
-                                      w_rows[k] + (lay.left + m0) * pixel_w + g * p.taps(), 1,
-                                      pixel_w, phase, acc);
+                grad_input_row<false>(p, reading.go[k] + (lay.left + m0) * C + g * cg + c, C,
+                                      reading.w[k] + (lay.left + m0) * pixel_w + g * p.taps(),
+                                      1, pixel_w, phase, acc);
               }
               const int64_t lanes = std::min<int64_t>(L, cg - c);
               for (int64_t k = 0; k < pixels; ++k) {
