@@ -25,7 +25,7 @@ STAMP       := $(VENV)/.mmrednet-installed
 
 install: $(STAMP)
 
-$(STAMP): Makefile setup.py setup.cfg pyproject.toml kernels/involution_cpu.cpp
+$(STAMP): Makefile setup.py setup.cfg pyproject.toml $(wildcard kernels/involution_cpu*)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH) numpy ninja "setuptools>=77.0.3,<82" wheel
 	@$(PY) -c "import mmcv.ops" 2>/dev/null || { \

@@ -1,226 +1,197 @@
-// CPU kernels of the involution operator (mmrednet._ext).
+// CPU kernels of the involution operator (mmrednet._ext): the torch binding.
 //
-// The op is bound by memory traffic and loop overhead, not arithmetic, so no
-// K*K-times unfolded tensor is built. Instead each group's channels are moved
-// channels-last ((N, G, H, W, C/G), zero-padded for the input), which turns
-// every kernel tap into one short contiguous vector FMA over the channels of a
-// group (16 in RedNet): the accumulator stays in registers across all K*K
-// taps, each generated kernel value is loaded once per pixel and reused for all
-// channels of its group, and there are no bounds checks in the hot loop.
-// The layout changes are plain torch copies (parallel, a few % of the time).
-// Work is split by output rows (input rows for grad_input, written as a
-// gather), so tasks write disjoint memory: no atomics, deterministic results.
+// The kernels themselves (involution_cpu_kernels.h) are compiled once per
+// instruction set; this file checks the arguments, picks the widest
+// instruction set the CPU runs, and splits a pass into tasks (bands of rows of
+// one (sample, group) block) run by ATen's thread pool. Tasks write disjoint
+// memory and the arithmetic of an output does not depend on how the work is
+// split, so results are deterministic and independent of the thread count.
+// Each thread's scratch (ring buffers of a few rows, in cache) is one torch
+// tensor, so that torch's memory profiler sees it. Two layouts: all tensors
+// contiguous (NCHW), or channels-last input/output with the kernel pixel-major
+// (what a channels-last model produces); the Python side picks one.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
+
+#include "involution_cpu.h"
 
 namespace {
 
-constexpr int64_t kChunk = 16;  // channels handled by one register accumulator
+using mmrednet_cpu::Isa;
+using mmrednet_cpu::PassId;
+using mmrednet_cpu::Problem;
 
-struct Geometry {
-  int64_t batch, channels, groups, group_channels, height, width, out_height, out_width;
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
-  int64_t padded_height() const { return height + 2 * pad_h; }
-  int64_t padded_width() const { return width + 2 * pad_w; }
-  int64_t taps() const { return kernel_h * kernel_w; }
-  int64_t out_plane() const { return out_height * out_width; }
-};
+std::vector<const Isa*> supported_isas() {
+  std::vector<const Isa*> isas;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw")) {
+    isas.push_back(&mmrednet_cpu::kIsaAvx512);
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    isas.push_back(&mmrednet_cpu::kIsaAvx2);
+  }
+#endif
+  isas.push_back(&mmrednet_cpu::kIsaBaseline);
+  return isas;
+}
 
-Geometry make_geometry(const torch::Tensor& input, const torch::Tensor& weight,
-                       const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                       const std::vector<int64_t>& dilation) {
+const Isa*& current_isa() {
+  static const Isa* isa = supported_isas().front();
+  return isa;
+}
+
+// The kernel as a channels-last 1x1 convolution writes it: (N, Ho, Wo, G, Kh, Kw) in memory.
+bool pixel_major(const torch::Tensor& weight) {
+  return weight.dim() == 6 && weight.permute({0, 4, 5, 1, 2, 3}).is_contiguous();
+}
+
+Problem make_problem(const torch::Tensor& input, const torch::Tensor& weight,
+                     const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                     const std::vector<int64_t>& dilation, bool channels_last) {
   TORCH_CHECK(input.dim() == 4 && weight.dim() == 6, "involution: expected 4-D input, 6-D weight");
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2,
               "involution: stride, padding and dilation must have two values");
+  TORCH_CHECK(weight.device().is_cpu(), "involution: weight must be a CPU tensor");
+  TORCH_CHECK(channels_last ? pixel_major(weight) : weight.is_contiguous(),
+              "involution: weight must be ", channels_last ? "pixel-major" : "contiguous");
   const int64_t channels = input.size(1), groups = weight.size(1);
-  return Geometry{input.size(0),  channels,       groups,        channels / groups,
-                  input.size(2),  input.size(3),  weight.size(4), weight.size(5),
-                  weight.size(2), weight.size(3), stride[0],      stride[1],
-                  padding[0],     padding[1],     dilation[0],    dilation[1]};
+  return Problem{input.size(0),  channels,       groups,        channels / groups,
+                 input.size(2),  input.size(3),  weight.size(4), weight.size(5),
+                 weight.size(2), weight.size(3), stride[0],      stride[1],
+                 padding[0],     padding[1],     dilation[0],    dilation[1],
+                 channels_last};
 }
 
-// (N, C, H, W) -> (N, G, H, W, C/G): the channels of a group become contiguous.
-torch::Tensor group_channels_last(const torch::Tensor& t, const Geometry& g) {
-  return t.view({t.size(0), g.groups, g.group_channels, t.size(2), t.size(3)})
-      .permute({0, 1, 3, 4, 2})
-      .contiguous();
+c10::MemoryFormat format(bool channels_last) {
+  return channels_last ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
 }
 
-// (N, G, H, W, C/G) -> (N, C, H, W), contiguous.
-torch::Tensor group_channels_first(const torch::Tensor& t, const Geometry& g) {
-  return t.permute({0, 1, 4, 2, 3}).contiguous().view({t.size(0), g.channels, t.size(2), t.size(3)});
+// An (N, C, H, W)-shaped tensor in the problem's layout.
+void check_layout(const torch::Tensor& t, const char* name, bool channels_last) {
+  TORCH_CHECK(t.device().is_cpu(), "involution: ", name, " must be a CPU tensor");
+  TORCH_CHECK(t.is_contiguous(format(channels_last)), "involution: ", name, " must be ",
+              channels_last ? "channels-last" : "contiguous");
 }
 
-// Runs body.template operator()<WIDTH>(c0, width) over the channel chunks of a
-// group, with WIDTH = kChunk (a compile-time trip count the compiler unrolls
-// into registers) for full chunks and 0 (runtime width) for a remainder.
-template <typename Body>
-inline void for_each_chunk(int64_t group_channels, Body&& body) {
-  for (int64_t c0 = 0; c0 < group_channels; c0 += kChunk) {
-    const int64_t width = std::min(kChunk, group_channels - c0);
-    if (width == kChunk) {
-      body.template operator()<kChunk>(c0, width);
-    } else {
-      body.template operator()<0>(c0, width);
-    }
+template <typename T>
+mmrednet_cpu::Pass<T> select(const Problem& p, PassId id) {
+  if constexpr (std::is_same_v<T, float>) {
+    return current_isa()->f32(p, id);
+  } else {
+    return current_isa()->f64(p, id);
   }
 }
 
-template <typename scalar_t>
-void forward_kernel(const Geometry& g, const scalar_t* x_padded, const scalar_t* w, scalar_t* out) {
-  const int64_t cg = g.group_channels, wp = g.padded_width(), plane = g.out_plane();
-  at::parallel_for(0, g.batch * g.groups * g.out_height, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t block = row / g.out_height, i = row % g.out_height;
-      const scalar_t* x_block = x_padded + block * g.padded_height() * wp * cg;
-      const scalar_t* w_block = w + block * g.taps() * plane;
-      scalar_t* out_row = out + (block * g.out_height + i) * g.out_width * cg;
-      for_each_chunk(cg, [&]<int64_t WIDTH>(int64_t c0, int64_t width) {
-        const int64_t n = WIDTH > 0 ? WIDTH : width;
-        for (int64_t j = 0; j < g.out_width; ++j) {
-          scalar_t acc[kChunk] = {};
-          for (int64_t u = 0; u < g.kernel_h; ++u) {
-            const scalar_t* x_tap = x_block +
-                ((i * g.stride_h + u * g.dilation_h) * wp + j * g.stride_w) * cg + c0;
-            const scalar_t* w_tap = w_block + u * g.kernel_w * plane + i * g.out_width + j;
-            for (int64_t v = 0; v < g.kernel_w; ++v) {
-              const scalar_t weight = w_tap[v * plane];
-              const scalar_t* src = x_tap + v * g.dilation_w * cg;
-#pragma omp simd
-              for (int64_t c = 0; c < n; ++c) acc[c] += weight * src[c];
-            }
-          }
-          std::copy(acc, acc + n, out_row + j * cg + c0);
-        }
-      });
+// Runs one pass over `rows` rows (output rows, or input rows for grad_input)
+// of every (sample, group) block.
+template <typename T>
+void run(PassId id, const Problem& p, int64_t rows, const T* a, const T* b, T* out,
+         const torch::TensorOptions& options) {
+  const auto pass = select<T>(p, id);
+  // A task's rows belong to one (sample, group) block, or to one sample (all
+  // its groups, whose values lie side by side) when channels-last.
+  const int64_t blocks = p.channels_last ? p.batch : p.batch * p.groups;
+  const int64_t threads = at::get_num_threads();
+  if (blocks == 0 || rows == 0) return;
+  // Enough tasks to balance the threads; a band re-reads only the few rows
+  // its ring buffer needs before its first row.
+  const int64_t wanted = std::clamp<int64_t>((4 * threads + blocks - 1) / blocks, 1, rows);
+  const int64_t band = (rows + wanted - 1) / wanted, bands = (rows + band - 1) / band;
+  const torch::Tensor scratch = torch::empty({threads, pass.scratch_elements}, options);
+  T* scratch_data = scratch.data_ptr<T>();
+  at::parallel_for(0, blocks * bands, 1, [&](int64_t begin, int64_t end) {
+    T* mine = scratch_data + at::get_thread_num() * pass.scratch_elements;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t first = task % bands * band;
+      pass.run(p, a, b, out, task / bands, first, std::min(rows, first + band), mine);
     }
   });
 }
 
-// Gather form: each input pixel sums over the taps of the outputs that read it.
-template <typename scalar_t>
-void grad_input_kernel(const Geometry& g, const scalar_t* grad_out, const scalar_t* w,
-                       scalar_t* grad_in) {
-  const int64_t cg = g.group_channels, plane = g.out_plane();
-  at::parallel_for(0, g.batch * g.groups * g.height, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t block = row / g.height, y = row % g.height;
-      const scalar_t* go_block = grad_out + block * plane * cg;
-      const scalar_t* w_block = w + block * g.taps() * plane;
-      scalar_t* gi_row = grad_in + (block * g.height + y) * g.width * cg;
-      for_each_chunk(cg, [&]<int64_t WIDTH>(int64_t c0, int64_t width) {
-        const int64_t n = WIDTH > 0 ? WIDTH : width;
-        for (int64_t x = 0; x < g.width; ++x) {
-          scalar_t acc[kChunk] = {};
-          for (int64_t u = 0; u < g.kernel_h; ++u) {
-            const int64_t ti = y + g.pad_h - u * g.dilation_h;  // = i * stride_h
-            if (ti < 0) break;  // and for every later u
-            if (ti % g.stride_h || ti / g.stride_h >= g.out_height) continue;
-            const int64_t i = ti / g.stride_h;
-            for (int64_t v = 0; v < g.kernel_w; ++v) {
-              const int64_t tj = x + g.pad_w - v * g.dilation_w;
-              if (tj < 0) break;
-              if (tj % g.stride_w || tj / g.stride_w >= g.out_width) continue;
-              const int64_t j = tj / g.stride_w;
-              const scalar_t weight = w_block[(u * g.kernel_w + v) * plane + i * g.out_width + j];
-              const scalar_t* src = go_block + (i * g.out_width + j) * cg + c0;
-#pragma omp simd
-              for (int64_t c = 0; c < n; ++c) acc[c] += weight * src[c];
-            }
-          }
-          std::copy(acc, acc + n, gi_row + x * cg + c0);
-        }
-      });
-    }
-  });
-}
-
-template <typename scalar_t>
-void grad_weight_kernel(const Geometry& g, const scalar_t* grad_out, const scalar_t* x_padded,
-                        scalar_t* grad_w) {
-  const int64_t cg = g.group_channels, wp = g.padded_width(), plane = g.out_plane();
-  at::parallel_for(0, g.batch * g.groups * g.out_height, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t block = row / g.out_height, i = row % g.out_height;
-      const scalar_t* x_block = x_padded + block * g.padded_height() * wp * cg;
-      const scalar_t* go_row = grad_out + (block * g.out_height + i) * g.out_width * cg;
-      scalar_t* gw_block = grad_w + block * g.taps() * plane + i * g.out_width;
-      for (int64_t j = 0; j < g.out_width; ++j) {
-        const scalar_t* go = go_row + j * cg;
-        for (int64_t u = 0; u < g.kernel_h; ++u) {
-          const scalar_t* x_tap =
-              x_block + ((i * g.stride_h + u * g.dilation_h) * wp + j * g.stride_w) * cg;
-          for (int64_t v = 0; v < g.kernel_w; ++v) {
-            const scalar_t* src = x_tap + v * g.dilation_w * cg;
-            scalar_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t c = 0; c < cg; ++c) sum += go[c] * src[c];
-            gw_block[(u * g.kernel_w + v) * plane + j] = sum;
-          }
-        }
-      }
-    }
-  });
-}
-
-void check_cpu(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), "involution: ", name, " must be a CPU tensor");
-}
-
-torch::Tensor padded_group_channels_last(const torch::Tensor& input, const Geometry& g) {
-  return group_channels_last(at::constant_pad_nd(input, {g.pad_w, g.pad_w, g.pad_h, g.pad_h}), g);
+template <typename Fn>
+void dispatch(const torch::Tensor& t, const char* name, Fn&& fn) {
+  if (t.scalar_type() == torch::kFloat) {
+    fn(float{});
+  } else if (t.scalar_type() == torch::kDouble) {
+    fn(double{});
+  } else {
+    TORCH_CHECK(false, "involution: ", name, " must be float32 or float64, got ", t.scalar_type());
+  }
 }
 
 torch::Tensor forward(torch::Tensor input, torch::Tensor weight, std::vector<int64_t> stride,
-                      std::vector<int64_t> padding, std::vector<int64_t> dilation) {
-  check_cpu(input, "input");
-  check_cpu(weight, "weight");
-  const Geometry g = make_geometry(input, weight, stride, padding, dilation);
-  const auto x_padded = padded_group_channels_last(input, g);
-  const auto w = weight.contiguous();
-  auto out = torch::empty({g.batch, g.groups, g.out_height, g.out_width, g.group_channels},
-                          input.options());
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "involution_forward_cpu", [&] {
-    forward_kernel<scalar_t>(g, x_padded.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                             out.data_ptr<scalar_t>());
+                      std::vector<int64_t> padding, std::vector<int64_t> dilation,
+                      bool channels_last) {
+  const Problem p = make_problem(input, weight, stride, padding, dilation, channels_last);
+  check_layout(input, "input", channels_last);
+  auto out = torch::empty({p.batch, p.channels, p.out_height, p.out_width},
+                          input.options().memory_format(format(channels_last)));
+  dispatch(input, "input", [&](auto zero) {
+    using T = decltype(zero);
+    run<T>(mmrednet_cpu::kForward, p, p.out_height, input.data_ptr<T>(), weight.data_ptr<T>(),
+           out.data_ptr<T>(), input.options());
   });
-  return group_channels_first(out, g);
+  return out;
 }
 
 torch::Tensor grad_input(torch::Tensor grad_output, torch::Tensor input, torch::Tensor weight,
                          std::vector<int64_t> stride, std::vector<int64_t> padding,
-                         std::vector<int64_t> dilation) {
-  check_cpu(grad_output, "grad_output");
-  check_cpu(weight, "weight");
-  const Geometry g = make_geometry(input, weight, stride, padding, dilation);
-  const auto go = group_channels_last(grad_output, g);
-  const auto w = weight.contiguous();
-  auto grad_in = torch::empty({g.batch, g.groups, g.height, g.width, g.group_channels},
-                              grad_output.options());
-  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "involution_grad_input_cpu", [&] {
-    grad_input_kernel<scalar_t>(g, go.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                                grad_in.data_ptr<scalar_t>());
+                         std::vector<int64_t> dilation, bool channels_last) {
+  const Problem p = make_problem(input, weight, stride, padding, dilation, channels_last);
+  check_layout(grad_output, "grad_output", channels_last);
+  auto grad_in = torch::empty({p.batch, p.channels, p.height, p.width},
+                              grad_output.options().memory_format(format(channels_last)));
+  dispatch(grad_output, "grad_output", [&](auto zero) {
+    using T = decltype(zero);
+    run<T>(mmrednet_cpu::kGradInput, p, p.height, grad_output.data_ptr<T>(),
+           weight.data_ptr<T>(), grad_in.data_ptr<T>(), grad_output.options());
   });
-  return group_channels_first(grad_in, g);
+  return grad_in;
 }
 
 torch::Tensor grad_weight(torch::Tensor grad_output, torch::Tensor input, torch::Tensor weight,
                           std::vector<int64_t> stride, std::vector<int64_t> padding,
-                          std::vector<int64_t> dilation) {
-  check_cpu(grad_output, "grad_output");
-  check_cpu(input, "input");
-  const Geometry g = make_geometry(input, weight, stride, padding, dilation);
-  const auto go = group_channels_last(grad_output, g);
-  const auto x_padded = padded_group_channels_last(input, g);
-  auto grad_w = torch::empty(weight.sizes(), grad_output.options());
-  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "involution_grad_weight_cpu", [&] {
-    grad_weight_kernel<scalar_t>(g, go.data_ptr<scalar_t>(), x_padded.data_ptr<scalar_t>(),
-                                 grad_w.data_ptr<scalar_t>());
+                          std::vector<int64_t> dilation, bool channels_last) {
+  const Problem p = make_problem(input, weight, stride, padding, dilation, channels_last);
+  check_layout(grad_output, "grad_output", channels_last);
+  check_layout(input, "input", channels_last);
+  // In the kernel's layout: pixel-major when channels-last.
+  auto grad_w = channels_last
+                    ? torch::empty({p.batch, p.out_height, p.out_width, p.groups, p.kernel_h,
+                                    p.kernel_w},
+                                   grad_output.options())
+                          .permute({0, 3, 4, 5, 1, 2})
+                    : torch::empty(weight.sizes(), grad_output.options());
+  dispatch(grad_output, "grad_output", [&](auto zero) {
+    using T = decltype(zero);
+    run<T>(mmrednet_cpu::kGradWeight, p, p.out_height, grad_output.data_ptr<T>(),
+           input.data_ptr<T>(), grad_w.data_ptr<T>(), grad_output.options());
   });
   return grad_w;
+}
+
+std::vector<std::string> isa_names() {
+  std::vector<std::string> names;
+  for (const Isa* isa : supported_isas()) names.emplace_back(isa->name);
+  return names;
+}
+
+void set_isa(const std::string& name) {
+  for (const Isa* isa : supported_isas()) {
+    if (name == isa->name) {
+      current_isa() = isa;
+      return;
+    }
+  }
+  TORCH_CHECK(false, "involution: instruction set '", name, "' is not supported by this CPU; ",
+              "supported: ", c10::Join(", ", isa_names()));
 }
 
 }  // namespace
@@ -229,4 +200,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "involution forward (CPU)");
   m.def("grad_input", &grad_input, "involution gradient w.r.t. the input (CPU)");
   m.def("grad_weight", &grad_weight, "involution gradient w.r.t. the kernel (CPU)");
+  m.def("pixel_major", &pixel_major, "whether a kernel is (N, Ho, Wo, G, Kh, Kw) in memory");
+  m.def("supported_isas", &isa_names, "instruction sets this CPU runs, widest first");
+  m.def("isa", [] { return std::string(current_isa()->name); },
+        "instruction set of the kernels in use");
+  m.def("set_isa", &set_isa, "use the kernels compiled for one of supported_isas()");
 }

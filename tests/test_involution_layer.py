@@ -171,3 +171,25 @@ def test_tiny_input_is_defined():
     out = layer(x)
     assert out.shape == (2, 32, 1, 1)
     torch.testing.assert_close(out, _layer_reference(layer, x))
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_channels_last_input_stays_channels_last(stride):
+    # A channels-last model: the 1x1 convolutions write the kernel pixel-major
+    # and the op computes in that layout; values and gradients as in NCHW.
+    torch.manual_seed(0)
+    layer = Involution(32, kernel_size=7, stride=stride, group_channels=16).double()
+    x = torch.randn(2, 32, 11, 10, dtype=torch.double, requires_grad=True)
+    x_cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    outs, grads = [], []
+    for inp in (x, x_cl):
+        layer.zero_grad()
+        out = layer(inp)
+        out.pow(2).sum().backward()
+        outs.append(out)
+        grads.append([inp.grad] + [p.grad for p in layer.parameters()])
+    assert outs[1].is_contiguous(memory_format=torch.channels_last)
+    assert not outs[1].is_contiguous()
+    torch.testing.assert_close(outs[1], outs[0])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(b, a)

@@ -38,11 +38,17 @@ def test_op_matches_reference(kernel, stride, dilation, groups, size):
         torch.testing.assert_close(g, r)
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('kernel,stride,dilation,groups,size', GEOMETRIES[1:5])
-def test_portable_backend_matches_reference(kernel, stride, dilation, groups, size):
+def test_portable_backend_matches_reference(kernel, stride, dilation, groups, size,
+                                            channels_last):
+    # The fallback without compiled kernels meets the layouts a model hands the op too.
     x, w, args = random_problem(groups=groups, size=size, kernel=kernel, stride=stride,
                                 dilation=dilation, requires_grad=False)
     xx, ww, geo, _ = canonicalize(x, w, **args)
+    if channels_last:
+        xx = xx.contiguous(memory_format=torch.channels_last)
+        ww = ww.permute(0, 4, 5, 1, 2, 3).contiguous().permute(0, 3, 4, 5, 1, 2)
     geometry = (geo.stride, geo.padding, geo.dilation)
     xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
     ref = involution_reference(xr, wr, **args)

@@ -71,6 +71,26 @@ def test_zero_init_residual():
                for layer in (model.layer1, model.layer4) for block in layer)
 
 
+def test_channels_last_is_the_cpu_default_and_computes_the_same():
+    torch.manual_seed(0)
+    model = RedNet(26, base_channels=16, stem_channels=32, stem_kernel=7).double()
+    x = torch.randn(2, 3, 40, 36, dtype=torch.double)
+    runs = {}
+    for channels_last in (None, True, False):
+        model.channels_last = channels_last
+        model.zero_grad()
+        xx = x.clone().requires_grad_()
+        outs = model(xx)
+        sum(o.pow(2).mean() for o in outs).backward()
+        runs[channels_last] = (outs, [xx.grad] + [p.grad for p in model.parameters()])
+    assert all(o.is_contiguous(memory_format=torch.channels_last) for o in runs[None][0])
+    assert all(o.is_contiguous() for o in runs[False][0])
+    for channels_last in (None, True):
+        for a, b in zip(runs[False][0] + tuple(runs[False][1]),
+                        runs[channels_last][0] + tuple(runs[channels_last][1]), strict=True):
+            torch.testing.assert_close(b, a)
+
+
 def test_with_cp_gives_the_same_gradients():
     torch.manual_seed(0)
     model = RedNet(26, base_channels=16, stem_channels=32).double()

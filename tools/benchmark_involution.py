@@ -1,9 +1,17 @@
 """Benchmark the involution op and RedNet-50 against their baselines, in one run.
 
-Op section: forward+backward time and extra peak memory of ``mmrednet.ops.involution``
-against the unfold reference, on the RedNet-50 stage shapes.
-Model section: RedNet-50 against mmdet's ResNet-50 backbone, training step
-and inference. Every ratio is against a baseline measured in the same run.
+CPU op section: each kernel of the op (forward, grad_input, grad_weight) on the
+RedNet-50 stage shapes, in both layouts the CPU kernels compute in place
+(contiguous NCHW; channels-last with the kernel pixel-major, what RedNet runs
+on CPU): time, achieved bandwidth (minimal bytes: one read of each input, one
+write of each output) and its fraction of the copy bandwidth measured in the
+same run (a 256 MiB tensor copy, far out of cache, same thread count, timed
+between the kernels' repeats; the fraction is the median of per-repeat
+ratios, so load from other processes affects both sides alike). Then
+forward+backward time and extra peak memory against the unfold reference.
+Model section: RedNet-50 against mmdet's ResNet-50 backbone (both with
+``norm_eval=False``), training step and inference, at each input size, timed
+alternately; ResNet-50 run channels-last is shown for context.
 CUDA section (whenever a GPU is present): forward and backward of the CuPy
 kernels on the RedNet-50 stage shapes at batch 32, fp32 and fp16, as a fraction
 of the copy bandwidth measured in the run, beside the traffic model's floor
@@ -14,16 +22,17 @@ traffic model alone.
 
 Example::
 
-    python tools/benchmark_involution.py --out-dir work_dirs/benchmark
+    python tools/benchmark_involution.py --threads 2 --out-dir work_dirs/benchmark
 """
 import argparse
 import copy
 import csv
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from rich.console import Console
@@ -35,7 +44,22 @@ from mmrednet.utils import peak_memory, time_call
 
 # RedNet-50 stages: (channels of the involution, feature size); K=7, 16 channels a group.
 STAGES = [(64, 56), (128, 28), (256, 14), (512, 7)]
-TARGETS = dict(op_speedup=10.0, op_memory_ratio=0.1, train_ratio=2.0, infer_ratio=1.5)
+TARGETS = dict(copy_fraction=0.5, op_memory_ratio=0.1, train_ratio=1.0, infer_ratio=1.0)
+LAYOUTS = ('channels_last', 'contiguous')
+KERNELS = ('forward', 'grad_input', 'grad_weight')
+COPY_BYTES = 256 * 2**20
+_STAGE_GEOMETRY = ([1, 1], [3, 3], [1, 1])  # stride, padding, dilation of the stage involutions
+
+
+@dataclass
+class KernelRow:
+    shape: str
+    layout: str
+    kernel: str
+    ms: float
+    gbs: float  # minimal bytes / time
+    copy_gbs: float  # tensor copy in the same run, read + write
+    copy_fraction: float  # median over repeats of (gbs / copy_gbs)
 
 
 @dataclass
@@ -51,11 +75,73 @@ class OpRow:
 
 @dataclass
 class ModelRow:
+    input: str
     mode: str
     rednet_ms: float
     resnet_ms: float
-    ratio: float
+    ratio: float  # median of paired RedNet / ResNet-50 ratios
+    resnet_cl_ms: float
+    ratio_cl: float  # against ResNet-50 run channels-last
     target: float
+
+
+def _median(values: Sequence[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _stage_tensors(batch: int, channels: int, size: int, layout: str):
+    """x, w, grad_out of a stage involution, as a model in ``layout`` has them."""
+    x = torch.randn(batch, channels, size, size)
+    grad_out = torch.randn_like(x)
+    w = torch.randn(batch, size, size, channels // 16, 7, 7).permute(0, 3, 4, 5, 1, 2)
+    if layout == 'channels_last':
+        cl = torch.channels_last
+        return x.contiguous(memory_format=cl), w, grad_out.contiguous(memory_format=cl)
+    return x, w.contiguous(), grad_out
+
+
+def _kernel_calls(x, w, grad_out) -> Dict[str, Callable[[], object]]:
+    """The op's three kernels through the dispatch point, as autograd calls them."""
+    ops, geometry = torch.ops.mmrednet, _STAGE_GEOMETRY
+    return dict(forward=lambda: ops.involution(x, w, *geometry),
+                grad_input=lambda: ops.involution_grad_input(grad_out, x, w, *geometry),
+                grad_weight=lambda: ops.involution_grad_weight(grad_out, x, w, *geometry))
+
+
+def benchmark_kernels(batch: int, repeat: int) -> List[KernelRow]:
+    """Each CPU kernel against the copy bandwidth, timed alternately with a tensor copy."""
+    src = torch.ones(COPY_BYTES // 4)
+    dst = torch.zeros_like(src)
+    rows = []
+    for (channels, size), layout in track([(s, lay) for s in STAGES for lay in LAYOUTS],
+                                          description='CPU kernels'):
+        x, w, grad_out = _stage_tensors(batch, channels, size, layout)
+        calls = _kernel_calls(x, w, grad_out)
+        minimal = (2 * x.numel() + w.numel()) * x.element_size()  # the same for all three
+        times: Dict[str, List[float]] = {k: [] for k in KERNELS}
+        copies, fractions = [], {k: [] for k in KERNELS}
+        for fn in calls.values():
+            fn()  # warm-up
+        for _ in range(repeat):
+            copy_seconds = _seconds(lambda: dst.copy_(src))
+            copies.append(copy_seconds)
+            for name, fn in calls.items():
+                seconds = _seconds(fn)
+                times[name].append(seconds)
+                fractions[name].append(minimal * copy_seconds / (seconds * 2 * COPY_BYTES))
+        copy_gbs = 2 * COPY_BYTES / _median(copies) / 1e9
+        for name in KERNELS:
+            seconds = _median(times[name])
+            rows.append(KernelRow(f'{batch}x{channels}x{size}x{size}', layout, name,
+                                  seconds * 1e3, minimal / seconds / 1e9, copy_gbs,
+                                  _median(fractions[name])))
+    return rows
 
 
 def _fwd_bwd(fn, x, w):
@@ -67,7 +153,7 @@ def _fwd_bwd(fn, x, w):
 
 def benchmark_op(batch: int, device: str, repeat: int) -> List[OpRow]:
     rows = []
-    for channels, size in track(STAGES, description='op shapes'):
+    for channels, size in track(STAGES, description='op vs unfold'):
         x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
         w = torch.randn(batch, channels // 16, 7, 7, size, size, device=device,
                         requires_grad=True)
@@ -81,18 +167,26 @@ def benchmark_op(batch: int, device: str, repeat: int) -> List[OpRow]:
     return rows
 
 
-def _backbones():
+def _backbones() -> Dict[str, torch.nn.Module]:
+    """RedNet-50 and mmdet's ResNet-50 with the same options (BN in training mode)."""
     from mmdet.models.backbones import ResNet
 
     from mmrednet.models import RedNet
-    return RedNet(depth=50), ResNet(depth=50)
+    resnet_cl = ResNet(depth=50, norm_eval=False).to(memory_format=torch.channels_last)
+    return {'RedNet-50': RedNet(depth=50, norm_eval=False),
+            'ResNet-50': ResNet(depth=50, norm_eval=False), 'ResNet-50 CL': resnet_cl}
 
 
-def benchmark_models(batch: int, size: int, device: str, repeat: int) -> List[ModelRow]:
-    rednet, resnet = (m.to(device) for m in _backbones())
-    x = torch.randn(batch, 3, size, size, device=device)
+def parse_input(text: str) -> Tuple[int, int, int]:
+    """``'2x320x320'`` -> (batch, height, width)."""
+    batch, height, width = (int(v) for v in text.split('x'))
+    return batch, height, width
 
-    def train_step(model) -> Callable[[], None]:
+
+def benchmark_models(inputs: Sequence[str], device: str, repeat: int) -> List[ModelRow]:
+    models = {name: m.to(device) for name, m in _backbones().items()}
+
+    def train_step(model, x) -> Callable[[], None]:
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
         def step():
@@ -102,7 +196,7 @@ def benchmark_models(batch: int, size: int, device: str, repeat: int) -> List[Mo
             optimizer.step()
         return step
 
-    def inference(model) -> Callable[[], None]:
+    def inference(model, x) -> Callable[[], None]:
         def run():
             model.eval()
             with torch.no_grad():
@@ -110,11 +204,26 @@ def benchmark_models(batch: int, size: int, device: str, repeat: int) -> List[Mo
         return run
 
     rows = []
-    for mode, make, target in (('train step', train_step, TARGETS['train_ratio']),
-                               ('inference', inference, TARGETS['infer_ratio'])):
-        t_red = time_call(make(rednet), device, repeat=repeat)
-        t_res = time_call(make(resnet), device, repeat=repeat)
-        rows.append(ModelRow(mode, t_red * 1e3, t_res * 1e3, t_red / t_res, target))
+    for text in inputs:
+        batch, height, width = parse_input(text)
+        x = torch.randn(batch, 3, height, width, device=device)
+        for mode, make, target in (('train step', train_step, TARGETS['train_ratio']),
+                                   ('inference', inference, TARGETS['infer_ratio'])):
+            steps = {}
+            for name, model in models.items():
+                image = x.contiguous(memory_format=torch.channels_last) if 'CL' in name else x
+                steps[name] = make(model, image)
+                steps[name]()  # warm-up
+            times: Dict[str, List[float]] = {name: [] for name in steps}
+            for _ in track(range(repeat), description=f'{text} {mode}'):
+                for name, step in steps.items():  # alternately: load hits all alike
+                    times[name].append(time_call(step, device, repeat=1, warmup=0))
+            ratio, ratio_cl = (
+                _median([a / b for a, b in zip(times['RedNet-50'], times[base], strict=True)])
+                for base in ('ResNet-50', 'ResNet-50 CL'))
+            ms = {name: _median(t) * 1e3 for name, t in times.items()}
+            rows.append(ModelRow(f'{batch}x3x{height}x{width}', mode, ms['RedNet-50'],
+                                 ms['ResNet-50'], ratio, ms['ResNet-50 CL'], ratio_cl, target))
     return rows
 
 
@@ -394,56 +503,98 @@ def run_cuda_section(args, console: Console) -> None:
         console.print(f'wrote {args.out_dir}/cuda_op.csv, retinanet.csv, cuda_benchmark.png')
 
 
-def _print(console: Console, op_rows: List[OpRow], model_rows: List[ModelRow]) -> None:
-    table = Table(title='involution op: forward+backward vs unfold reference')
-    for col in ('shape', 'ours ms', 'reference ms', 'speedup', 'ours MB', 'reference MB',
-                'memory ratio'):
-        table.add_column(col, justify='right')
-    for r in op_rows:
-        table.add_row(r.shape, f'{r.ours_ms:.1f}', f'{r.reference_ms:.1f}', f'{r.speedup:.1f}x',
-                      f'{r.ours_mb:.1f}', f'{r.reference_mb:.1f}', f'{r.memory_ratio:.3f}')
-    console.print(table)
-    console.print(f"targets: speedup >= {TARGETS['op_speedup']:.0f}x, memory ratio <= "
-                  f"{TARGETS['op_memory_ratio']}")
+def _verdict(ok: bool) -> str:
+    return '[green]ok[/green]' if ok else '[red]MISSED[/red]'
+
+
+def _print(console: Console, kernel_rows: List[KernelRow], op_rows: List[OpRow],
+           model_rows: List[ModelRow]) -> None:
+    if kernel_rows:
+        table = Table(title='involution CPU kernels: time, achieved bandwidth (minimal bytes), '
+                      'fraction of copy bandwidth')
+        for col in ('shape', 'layout', 'kernel', 'ms', 'GB/s', 'copy GB/s', 'of copy', 'target'):
+            table.add_column(col, justify='right')
+        for r in kernel_rows:
+            table.add_row(r.shape, r.layout, r.kernel, f'{r.ms:.2f}', f'{r.gbs:.1f}',
+                          f'{r.copy_gbs:.1f}', f'{r.copy_fraction:.0%}',
+                          _verdict(r.copy_fraction >= TARGETS['copy_fraction']))
+        console.print(table)
+        console.print(f"target: >= {TARGETS['copy_fraction']:.0%} of the copy bandwidth "
+                      f'({COPY_BYTES // 2**20} MiB tensor copy, read + write, same threads); '
+                      'minimal bytes: x, w (or grad_output) read once, the output written once')
+    if op_rows:
+        table = Table(title='involution op: forward+backward vs unfold reference')
+        for col in ('shape', 'ours ms', 'reference ms', 'speedup', 'ours MB', 'reference MB',
+                    'memory ratio'):
+            table.add_column(col, justify='right')
+        for r in op_rows:
+            table.add_row(r.shape, f'{r.ours_ms:.1f}', f'{r.reference_ms:.1f}',
+                          f'{r.speedup:.1f}x', f'{r.ours_mb:.1f}', f'{r.reference_mb:.1f}',
+                          f'{r.memory_ratio:.3f}')
+        console.print(table)
+        console.print(f"target: extra peak memory / unfold <= {TARGETS['op_memory_ratio']}")
     if model_rows:
-        table = Table(title='RedNet-50 vs ResNet-50 (mmdet) backbone')
-        for col in ('mode', 'RedNet-50 ms', 'ResNet-50 ms', 'ratio', 'target'):
+        table = Table(title='RedNet-50 vs mmdet ResNet-50 backbone (norm_eval=False for both)')
+        for col in ('input', 'mode', 'RedNet-50 ms', 'ResNet-50 ms', 'ratio', 'target',
+                    'ResNet-50 CL ms', 'ratio vs CL'):
             table.add_column(col, justify='right')
         for r in model_rows:
-            table.add_row(r.mode, f'{r.rednet_ms:.0f}', f'{r.resnet_ms:.0f}', f'{r.ratio:.2f}x',
-                          f'<= {r.target}x')
+            table.add_row(r.input, r.mode, f'{r.rednet_ms:.0f}', f'{r.resnet_ms:.0f}',
+                          f'{r.ratio:.2f}x', f'<= {r.target}x {_verdict(r.ratio <= r.target)}',
+                          f'{r.resnet_cl_ms:.0f}', f'{r.ratio_cl:.2f}x')
         console.print(table)
+        console.print('ratio: median of RedNet-50 / ResNet-50 over alternate runs; ResNet-50 CL: '
+                      'the same ResNet-50 run channels-last (context, not the target)')
 
 
-def _write(out_dir: str, op_rows: List[OpRow], model_rows: List[ModelRow]) -> None:
+def _write(out_dir: str, kernel_rows: List[KernelRow], op_rows: List[OpRow],
+           model_rows: List[ModelRow]) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     os.makedirs(out_dir, exist_ok=True)
-    for name, rows in (('op', op_rows), ('model', model_rows)):
+    for name, rows in (('kernels', kernel_rows), ('op', op_rows), ('model', model_rows)):
         if rows:
             with open(os.path.join(out_dir, f'{name}.csv'), 'w', newline='') as f:
                 writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
                 writer.writeheader()
                 writer.writerows(asdict(r) for r in rows)
-    fig, axes = plt.subplots(1, 3 if model_rows else 2, figsize=(13, 3.8))
-    shapes = [r.shape for r in op_rows]
-    axes[0].bar(shapes, [r.speedup for r in op_rows], color='tab:blue')
-    axes[0].axhline(TARGETS['op_speedup'], color='red', ls='--', label='target')
-    axes[0].set_title('op fwd+bwd speedup vs unfold')
-    axes[1].bar(shapes, [r.memory_ratio for r in op_rows], color='tab:green')
-    axes[1].axhline(TARGETS['op_memory_ratio'], color='red', ls='--', label='target')
-    axes[1].set_title('op extra peak memory / unfold')
-    for ax in axes[:2]:
-        ax.tick_params(axis='x', labelrotation=20)
-        ax.legend()
-    if model_rows:
-        axes[2].bar([r.mode for r in model_rows], [r.ratio for r in model_rows],
-                    color='tab:orange')
-        for i, r in enumerate(model_rows):
-            axes[2].hlines(r.target, i - 0.4, i + 0.4, color='red', ls='--')
-        axes[2].set_title('RedNet-50 time / ResNet-50 time')
+    panels = [p for p, rows in (('kernels', kernel_rows), ('op', op_rows), ('memory', op_rows),
+                                ('model', model_rows)) if rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        if panel == 'kernels':
+            for offset, layout in ((-0.2, 'channels_last'), (0.2, 'contiguous')):
+                rows = [r for r in kernel_rows if r.layout == layout]
+                ax.bar([i + offset for i in range(len(rows))], [r.copy_fraction for r in rows],
+                       width=0.4, label=layout)
+            labels = [f'{r.shape.split("x", 1)[1]}\n{r.kernel}' for r in kernel_rows
+                      if r.layout == 'channels_last']
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+            ax.axhline(TARGETS['copy_fraction'], color='red', ls='--', label='target')
+            ax.set_title('CPU kernels: achieved / copy bandwidth')
+        elif panel == 'op':
+            ax.bar([r.shape for r in op_rows], [r.speedup for r in op_rows], color='tab:blue')
+            ax.set_title('op fwd+bwd speedup vs unfold')
+            ax.tick_params(axis='x', labelrotation=20)
+        elif panel == 'memory':
+            ax.bar([r.shape for r in op_rows], [r.memory_ratio for r in op_rows],
+                   color='tab:green')
+            ax.axhline(TARGETS['op_memory_ratio'], color='red', ls='--', label='target')
+            ax.set_title('op extra peak memory / unfold')
+            ax.tick_params(axis='x', labelrotation=20)
+        else:
+            labels = [f'{r.input}\n{r.mode}' for r in model_rows]
+            ax.bar(labels, [r.ratio for r in model_rows], color='tab:orange',
+                   label='vs ResNet-50')
+            ax.plot(labels, [r.ratio_cl for r in model_rows], 'o', color='black',
+                    label='vs ResNet-50 channels-last')
+            ax.axhline(1.0, color='red', ls='--', label='target')
+            ax.set_title('RedNet-50 time / ResNet-50 time')
+            ax.tick_params(axis='x', labelsize=7)
+        if panel != 'op':
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, 'benchmark.png'), dpi=110)
 
@@ -451,12 +602,15 @@ def _write(out_dir: str, op_rows: List[OpRow], model_rows: List[ModelRow]) -> No
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, default=2,
+                        help='torch CPU threads for every measurement (default 2)')
     parser.add_argument('--batch', type=int, default=8, help='op batch size')
-    parser.add_argument('--model-batch', type=int, default=2)
-    parser.add_argument('--model-size', type=int, default=320)
-    parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--model-inputs', nargs='+', default=['2x320x320', '1x800x1333'],
+                        help='backbone inputs as NxHxW')
+    parser.add_argument('--repeat', type=int, default=7)
     parser.add_argument('--quick', action='store_true',
-                        help='fewer repeats and a batch of 2 for the op (a smoke run)')
+                        help='fewer repeats, a batch of 2 for the op, one small model input '
+                        '(a smoke run)')
     parser.add_argument('--skip-model', action='store_true')
     parser.add_argument('--cuda-batch', type=int, default=32,
                         help='batch of the CUDA op section (RedNet-50 stage shapes)')
@@ -464,25 +618,30 @@ def parse_args():
                         help='batch of the RetinaNet 1333x800 AMP training step')
     parser.add_argument('--skip-cuda', action='store_true',
                         help='skip the CUDA section (it runs whenever a GPU is present)')
-    parser.add_argument('--out-dir', help='write op.csv, model.csv and benchmark.png here')
+    parser.add_argument('--out-dir', help='write kernels.csv, op.csv, model.csv and '
+                        'benchmark.png here')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     if args.quick:
-        args.batch, args.repeat = 2, 2
+        args.batch, args.repeat, args.model_inputs = 2, 2, ['1x128x128']
         args.cuda_batch, args.retina_batch = 4, 2
-    console = Console()
+    torch.set_num_threads(args.threads)
+    console = Console(width=150)  # full tables also when written to a file
+    from mmrednet.ops import cpu
+    isa = cpu._ext.isa() if cpu.AVAILABLE else 'portable (no compiled kernels)'
     console.print(f'device {args.device}, torch {torch.__version__}, '
-                  f'{torch.get_num_threads()} threads')
+                  f'{torch.get_num_threads()} threads, CPU kernels: {isa}')
+    kernel_rows = benchmark_kernels(args.batch, args.repeat) if args.device == 'cpu' else []
     op_rows = benchmark_op(args.batch, args.device, args.repeat)
-    model_rows = [] if args.skip_model else benchmark_models(
-        args.model_batch, args.model_size, args.device, args.repeat)
-    _print(console, op_rows, model_rows)
+    model_rows = [] if args.skip_model else benchmark_models(args.model_inputs, args.device,
+                                                             args.repeat)
+    _print(console, kernel_rows, op_rows, model_rows)
     if args.out_dir:
-        _write(args.out_dir, op_rows, model_rows)
-        console.print(f'wrote {args.out_dir}/op.csv, model.csv, benchmark.png')
+        _write(args.out_dir, kernel_rows, op_rows, model_rows)
+        console.print(f'wrote {args.out_dir}/kernels.csv, op.csv, model.csv, benchmark.png')
     if torch.cuda.is_available() and not args.skip_cuda:
         run_cuda_section(args, console)
     elif not args.skip_cuda:

@@ -6,6 +6,7 @@ height of one, so it is folded in here, once, instead of in every backend.
 from dataclasses import dataclass
 from typing import Sequence, Tuple, Union
 
+import torch
 from torch import Tensor
 
 IntOrPair = Union[int, Sequence[int]]
@@ -23,6 +24,26 @@ def _as_tuple(value: IntOrPair, ndim: int, name: str, minimum: int) -> Tuple[int
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Length of one output axis, as for a convolution with the same geometry."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def is_pixel_major(weight: Tensor) -> bool:
+    """Whether a kernel ``(N, G, Kh, Kw, Ho, Wo)`` is ``(N, Ho, Wo, G, Kh, Kw)`` in memory.
+
+    That is how a channels-last 1x1 convolution writes the generated kernel
+    (its ``G * Kh * Kw`` output channels last), viewed as the op's kernel. A
+    tensor that is also contiguous counts as contiguous.
+    """
+    return (weight.dim() == 6 and not weight.is_contiguous()
+            and weight.permute(0, 4, 5, 1, 2, 3).is_contiguous())
+
+
+def dense(input: Tensor, weight: Tensor) -> Tuple[Tensor, Tensor]:
+    """``input`` and ``weight`` of the canonical op without gaps: contiguous, or
+    channels-last input with a pixel-major kernel (kept as it is; see
+    :func:`is_pixel_major`), the layout a channels-last model produces."""
+    if is_pixel_major(weight):
+        return input.contiguous(memory_format=torch.channels_last), weight
+    return input.contiguous(), weight.contiguous()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ._args import IntOrPair, canonicalize
+from ._args import IntOrPair, canonicalize, dense
 from .library import involution_grads, involution_op
 
 
@@ -23,7 +23,7 @@ def _op_args(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntOrPai
         input, weight = input.to(dtype), weight.to(dtype)
     x, w, geo, one_d = canonicalize(input, weight, stride, padding, dilation)
     geometry = [list(geo.stride), list(geo.padding), list(geo.dilation)]
-    return x.contiguous(), w.contiguous(), geometry, one_d
+    return *dense(x, w), geometry, one_d
 
 
 def involution(input: Tensor, weight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0,
@@ -82,7 +82,7 @@ def involution_backward(grad_output: Tensor, input: Tensor, weight: Tensor,
         expected = (*x.shape[:2], *w.shape[-1 if one_d else -2:])
         raise ValueError(f'involution_backward: grad_output must have the output shape '
                          f'{expected}, got {tuple(grad_output.shape)}')
-    grads = involution_grads(grad.to(x.dtype).contiguous(), x.detach(), w.detach(), *geometry,
+    grads = involution_grads(grad.to(x.dtype), x.detach(), w.detach(), *geometry,
                              output_mask)
     # Back through the casts and views to the caller's input and weight.
     wanted = [(t, leaf, g) for t, leaf, g in zip((x, w), leaves, grads, strict=True)

@@ -5,7 +5,8 @@ Three ops (forward, grad_input, grad_weight) are registered through
 (no graph break) and ``torch.library.opcheck`` see them as ordinary operators.
 The default implementation is the portable PyTorch path (any device); device
 kernels override it: the compiled CPU kernels and the CuPy CUDA kernels.
-All ops take the canonical 2-D layout (see ``_args.canonicalize``).
+All ops take the canonical 2-D layout (see ``_args.canonicalize``), dense in
+memory (``_args.dense``): contiguous, or channels-last with a pixel-major kernel.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -43,19 +44,34 @@ for _backend, _device in ((cpu, 'cpu'), (cuda, 'cuda')):
         grad_weight_op.register_kernel(_device)(_backend.grad_weight)
 
 
+def _channels_last(input: Tensor, weight: Tensor) -> bool:
+    """Whether the backend computes channels-last: only the CPU kernels do (see ``cpu.py``)."""
+    return input.device.type == 'cpu' and cpu.AVAILABLE and cpu.channels_last(weight)
+
+
+def _like(t: Tensor, shape, channels_last: bool) -> Tensor:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=t.dtype, device=t.device, memory_format=fmt)
+
+
+# Fake implementations: shapes, and the strides the backend's outputs have.
 @involution_op.register_fake
 def _(input, weight, stride, padding, dilation):
     n, c = input.shape[:2]
-    return input.new_empty(n, c, weight.shape[4], weight.shape[5])
+    return _like(input, (n, c, weight.shape[4], weight.shape[5]),
+                 _channels_last(input, weight))
 
 
 @grad_input_op.register_fake
 def _(grad_output, input, weight, stride, padding, dilation):
-    return grad_output.new_empty(input.shape)
+    return _like(grad_output, input.shape, _channels_last(input, weight))
 
 
 @grad_weight_op.register_fake
 def _(grad_output, input, weight, stride, padding, dilation):
+    if _channels_last(input, weight):
+        n, g, kh, kw, ho, wo = weight.shape
+        return grad_output.new_empty(n, ho, wo, g, kh, kw).permute(0, 3, 4, 5, 1, 2)
     return grad_output.new_empty(weight.shape)
 
 
