@@ -75,16 +75,23 @@ def test_channels_last_is_the_cpu_default_and_computes_the_same():
     torch.manual_seed(0)
     model = RedNet(26, base_channels=16, stem_channels=32, stem_kernel=7).double()
     x = torch.randn(2, 3, 40, 36, dtype=torch.double)
-    runs = {}
+    runs, inner = {}, []
+    # The layout inside: what the involutions of a stage's first and last block see.
+    for block in (model.layer2[0], model.layer2[-1], model.layer4[0]):
+        block.conv2.register_forward_pre_hook(lambda m, args: inner.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
     for channels_last in (None, True, False):
         model.channels_last = channels_last
         model.zero_grad()
         xx = x.clone().requires_grad_()
+        inner.clear()
         outs = model(xx)
         sum(o.pow(2).mean() for o in outs).backward()
         runs[channels_last] = (outs, [xx.grad] + [p.grad for p in model.parameters()])
-    assert all(o.is_contiguous(memory_format=torch.channels_last) for o in runs[None][0])
-    assert all(o.is_contiguous() for o in runs[False][0])
+        assert inner == [channels_last is not False] * 3
+        # Always NCHW outside: mmcv's CPU RoIAlign reads raw NCHW memory and
+        # returns wrong features for a channels-last map.
+        assert all(o.is_contiguous() for o in outs)
     for channels_last in (None, True):
         for a, b in zip(runs[False][0] + tuple(runs[False][1]),
                         runs[channels_last][0] + tuple(runs[channels_last][1]), strict=True):

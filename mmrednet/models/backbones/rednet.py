@@ -49,12 +49,27 @@ class Bottleneck(BaseModule):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, memory_format: torch.memory_format = torch.contiguous_format,
+                out_memory_format: Optional[torch.memory_format] = None) -> Tensor:
+        """``(N, C_in, H, W) -> (N, C_out, H / s, W / s)``.
+
+        Args:
+            x (Tensor): The block input, in any memory format.
+            memory_format (torch.memory_format): The layout the block computes
+                in. An input in another layout (a stage output handed back as
+                NCHW) is converted after ``conv1``, where the copy is transient:
+                ``bn1`` keeps the converted tensor, nothing keeps conv1's own.
+            out_memory_format (torch.memory_format, optional): Layout of the
+                output (default: ``memory_format``), converted before the
+                residual add, so that autograd keeps the block output in this
+                layout only.
+        """
 
         def residual(x: Tensor) -> Tensor:
-            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn1(self.conv1(x).contiguous(memory_format=memory_format)))
             out = self.relu(self.bn2(self.conv2(out)))
-            out = self.bn3(self.conv3(out))
+            out = self.bn3(self.conv3(out)).contiguous(
+                memory_format=out_memory_format or memory_format)
             identity = x if self.downsample is None else self.downsample(x)
             # In place, as mmdet's ResNet: a new block-output-sized tensor per
             # block costs fresh pages (measured: ~10% of RedNet-50 inference on
@@ -64,6 +79,16 @@ class Bottleneck(BaseModule):
 
         out = checkpoint_module(self, residual, x) if self.with_cp else residual(x)
         return self.relu(out)
+
+
+class ResLayer(nn.Sequential):
+    """The bottlenecks of one stage, with the memory formats of :meth:`Bottleneck.forward`."""
+
+    def forward(self, x: Tensor, memory_format: torch.memory_format = torch.contiguous_format,
+                out_memory_format: Optional[torch.memory_format] = None) -> Tensor:
+        for i, block in enumerate(self):
+            x = block(x, memory_format, out_memory_format if i == len(self) - 1 else None)
+        return x
 
 
 @MODELS.register_module()
@@ -111,10 +136,10 @@ class RedNet(BaseModule):
             image is converted on entry and every layer keeps that layout, the
             involution op included (its CPU kernels read the channels-last
             input and the generated kernel as the 1x1 convolution wrote it);
-            the returned maps are channels-last too (copying them back would
-            cost their memory again; every torch op accepts them). On CPU
-            oneDNN's convolutions, BN and max pooling are faster that way as
-            well. None: on for CPU inputs. Default: None.
+            the returned maps are contiguous NCHW all the same (see
+            :meth:`forward`). On CPU oneDNN's
+            convolutions, BN and max pooling are faster that way as well.
+            None: on for CPU inputs. Default: None.
         zero_init_residual (bool): Zero the last norm of every block.
         involution_cfg (dict, optional): Extra options of every bottleneck
             involution (e.g. ``group_channels``, ``act_cfg``,
@@ -215,7 +240,7 @@ class RedNet(BaseModule):
     @staticmethod
     def _make_stage(num_blocks: int, in_channels: int, out_channels: int, stride: int,
                     dilation: int, contract_dilation: bool, avg_down: bool,
-                    **block_kwargs) -> nn.Sequential:
+                    **block_kwargs) -> ResLayer:
         downsample = None
         if stride != 1 or in_channels != out_channels:
             conv_cfg, norm_cfg = block_kwargs['conv_cfg'], block_kwargs['norm_cfg']
@@ -236,7 +261,7 @@ class RedNet(BaseModule):
             Bottleneck(out_channels, out_channels, 1, dilation, **block_kwargs)
             for _ in range(1, num_blocks)
         ]
-        return nn.Sequential(*blocks)
+        return ResLayer(*blocks)
 
     def _freeze_stages(self) -> None:
         frozen = [self.stem] if self.frozen_stages >= 0 else []
@@ -254,24 +279,32 @@ class RedNet(BaseModule):
                 if isinstance(m, Bottleneck):
                     nn.init.constant_(m.bn3.weight, 0)
 
-    def _stem_forward(self, x: Tensor) -> Tensor:
+    def _stem_forward(self, x: Tensor, memory_format: torch.memory_format) -> Tensor:
         # The layout change inside the recomputed part: recomputation then
         # keeps the caller's image only, not a channels-last copy of it.
-        channels_last = (x.device.type == 'cpu'
-                         if self.channels_last is None else self.channels_last)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.maxpool(self.stem(x))
+        return self.maxpool(self.stem(x.contiguous(memory_format=memory_format)))
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """``(N, 3, H, W) ->`` one map per ``out_indices``, strides 4, 8, 16, 32.
+
+        The maps are contiguous NCHW whatever the layout inside: mmcv's CPU
+        RoIAlign, for one, reads its input as NCHW memory and silently returns
+        wrong features for a channels-last map. Each output stage's last block
+        writes NCHW itself, so autograd keeps one copy of it, not two.
+        """
+        channels_last = (x.device.type == 'cpu'
+                         if self.channels_last is None else self.channels_last)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if self.recompute_stem:
-            x = checkpoint_module(self.stem, self._stem_forward, x)
+            x = checkpoint_module(self.stem, self._stem_forward, x, memory_format)
         else:
-            x = self._stem_forward(x)
+            x = self._stem_forward(x, memory_format)
         outs = []
         for i, name in enumerate(self.res_layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
+            is_output = i in self.out_indices
+            x = getattr(self, name)(x, memory_format,
+                                    torch.contiguous_format if is_output else None)
+            if is_output:
                 outs.append(x)
         return tuple(outs)
 

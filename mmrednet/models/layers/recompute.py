@@ -6,7 +6,7 @@ batch into its running statistics a second time; :func:`restored_buffers`
 undoes that second update.
 """
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +32,7 @@ def restored_buffers(*modules: nn.Module) -> Iterator[None]:
 
 
 def checkpoint_module(module: nn.Module, function: Callable[..., Tensor],
-                      *inputs: Tensor) -> Tensor:
+                      *inputs: Any) -> Tensor:
     """``function(*inputs)``, keeping only ``inputs`` for backward.
 
     Non-reentrant gradient checkpointing: ``function`` (which runs
