@@ -3,7 +3,10 @@ import csv
 import os.path as osp
 import sys
 
+import pytest
 from rich.console import Console
+
+from mmrednet.utils import write_csv
 
 from .det_helpers import ROOT
 
@@ -34,4 +37,14 @@ def test_backbone_section_measures_the_saving(tmp_path):
     benchmark_memory.write_outputs(str(tmp_path), rows, summary)
     with open(tmp_path / 'memory.csv') as f:
         assert [r['variant'] for r in csv.DictReader(f)] == [r.variant for r in rows]
+    with open(tmp_path / 'memory_ratios.csv') as f:
+        ratios = list(csv.DictReader(f))
+    assert list(ratios[0])[0] == 'section' and ratios[0]['section'] == 'backbone'
+    assert float(ratios[0]['peak_vs_resnet']) == summary[0]['peak_vs_resnet']
     assert (tmp_path / 'memory.png').stat().st_size > 0
+
+
+def test_write_csv_names_the_file_when_there_is_nothing_to_write(tmp_path):
+    with pytest.raises(ValueError, match='rows must not be empty.*empty.csv'):
+        write_csv(str(tmp_path / 'empty.csv'), [])
+    assert not (tmp_path / 'empty.csv').exists()

@@ -26,11 +26,10 @@ Example::
 """
 import argparse
 import copy
-import csv
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -40,7 +39,7 @@ from rich.progress import track
 from rich.table import Table
 
 from mmrednet.ops import involution, involution_reference
-from mmrednet.utils import peak_memory, time_call
+from mmrednet.utils import peak_memory, time_call, write_csv
 
 # RedNet-50 stages: (channels of the involution, feature size); K=7, 16 channels a group.
 STAGES = [(64, 56), (128, 28), (256, 14), (512, 7)]
@@ -462,10 +461,7 @@ def _write_cuda(out_dir: str, op_rows: List[CudaOpRow], retina_rows: List[Retina
     os.makedirs(out_dir, exist_ok=True)
     for name, rows in (('cuda_op', op_rows), ('retinanet', retina_rows)):
         if rows:
-            with open(os.path.join(out_dir, f'{name}.csv'), 'w', newline='') as f:
-                writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-                writer.writeheader()
-                writer.writerows(asdict(r) for r in rows)
+            write_csv(os.path.join(out_dir, f'{name}.csv'), rows)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     labels = [f'{r.shape.split("x", 1)[1]}\n{r.dtype} {r.direction[:3]}' for r in op_rows]
     axes[0].bar(labels, [r.copy_fraction for r in op_rows], color='tab:blue')
@@ -556,10 +552,7 @@ def _write(out_dir: str, kernel_rows: List[KernelRow], op_rows: List[OpRow],
     os.makedirs(out_dir, exist_ok=True)
     for name, rows in (('kernels', kernel_rows), ('op', op_rows), ('model', model_rows)):
         if rows:
-            with open(os.path.join(out_dir, f'{name}.csv'), 'w', newline='') as f:
-                writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-                writer.writeheader()
-                writer.writerows(asdict(r) for r in rows)
+            write_csv(os.path.join(out_dir, f'{name}.csv'), rows)
     panels = [p for p, rows in (('kernels', kernel_rows), ('op', op_rows), ('memory', op_rows),
                                 ('model', model_rows)) if rows]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)

@@ -50,11 +50,10 @@ Examples::
         --det-batch 2 --det-size 800 1333
 """
 import argparse
-import csv
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -338,16 +337,13 @@ def write_outputs(out_dir: str, rows: Sequence[Row], summary: Sequence[dict]) ->
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    from mmrednet.utils import write_csv
+
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, 'memory.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+    write_csv(os.path.join(out_dir, 'memory.csv'), rows)
     keys = sorted({k for s in summary for k in s})
-    with open(os.path.join(out_dir, 'memory_ratios.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=['section'] + [k for k in keys if k != 'section'])
-        writer.writeheader()
-        writer.writerows(summary)
+    write_csv(os.path.join(out_dir, 'memory_ratios.csv'), summary,
+              fieldnames=['section'] + [k for k in keys if k != 'section'])
     sections = list(dict.fromkeys(r.section for r in rows))
     by = {(r.section, r.variant): r for r in rows}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))

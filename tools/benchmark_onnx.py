@@ -25,11 +25,10 @@ Example::
     python tools/benchmark_onnx.py --out-dir work_dirs/benchmark_onnx
 """
 import argparse
-import csv
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -50,6 +49,7 @@ from mmrednet.deployment.involution_onnx import grouped_padded_input
 from mmrednet.deployment.metadata import GraphMetadata
 from mmrednet.deployment.rewrites import export_friendly
 from mmrednet.models import Involution
+from mmrednet.utils import write_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # RedNet-50 stages: (channels of the involution, feature size at 224x224).
@@ -223,10 +223,7 @@ def write(out_dir: str, rows: List[Row]) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, 'onnx_benchmark.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+    write_csv(os.path.join(out_dir, 'onnx_benchmark.csv'), rows)
     sections = list(dict.fromkeys(r.section for r in rows))
     fig, axes = plt.subplots(1, len(sections), figsize=(5.5 * len(sections), 4.2), squeeze=False)
     for ax, section in zip(axes[0], sections, strict=True):
