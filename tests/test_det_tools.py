@@ -1,7 +1,6 @@
 """tools/train.py and tools/test.py: missing weights, resume, distributed CPU training, outputs."""
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
@@ -85,21 +84,21 @@ def test_resume_continues_with_the_same_state(shapes, tmp_path):
     assert any(name.endswith('.png') for name in os.listdir(tmp_path / 'vis'))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+def _launch(script: str, *args: str) -> subprocess.CompletedProcess:
+    # No PORT: on one node the launchers let torchrun pick a free port itself.
+    env = {k: v for k, v in os.environ.items() if k not in ('PORT', 'NNODES')}
+    env.update(PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), *args], check=False,
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
-def test_two_process_cpu_training(shapes, tmp_path):
+def test_two_process_cpu_training_and_testing(shapes, tmp_path):
     cfg = tiny_cfg(DEMO_RETINANET, shapes, str(tmp_path / 'dist'), max_iters=2)
     cfg.log_level = 'INFO'  # the environment summary says whether it ran distributed
     config = _write_cfg(cfg, tmp_path / 'dist.py')
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
-    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), config, '2'],
-                          check=False, capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _launch('dist_train.sh', config, '2')
     ckpt = torch.load(tmp_path / 'dist' / 'iter_2.pth', map_location='cpu', weights_only=False)
     assert ckpt['meta']['iter'] == 2
     runs = [n for n in os.listdir(tmp_path / 'dist') if n[:2].isdigit()]
@@ -108,6 +107,19 @@ def test_two_process_cpu_training(shapes, tmp_path):
         log = f.read()
     assert 'Distributed training: True' in log
     assert 'GPU number: 2' in log  # mmengine's name for the world size
+
+    # Each process tests its share of val; rank 0 gathers them and reports the metric.
+    proc = _launch('dist_test.sh', config, str(tmp_path / 'dist' / 'iter_2.pth'), '2',
+                   '--work-dir', str(tmp_path / 'dist_test'))
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
+
+
+def test_launchers_name_their_missing_arguments():
+    for script, usage in (('dist_train.sh', 'CONFIG NPROC'),
+                          ('dist_test.sh', 'CONFIG CHECKPOINT NPROC')):
+        proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), 'only_a_config.py'],
+                              check=False, capture_output=True, text=True)
+        assert proc.returncode != 0 and f'usage: tools/{script} {usage}' in proc.stderr
 
 
 def test_visualize_kernels_writes_kernel_and_prediction_images(shapes, tmp_path):

@@ -1,19 +1,9 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun: tools/dist_train.sh CONFIG NPROC [train.py args...]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT. Interpreter: PYTHON (default python).
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT (see tools/torchrun.sh).
 # Without CUDA the processes train on CPU over gloo.
 set -euo pipefail
-CONFIG=$1
-NPROC=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NPROC" --master_port="$PORT" \
-    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+TOOLS="$(cd "$(dirname "$0")" && pwd)"
+source "$TOOLS/torchrun.sh"
+: "${2:?usage: tools/dist_train.sh CONFIG NPROC [train.py args...]}"
+torchrun_script "$TOOLS/train.py" "$2" "$1" --launcher pytorch "${@:3}"

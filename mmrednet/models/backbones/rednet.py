@@ -10,6 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmrednet.registry import MODELS
 
 from ..layers import Involution
+from ..layers.memory_format import to_memory_format
 from ..layers.recompute import checkpoint_module
 
 
@@ -60,23 +61,25 @@ class Bottleneck(BaseModule):
                 NCHW) is converted after ``conv1``, where the copy is transient:
                 ``bn1`` keeps the converted tensor, nothing keeps conv1's own.
             out_memory_format (torch.memory_format, optional): Layout of the
-                output (default: ``memory_format``), converted before the
-                residual add, so that autograd keeps the block output in this
-                layout only.
+                output (default: ``memory_format``), converted before ``bn3``,
+                so that autograd keeps the block output in this layout only.
+                The identity is converted to it as well (a transient copy:
+                the addition keeps nothing), so that no layer sees a gradient
+                in another layout than its own output.
         """
+        out_format = out_memory_format or memory_format
 
         def residual(x: Tensor) -> Tensor:
-            out = self.relu(self.bn1(self.conv1(x).contiguous(memory_format=memory_format)))
+            out = self.relu(self.bn1(to_memory_format(self.conv1(x), memory_format)))
             out = self.relu(self.bn2(self.conv2(out)))
             # Before bn3, not after: BN's backward is several times slower
             # with its input and gradient in different layouts.
-            out = self.bn3(self.conv3(out).contiguous(
-                memory_format=out_memory_format or memory_format))
+            out = self.bn3(to_memory_format(self.conv3(out), out_format))
             identity = x if self.downsample is None else self.downsample(x)
             # In place, as mmdet's ResNet: a new block-output-sized tensor per
             # block costs fresh pages (measured: ~10% of RedNet-50 inference on
             # CPU at 800x1333). BN's backward needs its input, not its output.
-            out += identity
+            out += to_memory_format(identity, out_format)
             return out
 
         out = checkpoint_module(self, residual, x) if self.with_cp else residual(x)
@@ -284,7 +287,7 @@ class RedNet(BaseModule):
     def _stem_forward(self, x: Tensor, memory_format: torch.memory_format) -> Tensor:
         # The layout change inside the recomputed part: recomputation then
         # keeps the caller's image only, not a channels-last copy of it.
-        return self.maxpool(self.stem(x.contiguous(memory_format=memory_format)))
+        return self.maxpool(self.stem(to_memory_format(x, memory_format)))
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """``(N, 3, H, W) ->`` one map per ``out_indices``, strides 4, 8, 16, 32.
