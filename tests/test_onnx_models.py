@@ -83,10 +83,12 @@ def classifier_cfg(data_root: str) -> Config:
     return Config(dict(
         default_scope='mmpretrain',
         custom_imports=dict(imports=['mmrednet.models'], allow_failed_imports=False),
+        # At the top level, as mmpretrain's configs have it: the Runner hands it
+        # to the model, and so must the exporter.
+        data_preprocessor=dict(num_classes=3, mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], to_rgb=True),
         model=dict(
             type='ImageClassifier',
-            data_preprocessor=dict(num_classes=3, mean=[123.675, 116.28, 103.53],
-                                   std=[58.395, 57.12, 57.375], to_rgb=True),
             backbone=dict(type='mmrednet.RedNet', depth=26, stem_channels=32, base_channels=16,
                           stem_kernel=3, out_indices=(3, )),
             neck=dict(type='GlobalAveragePooling'),
@@ -122,6 +124,8 @@ def test_classifier_exports_and_evaluates_like_pytorch(tmp_path):
 
     # Logits of another batch and an odd size, against the PyTorch model.
     _, model = load_model(config_file, checkpoint)
+    torch.testing.assert_close(model.data_preprocessor.mean.flatten(),
+                               torch.tensor([123.675, 116.28, 103.53]))
     [graph] = load_deployment(onnx_file).values()
     x = torch.randn(3, 3, 75, 61)
     with torch.no_grad():
@@ -367,3 +371,15 @@ def test_test_tool_arguments_and_mismatched_deployment(retinanet_files, tmp_path
                           'fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
     with pytest.raises(ValueError, match='exported from a RetinaNet model.*EncoderDecoder'):
         test_tool.main([seg_config, '--backend', 'onnxruntime', '--onnx', out])
+
+
+def test_non_finite_outputs_are_named_not_passed_as_zero_difference():
+    from mmrednet.deployment.exporter import ExportCheckError, _largest_difference
+    expected = [torch.ones(2, 3)]
+    got = [torch.ones(2, 3)]
+    got[0][1, 2] = float('nan')
+    diff, where, ok = _largest_difference(got, expected, ['logits'], 1e-4, 1e-4)
+    assert diff == float('inf') and where == 'logits' and not ok
+    expected[0][0, 0] = float('inf')
+    with pytest.raises(ExportCheckError, match='logits: PyTorch itself gives non-finite'):
+        _largest_difference(got, expected, ['logits'], 1e-4, 1e-4)

@@ -49,7 +49,7 @@ from mmrednet.deployment.involution_onnx import grouped_padded_input
 from mmrednet.deployment.metadata import GraphMetadata
 from mmrednet.deployment.rewrites import export_friendly
 from mmrednet.models import Involution
-from mmrednet.utils import write_csv
+from mmrednet.utils import model_config, write_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # RedNet-50 stages: (channels of the involution, feature size at 224x224).
@@ -148,7 +148,7 @@ def op_cases(threads: int) -> List[Case]:
 
 def _build(cfg: Config) -> nn.Module:
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return revert_sync_batchnorm(MODELS.build(cfg.model)).eval()  # random weights
+    return revert_sync_batchnorm(MODELS.build(model_config(cfg))).eval()  # random weights
 
 
 def rednet50_classifier_cfg() -> Config:

@@ -1,7 +1,8 @@
 from .checkpoint_safety import allow_mmengine_checkpoints
 from .csv_rows import write_csv
+from .model_config import model_config
 from .profiling import peak_memory, retained_memory, saved_bytes_inside, time_call
 from .setup_env import register_all_modules
 
-__all__ = ['allow_mmengine_checkpoints', 'peak_memory', 'register_all_modules',
+__all__ = ['allow_mmengine_checkpoints', 'model_config', 'peak_memory', 'register_all_modules',
            'retained_memory', 'saved_bytes_inside', 'time_call', 'write_csv']

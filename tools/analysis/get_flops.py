@@ -27,6 +27,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import MODELS, init_default_scope
 
 from mmrednet.analysis import model_complexity
+from mmrednet.utils import model_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 METAFILES = sorted(glob.glob(osp.join(ROOT, 'configs', 'rednet', 'metafile*.yml')))
@@ -47,7 +48,7 @@ def measure(config: str, shape: Optional[Tuple[int, int]] = None,
         import_modules_from_strings(**cfg.custom_imports)
     if 'init_cfg' in cfg.model.get('backbone', {}):
         cfg.model.backbone.init_cfg = None  # structure only: no file needed
-    model = MODELS.build(cfg.model)
+    model = MODELS.build(model_config(cfg))
     if scope == 'mmseg':
         from mmengine.model import revert_sync_batchnorm
         model = revert_sync_batchnorm(model)  # SyncBN needs a process group
