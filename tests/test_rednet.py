@@ -98,6 +98,24 @@ def test_channels_last_is_the_cpu_default_and_computes_the_same():
             torch.testing.assert_close(b, a)
 
 
+def test_channels_last_backbone_compiles_without_graph_breaks():
+    # fullgraph: the stage-boundary layout changes must not break the graph.
+    torch.manual_seed(0)
+    model = RedNet(26, base_channels=16, stem_channels=32, channels_last=True)
+    x = torch.randn(2, 3, 40, 36)
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    for run in (model, compiled):
+        model.zero_grad()
+        outs = run(x)
+        sum(o.pow(2).mean() for o in outs).backward()
+        if run is model:
+            expected = [o.detach() for o in outs], [p.grad.clone() for p in model.parameters()]
+    assert all(o.is_contiguous() for o in outs)
+    torch.testing.assert_close([o.detach() for o in outs], expected[0])
+    torch.testing.assert_close([p.grad for p in model.parameters()], expected[1],
+                               atol=1e-5, rtol=1e-4)
+
+
 def test_with_cp_gives_the_same_gradients():
     torch.manual_seed(0)
     model = RedNet(26, base_channels=16, stem_channels=32).double()
