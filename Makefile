@@ -6,6 +6,7 @@
 # make cuda-emulation - the full CPU proof of the CUDA kernels: every float through the
 #                  16-bit conversions, the full random sweep under ASan+UBSan and TSan
 # make onnx-demo - export the trained demos to ONNX, evaluate them in onnxruntime and PyTorch
+# make deploy-demo - the same with AOTInductor packages (.pt2) instead of ONNX
 #
 # Use an existing environment with `make test PY=/path/to/python` (it must have
 # a torch already; TORCH= skips installing one). The mmcv wheel is built once
@@ -20,7 +21,7 @@ STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
 
-.PHONY: install test lint demo seg-demo cls-demo onnx-demo benchmark cuda-emulation clean
+.PHONY: install test lint demo seg-demo cls-demo onnx-demo deploy-demo benchmark cuda-emulation clean
 .DEFAULT_GOAL := test
 
 install: $(STAMP)
@@ -56,6 +57,9 @@ cls-demo: install
 
 onnx-demo: install
 	PYTHON=$(PY) bash tools/deployment/compare_demos.sh
+
+deploy-demo: install
+	BACKEND=aoti PYTHON=$(PY) bash tools/deployment/compare_demos.sh
 
 benchmark: install
 	$(PY) tools/benchmark_involution.py --out-dir work_dirs/benchmark

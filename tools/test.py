@@ -7,6 +7,7 @@ Examples:
     python tools/test.py SEG_CONFIG CHECKPOINT --tta            # multi-scale + flip
     python tools/test.py CLS_CONFIG CHECKPOINT --tta            # flip (mmpretrain's default)
     python tools/test.py CONFIG --backend onnxruntime --onnx model.onnx  # an exported model
+    python tools/test.py CONFIG --backend aoti --package model.pt2  # an AOTInductor package
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
@@ -31,12 +32,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Test a model from an mmdet/mmseg/mmpretrain config')
     add_runner_arguments(parser)
     parser.add_argument('checkpoint', nargs='?',
-                        help='checkpoint file (the pytorch backend; onnxruntime reads --onnx)')
-    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
-                        help='run the network in PyTorch, or the exported --onnx model in '
-                        'onnxruntime (same data, post-processing and metrics)')
+                        help='checkpoint file (the pytorch backend; onnxruntime reads --onnx, '
+                        'aoti --package)')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime', 'aoti'],
+                        default='pytorch',
+                        help='run the network in PyTorch, the exported --onnx model in '
+                        'onnxruntime, or the --package compiled by AOTInductor (same data, '
+                        'post-processing and metrics)')
     parser.add_argument('--onnx', help='model exported by tools/deployment/export_onnx.py, '
                         'for --backend onnxruntime')
+    parser.add_argument('--package', help='.pt2 package written by '
+                        'tools/deployment/export_aoti.py, for --backend aoti')
     parser.add_argument('--out', help='write the predictions: a .pkl file (any task), or '
                         'for mmseg a directory of result images for offline evaluation')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
@@ -47,11 +53,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(multi-scale + flip for mmseg); for mmpretrain configs without them, '
                         'flip averaging as mmpretrain\'s own test tool does')
     args = parse_runner_args(parser, argv)
-    if args.backend == 'pytorch' and (args.checkpoint is None or args.onnx is not None):
-        parser.error('the pytorch backend needs a checkpoint (and no --onnx)')
-    if args.backend == 'onnxruntime' and (args.onnx is None or args.checkpoint is not None):
-        parser.error('--backend onnxruntime needs --onnx model.onnx and no checkpoint '
-                     '(the weights are in the .onnx)')
+    exported = dict(onnxruntime=('onnx', 'model.onnx'), aoti=('package', 'model.pt2'))
+    if args.backend == 'pytorch' and (args.checkpoint is None or args.onnx is not None
+                                      or args.package is not None):
+        parser.error('the pytorch backend needs a checkpoint (and no --onnx or --package)')
+    for backend, (option, example) in exported.items():
+        given = getattr(args, option) is not None
+        if args.backend == backend and (not given or args.checkpoint is not None):
+            parser.error(f'--backend {backend} needs --{option} {example} and no checkpoint '
+                         f'(the weights are in the {osp.splitext(example)[1]})')
+        if given and args.backend != backend:
+            parser.error(f'--{option} is for --backend {backend}')
     return args
 
 
@@ -110,11 +122,19 @@ def _use_onnxruntime(cfg: Config, onnx_file: str) -> None:
     cfg.model = onnxruntime_model_cfg(cfg.model, onnx_file)
 
 
+def _use_aoti(cfg: Config, package: str) -> None:
+    """Run the package's graphs (AOTInductor) in this process, as ``_use_onnxruntime``."""
+    from mmrednet.deployment.runtime_aoti import aoti_model_cfg
+    cfg.model = aoti_model_cfg(cfg.model, package)
+
+
 def build_config(args: argparse.Namespace) -> Config:
     """The config with the command line applied."""
     cfg = load_config(args)
     if args.backend == 'onnxruntime':
         _use_onnxruntime(cfg, args.onnx)
+    elif args.backend == 'aoti':
+        _use_aoti(cfg, args.package)
     else:
         cfg.load_from = args.checkpoint
     if args.show or args.show_dir:

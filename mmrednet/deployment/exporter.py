@@ -110,7 +110,8 @@ def _output_names(module: nn.Module, groups: List[List[Tensor]]) -> List[str]:
 
 
 def _largest_difference(got: List[Tensor], expected: List[Tensor], names: Sequence[str],
-                        atol: float, rtol: float) -> Tuple[float, str, bool]:
+                        atol: float, rtol: float,
+                        backend: str = 'onnxruntime') -> Tuple[float, str, bool]:
     """``(max |got - expected|, where, within tolerance)``.
 
     The tolerance of an output is ``atol + rtol * max |expected|``: relative to
@@ -120,14 +121,14 @@ def _largest_difference(got: List[Tensor], expected: List[Tensor], names: Sequen
     worst, where, ok = 0.0, names[0], True
     for name, a, b in zip(names, got, expected, strict=True):
         if a.shape != b.shape:
-            raise ExportCheckError(f'output {name}: onnxruntime gives shape {tuple(a.shape)}, '
+            raise ExportCheckError(f'output {name}: {backend} gives shape {tuple(a.shape)}, '
                                    f'PyTorch {tuple(b.shape)}')
         if not b.numel():
             continue
         if not torch.isfinite(b).all():
             raise ExportCheckError(f'output {name}: PyTorch itself gives non-finite values on '
                                    'the check input, so the graph cannot be checked')
-        # NaN from onnxruntime counts as the largest difference, not as none.
+        # NaN from the backend counts as the largest difference, not as none.
         diff = (a - b).abs().max().nan_to_num(nan=float('inf')).item()
         ok = ok and diff <= atol + rtol * b.abs().max().item()
         if diff > worst:
@@ -217,9 +218,9 @@ def _check_shape(shape: Tuple[int, int], divisor: int) -> None:
                          f'{"x".join(map(str, check_input.round_up(shape, divisor)))}')
 
 
-def _check_out(out: str) -> None:
-    if not out.endswith('.onnx'):
-        raise ValueError(f'out must be a .onnx file, got {out!r}')
+def _check_out(out: str, ext: str = '.onnx') -> None:
+    if not out.endswith(ext):
+        raise ValueError(f'out must be a {ext} file, got {out!r}')
     directory = osp.dirname(osp.abspath(out))
     if not osp.isdir(directory):
         raise FileNotFoundError(f'output directory does not exist: {directory}')
@@ -241,30 +242,12 @@ def _write(files: Dict[str, onnx.ModelProto]) -> None:
                 os.remove(temp)
 
 
-def export_onnx(config: str, checkpoint: str, out: str,
-                shape: Optional[Tuple[int, int]] = None, dynamic: bool = False,
-                atol: float = ATOL, rtol: float = RTOL,
-                log: Callable[[str], None] = print) -> Dict[str, float]:
-    """Export the model of ``config`` with ``checkpoint`` to ``out`` (and its companions).
-
-    Args:
-        config (str): an mmpretrain, mmseg or mmdet config.
-        checkpoint (str): its weights.
-        out (str): the ``.onnx`` file of the ``main`` graph; a two-stage
-            detector's RoI heads go beside it (``metadata.companion_path``).
-        shape (tuple, optional): ``(H, W)`` to export (and, without
-            ``dynamic``, the only size the graph takes). Default: the size of
-            the first test image, else the test pipeline's resize/crop size,
-            rounded up to the model's stride.
-        dynamic (bool): dynamic batch size and image size (multiples of 32
-            for detectors and segmentors); RoI counts are always dynamic.
-        atol, rtol (float): the check's tolerance against PyTorch.
-        log (callable): where progress lines go.
-
-    Returns:
-        dict: graph name -> largest difference from PyTorch on the check input.
-    """
-    _check_out(out)
+def prepare_graphs(config: str, checkpoint: str, shape: Optional[Tuple[int, int]],
+                   dynamic: bool, log: Callable[[str], None]
+                   ) -> Tuple[Config, str, int, List[GraphExport]]:
+    """The graphs to export from ``config`` + ``checkpoint``, with their check inputs:
+    ``(cfg, kind, size divisor, graphs)``; ``shape``, ``dynamic``: as ``export_onnx``'s.
+    The ONNX and the AOTInductor exporters share it."""
     cfg, model = load_model(config, checkpoint)
     kind = graphs.model_kind(model)
     divisor = graphs.size_divisor(kind)
@@ -298,6 +281,34 @@ def export_onnx(config: str, checkpoint: str, out: str,
                         example, checks, 'input', _image_dynamic(kind) if dynamic else {})]
     if kind == graphs.TWO_STAGE_DETECTOR:
         todo += _roi_graphs(friendly, model, example, check)
+    return cfg, kind, divisor, todo
+
+
+def export_onnx(config: str, checkpoint: str, out: str,
+                shape: Optional[Tuple[int, int]] = None, dynamic: bool = False,
+                atol: float = ATOL, rtol: float = RTOL,
+                log: Callable[[str], None] = print) -> Dict[str, float]:
+    """Export the model of ``config`` with ``checkpoint`` to ``out`` (and its companions).
+
+    Args:
+        config (str): an mmpretrain, mmseg or mmdet config.
+        checkpoint (str): its weights.
+        out (str): the ``.onnx`` file of the ``main`` graph; a two-stage
+            detector's RoI heads go beside it (``metadata.companion_path``).
+        shape (tuple, optional): ``(H, W)`` to export (and, without
+            ``dynamic``, the only size the graph takes). Default: the size of
+            the first test image, else the test pipeline's resize/crop size,
+            rounded up to the model's stride.
+        dynamic (bool): dynamic batch size and image size (multiples of 32
+            for detectors and segmentors); RoI counts are always dynamic.
+        atol, rtol (float): the check's tolerance against PyTorch.
+        log (callable): where progress lines go.
+
+    Returns:
+        dict: graph name -> largest difference from PyTorch on the check input.
+    """
+    _check_out(out)
+    cfg, kind, divisor, todo = prepare_graphs(config, checkpoint, shape, dynamic, log)
     paths = {g.name: out if g.name == 'main' else companion_path(out, g.name) for g in todo}
     companions = {name: osp.basename(path) for name, path in paths.items() if name != 'main'}
     for graph in todo:

@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint in PyTorch and its ONNX export in onnxruntime; compare the metrics.
+"""Evaluate a checkpoint in PyTorch and its ONNX export in onnxruntime (or its AOTInductor
+package, ``--backend aoti``); compare the metrics.
 
 One command for "the exported model is as accurate as the PyTorch one": it
 exports CONFIG + CHECKPOINT with dynamic shapes (tools/deployment/export_onnx.py),
@@ -27,6 +28,9 @@ from rich.table import Table
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PERCENT_SCOPES = ('mmseg', 'mmpretrain')  # their metrics are in percent, mmdet's in 0-1
+# backend -> (exporter, file written, tools/test.py option that reads it)
+EXPORTS = dict(onnxruntime=('export_onnx.py', 'model.onnx', '--onnx'),
+               aoti=('export_aoti.py', 'model.pt2', '--package'))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--max-diff', type=float, default=0.002,
                         help='largest allowed metric difference on the 0-1 scale')
     parser.add_argument('--tta', action='store_true', help='pass --tta to both test runs')
+    parser.add_argument('--backend', choices=list(EXPORTS), default='onnxruntime',
+                        help='the deployed backend: ONNX in onnxruntime, or a .pt2 package')
     return parser.parse_args(argv)
 
 
@@ -68,17 +74,18 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     work_dir = osp.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    onnx_file = osp.join(work_dir, 'model.onnx')
+    exporter, file_name, option = EXPORTS[args.backend]
+    exported = osp.join(work_dir, file_name)
     console = Console()
     py, tools = sys.executable, osp.join(ROOT, 'tools')
     extra = ['--tta'] if args.tta else []
 
-    console.print(f'exporting {args.config} -> {onnx_file}')
-    _run([py, osp.join(tools, 'deployment', 'export_onnx.py'), args.config, args.checkpoint,
-          '--out', onnx_file, '--dynamic'], osp.join(work_dir, 'export.log'))
+    console.print(f'exporting {args.config} -> {exported}')
+    _run([py, osp.join(tools, 'deployment', exporter), args.config, args.checkpoint,
+          '--out', exported, '--dynamic'], osp.join(work_dir, 'export.log'))
     runs = {
         'pytorch': [args.checkpoint],
-        'onnxruntime': ['--backend', 'onnxruntime', '--onnx', onnx_file],
+        args.backend: ['--backend', args.backend, option, exported],
     }
     results, seconds = {}, {}
     for backend, backend_args in runs.items():
@@ -89,18 +96,18 @@ def main(argv=None) -> dict:
         results[backend] = _metrics(out)
 
     scale = 100 if Config.fromfile(args.config).get('default_scope') in PERCENT_SCOPES else 1
-    table = Table(title=f'{osp.basename(args.config)}: PyTorch vs onnxruntime')
-    for column in ('metric', 'pytorch', 'onnxruntime', 'difference'):
+    table = Table(title=f'{osp.basename(args.config)}: PyTorch vs {args.backend}')
+    for column in ('metric', 'pytorch', args.backend, 'difference'):
         table.add_column(column, justify='left' if column == 'metric' else 'right')
     worst = 0.0
     for name, value in results['pytorch'].items():
-        other = results['onnxruntime'].get(name)
+        other = results[args.backend].get(name)
         if not isinstance(value, (int, float)) or not isinstance(other, (int, float)):
             continue
         worst = max(worst, abs(other - value) / scale)
         table.add_row(name, f'{value:g}', f'{other:g}', f'{other - value:+.4g}')
     table.add_row('test wall time (s)', f'{seconds["pytorch"]:.1f}',
-                  f'{seconds["onnxruntime"]:.1f}', '')
+                  f'{seconds[args.backend]:.1f}', '')
     console.print(table)
     verdict = 'within' if worst <= args.max_diff else 'MORE than'
     console.print(f'largest metric difference {worst:.4g} (0-1 scale): {verdict} '

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# PyTorch vs onnxruntime on the CPU demos: export each trained demo model to
-# ONNX and evaluate both on its val set (tools/deployment/compare_backends.py).
+# PyTorch vs a deployed backend on the CPU demos: export each trained demo model
+# (ONNX, or an AOTInductor .pt2 with BACKEND=aoti) and evaluate both on its val set
+# (tools/deployment/compare_backends.py).
 # Train them first (make demo, which includes the classification demo; make seg-demo).
-# Usage: tools/deployment/compare_demos.sh [DEMO_DIR] [SEG_DEMO_DIR] [OUT_DIR]
+# Usage: [BACKEND=onnxruntime|aoti] tools/deployment/compare_demos.sh [DEMO_DIR] [SEG_DEMO_DIR] [OUT_DIR]
 #        (PYTHON=... picks the interpreter)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -10,7 +11,9 @@ cd "$ROOT"
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 DEMO=${1:-work_dirs/demo}
 SEG=${2:-work_dirs/seg_demo}
-OUT=${3:-work_dirs/onnx_demo}
+BACKEND=${BACKEND:-onnxruntime}
+[ "$BACKEND" = aoti ] && default_out=work_dirs/aoti_demo || default_out=work_dirs/onnx_demo
+OUT=${3:-$default_out}
 # As in the demo scripts: one intra-op thread per process on a small shared CPU.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 status=0
@@ -20,7 +23,8 @@ compare() {  # CONFIG CHECKPOINT NAME [--tta]
     echo "$3: no trained checkpoint ($2); run make demo / make seg-demo first" >&2
     status=1; return
   fi
-  "$PY" tools/deployment/compare_backends.py "$1" "$2" --work-dir "$OUT/$3" "${@:4}" || status=1
+  "$PY" tools/deployment/compare_backends.py "$1" "$2" --work-dir "$OUT/$3" \
+    --backend "$BACKEND" "${@:4}" || status=1
 }
 
 for model in retinanet_rednet26-tiny_involution-fpn_shapes \

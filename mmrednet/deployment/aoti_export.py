@@ -1,0 +1,171 @@
+"""Export a config + checkpoint to an AOTInductor package (``.pt2``), check it, then write it.
+
+The same graphs as the ONNX exporter (``graphs.py``, ``exporter.prepare_graphs``):
+what the framework does in Python (mmdet's decoding and NMS, RoIAlign, mmseg's
+resizing) stays in Python; every graph is ``torch.export``-ed and compiled by
+AOTInductor with ``freezing`` (BN folded into the convolutions, weights
+pre-packed), and all of them go into one ``.pt2`` with ``extra/mmrednet.json``
+(``aoti_package.PackageInfo``). Nothing is written unless every graph, loaded
+from the package as a user would load it, agrees with PyTorch on the check
+input within ``atol + rtol * max |pytorch|`` per output; the package appears
+by rename.
+"""
+import os
+import os.path as osp
+import tempfile
+import warnings
+from dataclasses import asdict
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from . import graphs
+from .aoti_backend import load_package
+from .aoti_package import INFO_FILE, PackageInfo
+from .exporter import (
+    ATOL,
+    RTOL,
+    ExportCheckError,
+    GraphExport,
+    _check_out,
+    _largest_difference,
+    _output_names,
+    prepare_graphs,
+)
+from .metadata import GraphMetadata
+
+BACKEND = 'AOTInductor'
+
+
+def called_ops(program: torch.export.ExportedProgram, namespace: str = 'mmrednet') -> List[str]:
+    """The ``namespace::`` ops the exported graph calls, e.g. ``['mmrednet::involution']``."""
+    ops = {node.target.name().split('.', 1)[0] for node in program.graph.nodes
+           if node.op == 'call_function' and isinstance(node.target, torch._ops.OpOverload)
+           and node.target.namespace == namespace}
+    return sorted(ops)
+
+
+def compile_module(module: nn.Module, example: torch.Tensor,
+                   dynamic: Optional[Dict[int, object]] = None,
+                   threads: Optional[int] = None) -> Tuple[list, List[str]]:
+    """``torch.export`` + AOTInductor (frozen weights): ``(package files, ops called)``.
+
+    AOTInductor specializes its own loops for ``threads`` (default: torch's
+    intra-op threads now); one thread compiles them serial.
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # export's notes on mmdet/mmseg internals
+        program = torch.export.export(module, (example, ),
+                                      dynamic_shapes=(dynamic, ) if dynamic else None,
+                                      strict=False)
+        files = torch._inductor.aot_compile(
+            program.module(check_guards=False), (example, ),
+            options={'aot_inductor.package': True, 'freezing': True,
+                     'cpp.threads': threads or torch.get_num_threads()})
+    return files, called_ops(program)
+
+
+def package(out: str, files: Dict[str, list], info: PackageInfo) -> None:
+    """Write the graphs' AOTInductor files and ``info`` as one ``.pt2`` at ``out``."""
+    from torch.export.pt2_archive._package import package_pt2
+    package_pt2(out, aoti_files=files, extra_files={INFO_FILE: info.to_json()})
+
+
+def _input_shape(graph: GraphExport) -> List[Optional[int]]:
+    return [None if axis in graph.dynamic else size for axis, size in
+            enumerate(graph.example.shape)]
+
+
+def _check(graph: GraphExport, loaded, expected, atol: float, rtol: float,
+           log: Callable[[str], None]) -> float:
+    """Compare the loaded graph with PyTorch on every check input; raise above tolerance."""
+    names = _output_names(graph.module, expected[0])
+    worst, where, all_ok = 0.0, names[0], True
+    for check, reference in zip(graph.checks, expected, strict=True):
+        got = [t for group in loaded(check) for t in group]
+        diff, output, ok = _largest_difference(got, [t for group in reference for t in group],
+                                               names, atol, rtol, backend=BACKEND)
+        all_ok = all_ok and ok
+        if diff >= worst:
+            worst, where = diff, f'{output} on input {tuple(check.shape)}'
+    inputs = ', '.join(str(tuple(check.shape)) for check in graph.checks)
+    log(f'{graph.name}: largest |aoti - pytorch| = {worst:.3g} ({where}; checked on {inputs})')
+    if not all_ok:
+        raise ExportCheckError(
+            f'the {graph.name} graph differs from PyTorch by up to {worst:.3g} ({where}), '
+            f'more than {atol:g} + {rtol:g} * max |pytorch|; nothing was written')
+    return worst
+
+
+def export_aoti(config: str, checkpoint: str, out: str,
+                shape: Optional[Tuple[int, int]] = None, dynamic: bool = False,
+                atol: float = ATOL, rtol: float = RTOL, threads: Optional[int] = None,
+                log: Callable[[str], None] = print) -> Dict[str, float]:
+    """Export the model of ``config`` with ``checkpoint`` to the ``.pt2`` package ``out``.
+
+    Args:
+        config (str): an mmpretrain, mmseg or mmdet config.
+        checkpoint (str): its weights.
+        out (str): the ``.pt2`` to write (every graph of the model in it).
+        shape (tuple, optional): ``(H, W)`` to export (and, without
+            ``dynamic``, the only size the package takes). Default: the size of
+            the first test image, else the test pipeline's resize/crop size,
+            rounded up to the model's stride.
+        dynamic (bool): dynamic batch size and image size (multiples of 32
+            for detectors and segmentors); RoI counts are always dynamic.
+        atol, rtol (float): the check's tolerance against PyTorch.
+        threads (int, optional): the threads AOTInductor's own loops are
+            compiled for (default: torch's intra-op threads in this process);
+            the ops it calls (convolutions, involution) use the runtime's.
+        log (callable): where progress lines go.
+
+    Returns:
+        dict: graph name -> largest difference from PyTorch on the check inputs.
+    """
+    _check_out(out, '.pt2')
+    threads = threads or torch.get_num_threads()
+    cfg, kind, divisor, todo = prepare_graphs(config, checkpoint, shape, dynamic, log)
+    files, metadata, ops = {}, {}, set()
+    for graph in todo:
+        with torch.no_grad():
+            expected = [graphs.as_groups(graph.reference(x)) for x in graph.checks]
+        groups = [(name, len(group)) for name, group in
+                  zip(graph.module.group_names(len(expected[0])), expected[0], strict=True)]
+        metadata[graph.name] = (GraphMetadata(kind, cfg.model.type, graph.name, groups, divisor),
+                                expected)
+        log(f'{graph.name}: exporting and compiling with AOTInductor ...')
+        files[graph.name], called = compile_module(graph.module, graph.example, graph.dynamic,
+                                                   threads)
+        ops.update(called)
+    info = PackageInfo(graphs={name: asdict(meta) for name, (meta, _) in metadata.items()},
+                       inputs={graph.name: _input_shape(graph) for graph in todo},
+                       ops=sorted(ops), threads=threads)
+    root, _ = osp.splitext(out)
+    temp = f'{root}.{os.getpid()}.tmp.pt2'
+    try:
+        package(temp, files, info)
+        loaded = load_package(temp)
+        diffs = {graph.name: _check(graph, loaded[graph.name], metadata[graph.name][1],
+                                    atol, rtol, log) for graph in todo}
+        os.replace(temp, out)
+    finally:
+        if osp.exists(temp):
+            os.remove(temp)
+    log(f'wrote {out}')
+    return diffs
+
+
+def temporary_package(module: nn.Module, example: torch.Tensor, directory: str,
+                      name: str = 'model') -> str:
+    """``module`` at ``example``'s shape as a ``.pt2`` in ``directory`` (benchmarks, tests):
+    one ``main`` graph whose outputs are one group."""
+    with torch.no_grad():
+        count = len([t for group in graphs.as_groups(module(example)) for t in group])
+    files, ops = compile_module(module, example)
+    meta = GraphMetadata(name, name, 'main', [('out', count)])
+    path = osp.join(directory or tempfile.mkdtemp(), f'{name}.pt2')
+    package(path, dict(main=files), PackageInfo(
+        graphs=dict(main=asdict(meta)), inputs=dict(main=list(example.shape)), ops=ops,
+        threads=torch.get_num_threads()))
+    return path

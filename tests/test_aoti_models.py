@@ -1,0 +1,226 @@
+"""Whole models as AOTInductor packages: a classifier, a segmentor and a detector exported,
+checked and evaluated with tools/test.py --backend aoti against PyTorch on small data,
+and the C++ runner reproducing Python's outputs without Python.
+
+AOTInductor compiles each graph with a C++ compiler (tens of seconds on 2
+cores): the packages are made once per module and shared.
+"""
+import os
+import pickle
+import subprocess
+import sys
+from unittest import mock
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmrednet.deployment.aoti_backend import load_package
+from mmrednet.deployment.aoti_export import export_aoti
+from mmrednet.deployment.aoti_package import PackageInfo
+from mmrednet.deployment.aoti_runner import build_runner, op_library, run_package
+from mmrednet.deployment.exporter import load_model
+
+from .det_helpers import DEMO_RETINANET, tiny_dataset
+from .seg_helpers import config, load_tool, shrink_for_cpu
+from .test_onnx_models import (
+    _assert_same_instances,
+    _assert_same_metrics,
+    _det_cfg,
+    _folder_per_class,
+    _spread_scores,
+    _write,
+    classifier_cfg,
+)
+
+test_tool = load_tool('test.py')
+export_tool = load_tool('deployment/export_aoti.py')
+QUIET = dict(log=lambda _: None)
+
+
+def _evaluate(config_file: str, args, work_dir) -> tuple:
+    """tools/test.py: ``(metrics, predictions)`` (yapf off, as in test_onnx_models)."""
+    out = str(work_dir / 'predictions.pkl')
+    plain_text = property(lambda self: repr(self._cfg_dict))
+    with mock.patch.object(Config, 'pretty_text', plain_text):
+        metrics = test_tool.main([config_file, *args, '--work-dir', str(work_dir), '--out', out])
+    with open(out, 'rb') as f:
+        return metrics, pickle.load(f)
+
+
+def _both_backends(config_file: str, checkpoint: str, package: str, tmp_path):
+    return (_evaluate(config_file, [checkpoint], tmp_path / 'pytorch'),
+            _evaluate(config_file, ['--backend', 'aoti', '--package', package],
+                      tmp_path / 'aoti'))
+
+
+@pytest.fixture(scope='module')
+def classifier(tmp_path_factory):
+    """A narrow RedNet-26 classifier exported with dynamic batch and size: its files."""
+    tmp_path = tmp_path_factory.mktemp('aoti_classifier')
+    cfg = classifier_cfg(_folder_per_class(tmp_path / 'images'))
+    config_file, checkpoint = _write(cfg, tmp_path, 'classifier')
+    package = str(tmp_path / 'classifier.pt2')
+    diffs = export_aoti(config_file, checkpoint, package, dynamic=True, **QUIET)
+    return config_file, checkpoint, package, diffs
+
+
+@pytest.fixture(scope='module')
+def segmentor(tmp_path_factory):
+    """The demo FPN segmentor at the test images' size (64x128, static)."""
+    tmp_path = tmp_path_factory.mktemp('aoti_segmentor')
+    data = tmp_path / 'cityscapes'
+    load_tool('dataset_converters/make_shapes_cityscapes.py').make_dataset(
+        str(data), num_train=1, num_val=2, width=128, height=64)
+    cfg = config('demo/fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
+    cfg = shrink_for_cpu(cfg, str(data) + '/', str(tmp_path / 'work'), crop=(64, 64))
+    cfg.default_hooks.visualization.draw = False
+    config_file, checkpoint = _write(cfg, tmp_path, 'segmentor')
+    package = str(tmp_path / 'segmentor.pt2')
+    diffs = export_aoti(config_file, checkpoint, package, **QUIET)
+    return config_file, checkpoint, package, diffs
+
+
+# --- evaluation ------------------------------------------------------------------------
+
+
+def test_classifier_package_evaluates_like_pytorch(classifier, tmp_path):
+    config_file, checkpoint, package, diffs = classifier
+    assert list(diffs) == ['main'] and diffs['main'] < 1e-4
+    info = PackageInfo.read(package)
+    assert info.ops == ['mmrednet::involution']
+    assert info.inputs['main'] == [None, 3, None, None]
+    meta = info.metadata('main')
+    assert (meta.kind, meta.model_type, meta.groups) == ('classifier', 'ImageClassifier',
+                                                         [('logits', 1)])
+
+    # Logits of another batch and an odd size, against the PyTorch model.
+    _, model = load_model(config_file, checkpoint)
+    graph = load_package(package)['main']
+    x = torch.randn(3, 3, 75, 61)
+    with torch.no_grad():
+        expected = model(x, mode='tensor')
+    [[logits]] = graph(x)
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match='takes an input of shape'):
+        graph(torch.zeros(1, 4, 64, 64))
+
+    (metrics, preds), (aoti_metrics, aoti_preds) = _both_backends(config_file, checkpoint,
+                                                                  package, tmp_path)
+    assert 'accuracy/top1' in metrics
+    _assert_same_metrics(metrics, aoti_metrics, 1e-6)
+    for a, b in zip(preds, aoti_preds, strict=True):
+        torch.testing.assert_close(b['pred_score'], a['pred_score'], atol=1e-5, rtol=1e-4)
+        assert torch.equal(b['pred_label'], a['pred_label'])
+
+
+def test_segmentor_package_evaluates_like_pytorch(segmentor, tmp_path):
+    config_file, checkpoint, package, diffs = segmentor
+    assert diffs['main'] < 1e-4
+    assert PackageInfo.read(package).inputs['main'] == [1, 3, 64, 128]
+    (metrics, preds), (aoti_metrics, aoti_preds) = _both_backends(config_file, checkpoint,
+                                                                  package, tmp_path)
+    assert 'mIoU' in metrics
+    _assert_same_metrics(metrics, aoti_metrics, 0.01)  # percent
+    for a, b in zip(preds, aoti_preds, strict=True):
+        assert b['seg_logits']['data'].shape == a['seg_logits']['data'].shape == (19, 64, 128)
+        torch.testing.assert_close(b['seg_logits']['data'], a['seg_logits']['data'],
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_retinanet_package_evaluates_like_pytorch(tmp_path_factory, tmp_path):
+    cfg = _det_cfg(DEMO_RETINANET, tiny_dataset(tmp_path_factory), str(tmp_path / 'work'))
+    config_file, checkpoint = _write(cfg, tmp_path, 'retinanet', _spread_scores)
+    package = str(tmp_path / 'retinanet.pt2')
+    export_aoti(config_file, checkpoint, package, shape=(96, 96), **QUIET)
+    graph = load_package(package)['main']
+    assert graph.metadata.groups == [('cls_scores', 5), ('bbox_preds', 5)]
+    with pytest.raises(ValueError, match=r'\(1, 3, 96, 96\).*export with --dynamic'):
+        graph(torch.zeros(1, 3, 128, 96))
+
+    (metrics, preds), (aoti_metrics, aoti_preds) = _both_backends(config_file, checkpoint,
+                                                                  package, tmp_path)
+    assert 'coco/bbox_mAP' in metrics
+    for a, b in zip(preds, aoti_preds, strict=True):
+        _assert_same_instances(a, b, masks=False)
+    _assert_same_metrics(metrics, aoti_metrics, 0.002)
+
+
+# --- the export's discipline -----------------------------------------------------------
+
+
+def test_refused_above_tolerance_keeps_existing_file(classifier, tmp_path, capsys):
+    config_file, checkpoint, _, _ = classifier
+    out = tmp_path / 'model.pt2'
+    out.write_bytes(b'an earlier export')
+    # A compiled, weight-frozen graph is not bitwise equal: a zero tolerance must refuse.
+    with pytest.raises(SystemExit) as exc:
+        export_tool.main([config_file, checkpoint, '--out', str(out), '--shape', '32', '32',
+                          '--atol', '0', '--rtol', '0'])
+    message = str(exc.value.code)
+    assert 'differs from PyTorch by up to' in message and 'nothing was written' in message
+    assert 'largest |aoti - pytorch|' in capsys.readouterr().out
+    assert out.read_bytes() == b'an earlier export'
+    assert os.listdir(tmp_path) == ['model.pt2']
+
+
+def test_bad_arguments_get_clear_errors(classifier, tmp_path):
+    config_file, checkpoint, package, _ = classifier
+    for out, expected in ((tmp_path / 'model.onnx', '.pt2'),
+                          (tmp_path / 'missing' / 'model.pt2', 'output directory does not')):
+        with pytest.raises(SystemExit) as exc:
+            export_tool.main([config_file, checkpoint, '--out', str(out)])
+        assert expected in str(exc.value.code)
+    for argv in ([config_file, '--backend', 'aoti'],  # no --package
+                 [config_file, checkpoint, '--backend', 'aoti', '--package', package],
+                 [config_file, checkpoint, '--package', package]):  # pytorch backend
+        with pytest.raises(SystemExit):
+            test_tool.parse_args(argv)
+    seg_config = config('demo/fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
+    seg_file = str(tmp_path / 'seg.py')
+    seg_config.dump(seg_file)
+    with pytest.raises(ValueError, match='exported from a ImageClassifier model.*EncoderDecoder'):
+        test_tool.main([seg_file, '--backend', 'aoti', '--package', package])
+    assert os.listdir(tmp_path) == ['seg.py']
+
+
+# --- without Python ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def runner(tmp_path_factory):
+    """The C++ runner, built once (cmake + make: about 15 s on 2 cores), and the op library."""
+    library = op_library()
+    if library is None:
+        pytest.skip('the op library is not built (MMREDNET_WITH_EXT=0 or no build_ext)')
+    return build_runner(str(tmp_path_factory.mktemp('aoti_runner'))), library
+
+
+@pytest.mark.parametrize('model', ['classifier', 'segmentor'])
+def test_cpp_runner_reproduces_python(model, runner, request, tmp_path):
+    _, _, package, _ = request.getfixturevalue(model)
+    graph = load_package(package)['main']
+    x = torch.randn(1, 3, 64, 128) if model == 'segmentor' else torch.randn(2, 3, 48, 40)
+    expected = [t for group in graph(x) for t in group]
+    got = run_package(*runner, package, x, str(tmp_path), threads=torch.get_num_threads())
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_fresh_process_runs_the_package_with_only_the_op_library(classifier, runner, tmp_path):
+    """No mmrednet in the process: torch, the op library and the package."""
+    _, _, package, _ = classifier
+    _, library = runner
+    x = torch.randn(1, 3, 64, 64)
+    torch.save(x, tmp_path / 'x.pt')
+    script = (
+        'import sys, torch\n'
+        'torch.ops.load_library(sys.argv[1])\n'
+        'model = torch._inductor.aoti_load_package(sys.argv[2], model_name="main")\n'
+        'torch.save(model(torch.load(sys.argv[3])), sys.argv[4])\n'
+        'assert "mmrednet" not in sys.modules\n')
+    subprocess.run([sys.executable, '-c', script, library, package, str(tmp_path / 'x.pt'),
+                    str(tmp_path / 'y.pt')], check=True, env=dict(os.environ, PYTHONPATH=''))
+    [[expected]] = load_package(package)['main'](x)
+    torch.testing.assert_close(torch.load(tmp_path / 'y.pt'), expected, atol=0, rtol=0)

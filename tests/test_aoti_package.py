@@ -1,0 +1,92 @@
+"""An AOTInductor package that cannot run here is refused with an error that says why
+(another CPU instruction set, torch release or machine, a missing op library, not our
+file), before any of its compiled code is loaded."""
+import json
+import zipfile
+
+import pytest
+import torch
+from torch import nn
+
+from mmrednet.deployment import aoti_package
+from mmrednet.deployment.aoti_backend import load_package
+from mmrednet.deployment.aoti_export import called_ops, temporary_package
+from mmrednet.deployment.aoti_package import IncompatiblePackageError, PackageInfo
+from mmrednet.models import Involution
+
+
+@pytest.fixture(scope='module')
+def package(tmp_path_factory):
+    """A conv + involution layer as a package (about 15 s to compile on 2 cores)."""
+    module = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1),
+                           Involution(16, kernel_size=3, group_channels=8)).eval()
+    x = torch.randn(1, 3, 12, 10)
+    path = temporary_package(module, x, str(tmp_path_factory.mktemp('package')), 'tiny')
+    with torch.no_grad():
+        return path, module, x
+
+
+def _rewrite(path: str, out, **changes) -> str:
+    """A copy of the package at ``out`` with its ``mmrednet.json`` changed."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, 'w') as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith('extra/mmrednet.json'):
+                data = json.dumps(dict(json.loads(data), **changes)).encode()
+            dst.writestr(item, data)
+    return str(out)
+
+
+def test_package_runs_and_records_what_it_needs(package):
+    path, module, x = package
+    info = PackageInfo.read(path)
+    assert info.ops == ['mmrednet::involution']
+    assert info.torch == aoti_package.torch_release() and info.cpu_isa == aoti_package.cpu_isa()
+    [[out]] = load_package(path)['main'](x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, module(x), atol=1e-5, rtol=1e-5)
+
+
+def test_called_ops_are_found_in_the_graph():
+    program = torch.export.export(nn.Sequential(nn.Conv2d(16, 16, 1), Involution(16, kernel_size=3, group_channels=8)),
+                                  (torch.randn(1, 16, 5, 5), ), strict=False)
+    assert called_ops(program) == ['mmrednet::involution']
+    assert called_ops(torch.export.export(nn.ReLU(), (torch.randn(2), ))) == []
+
+
+def test_another_cpu_instruction_set_is_refused(package, monkeypatch):
+    path, _, _ = package
+    monkeypatch.setattr(aoti_package, 'supported_isas', lambda: ['neon'])
+    with pytest.raises(IncompatiblePackageError,
+                       match=f'compiled for the {aoti_package.cpu_isa()} instruction set, '
+                       'which this CPU lacks.*export it again'):
+        load_package(path)
+
+
+@pytest.mark.parametrize('field, value, expected', [
+    ('torch', '2.0.0', r'compiled against torch 2\.0\.0, this process has torch'),
+    ('machine', 'riscv64', 'compiled for riscv64 CPUs'),
+    ('ops', ['mmrednet::involution', 'mmrednet::not_an_op'],
+     r'calls mmrednet::not_an_op, which no library in this process defines: load the '
+     r'mmrednet op library \(version'),
+])
+def test_other_builds_are_refused_before_loading(package, tmp_path, field, value, expected):
+    path = _rewrite(package[0], tmp_path / 'other.pt2', **{field: value})
+    with pytest.raises(IncompatiblePackageError, match=expected):
+        load_package(path)
+
+
+def test_files_that_are_not_our_packages(package, tmp_path):
+    not_zip = tmp_path / 'model.pt2'
+    not_zip.write_bytes(b'not a zip')
+    with pytest.raises(ValueError, match='is not an AOTInductor package'):
+        load_package(str(not_zip))
+    foreign = tmp_path / 'foreign.pt2'
+    with zipfile.ZipFile(foreign, 'w') as archive:
+        archive.writestr('foreign/archive_format', 'pt2')
+    with pytest.raises(ValueError, match='not written by mmrednet.*export_aoti.py'):
+        load_package(str(foreign))
+    with pytest.raises(ValueError, match='unreadable extra/mmrednet.json'):
+        load_package(_rewrite(package[0], tmp_path / 'future.pt2', format=2))
+    with pytest.raises(FileNotFoundError, match='AOTInductor package not found'):
+        load_package(str(tmp_path / 'none.pt2'))

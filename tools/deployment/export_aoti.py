@@ -1,0 +1,62 @@
+"""Export an mmpretrain classifier, mmseg segmentor or mmdet detector to an AOTInductor package.
+
+``torch.export`` + AOTInductor (weights frozen): a ``.pt2`` that PyTorch's
+runtime loads in Python (``tools/test.py --backend aoti``) or in C++
+(``tools/deployment/cpp``), calling our involution kernel. The same graphs as
+``export_onnx.py`` (the framework's post-processing stays in Python); every
+graph of the model goes into the one ``.pt2``. The package is loaded and
+checked against PyTorch on a real input (the first test image if the
+config's test set is there, else a deterministic random image) before it is
+written; the largest difference is printed, and the export is refused above
+the tolerance. The package runs only with the torch release, the CPU
+instruction set and the op library it was built with; loading it elsewhere
+gives an error that says which.
+
+Examples:
+    python tools/deployment/export_aoti.py CONFIG CHECKPOINT --out model.pt2
+    python tools/deployment/export_aoti.py CONFIG CHECKPOINT --out model.pt2 \\
+        --shape 800 1344 --dynamic
+    python tools/test.py CONFIG --backend aoti --package model.pt2
+"""
+import argparse
+import sys
+
+from mmrednet.deployment.aoti_export import export_aoti
+from mmrednet.deployment.exporter import ATOL, RTOL, ExportCheckError
+from mmrednet.deployment.graphs import UnsupportedModelError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Export a model to an AOTInductor package '
+                                     '(checked against PyTorch before it is written)')
+    parser.add_argument('config', help='mmpretrain, mmseg or mmdet config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', required=True, help='the .pt2 file to write')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input height and width (multiples of 32 for detectors and '
+                        'segmentors); default: the first test image\'s size, else the test '
+                        'pipeline\'s')
+    parser.add_argument('--dynamic', action='store_true',
+                        help='dynamic batch size and image size')
+    parser.add_argument('--atol', type=float, default=ATOL,
+                        help='check tolerance: atol + rtol * max |pytorch| per output')
+    parser.add_argument('--rtol', type=float, default=RTOL, help='see --atol')
+    parser.add_argument('--threads', type=int,
+                        help='threads AOTInductor\'s own loops are compiled for (default: '
+                        'torch\'s intra-op threads, e.g. OMP_NUM_THREADS); 1 compiles them '
+                        'serial')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    try:
+        return export_aoti(args.config, args.checkpoint, args.out, shape=args.shape,
+                           dynamic=args.dynamic, atol=args.atol, rtol=args.rtol,
+                           threads=args.threads)
+    except (OSError, ValueError, UnsupportedModelError, ExportCheckError) as error:
+        sys.exit(f'export_aoti: {error}')
+
+
+if __name__ == '__main__':
+    main()
