@@ -10,7 +10,12 @@ from torch import nn
 
 from mmrednet.deployment import aoti_package
 from mmrednet.deployment.aoti_backend import load_package
-from mmrednet.deployment.aoti_export import called_ops, temporary_package
+from mmrednet.deployment.aoti_export import (
+    CeilModeAvgPool2d,
+    called_ops,
+    shape_generic,
+    temporary_package,
+)
 from mmrednet.deployment.aoti_package import IncompatiblePackageError, PackageInfo
 from mmrednet.models import Involution
 
@@ -48,10 +53,19 @@ def test_package_runs_and_records_what_it_needs(package):
 
 
 def test_called_ops_are_found_in_the_graph():
-    program = torch.export.export(nn.Sequential(nn.Conv2d(16, 16, 1), Involution(16, kernel_size=3, group_channels=8)),
-                                  (torch.randn(1, 16, 5, 5), ), strict=False)
+    layers = nn.Sequential(nn.Conv2d(16, 16, 1), Involution(16, kernel_size=3, group_channels=8))
+    program = torch.export.export(layers, (torch.randn(1, 16, 5, 5), ), strict=False)
     assert called_ops(program) == ['mmrednet::involution']
     assert called_ops(torch.export.export(nn.ReLU(), (torch.randn(2), ))) == []
+
+
+@pytest.mark.parametrize('size', [(9, 9), (10, 7), (16, 16)])
+def test_ceil_mode_pool_rewrite_is_the_same_function(size):
+    pool = nn.AvgPool2d(2, 2, ceil_mode=True)
+    x = torch.randn(2, 3, *size)
+    rewritten = shape_generic(nn.Sequential(pool))
+    assert isinstance(rewritten[0], CeilModeAvgPool2d)
+    torch.testing.assert_close(rewritten(x), pool(x), atol=1e-6, rtol=1e-6)
 
 
 def test_another_cpu_instruction_set_is_refused(package, monkeypatch):

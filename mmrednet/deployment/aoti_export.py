@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import graphs
@@ -46,6 +47,52 @@ def called_ops(program: torch.export.ExportedProgram, namespace: str = 'mmrednet
     return sorted(ops)
 
 
+class CeilModeAvgPool2d(nn.Module):
+    """``nn.AvgPool2d(s, s, ceil_mode=True)`` (no padding) as zero padding to a multiple
+    of ``s``, window sums and a division by each window's count of input pixels.
+
+    torch 2.14's AOTInductor miscompiles ceil-mode average pooling under dynamic
+    shapes: at odd sizes it reads past its buffers (garbage, no error). RedNet's
+    strided involutions pool their kernel branch that way.
+    """
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        pad = (0, (-x.shape[-1]) % s, 0, (-x.shape[-2]) % s)
+        sums = F.avg_pool2d(F.pad(x, pad), s, s, divisor_override=1)
+        counts = F.avg_pool2d(F.pad(x.new_ones(1, 1, *x.shape[-2:]), pad), s, s,
+                              divisor_override=1)
+        return sums / counts
+
+
+def shape_generic(module: nn.Module) -> nn.Module:
+    """``module`` with its ceil-mode average pools replaced in place (``CeilModeAvgPool2d``)."""
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if (type(child) is nn.AvgPool2d and child.ceil_mode and child.padding in (0, (0, 0))
+                    and child.kernel_size == child.stride and isinstance(child.stride, int)):
+                setattr(parent, name, CeilModeAvgPool2d(child.stride))
+    return module
+
+
+def _inferred_ranges(dynamic: Dict[int, object]) -> Dict[int, object]:
+    """The exporter's dynamic axes with the ranges of plain dims left to ``torch.export``.
+
+    ``Dim('height', min=32)`` fails export when the graph needs more (a RedNet
+    whose last map would be 1x1 at 32 specializes there); ``Dim.AUTO`` takes the
+    range the graph supports, which AOTInductor then checks on every call
+    (a clear error naming the axis and its minimum). Multiples of the stride
+    (``32 * Dim``) stay as given.
+    """
+    from torch.export.dynamic_shapes import _DerivedDim
+    return {axis: dim if isinstance(dim, _DerivedDim) else torch.export.Dim.AUTO
+            for axis, dim in dynamic.items()}
+
+
 def compile_module(module: nn.Module, example: torch.Tensor,
                    dynamic: Optional[Dict[int, object]] = None,
                    threads: Optional[int] = None) -> Tuple[list, List[str]]:
@@ -57,7 +104,8 @@ def compile_module(module: nn.Module, example: torch.Tensor,
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')  # export's notes on mmdet/mmseg internals
         program = torch.export.export(module, (example, ),
-                                      dynamic_shapes=(dynamic, ) if dynamic else None,
+                                      dynamic_shapes=((_inferred_ranges(dynamic), )
+                                                      if dynamic else None),
                                       strict=False)
         files = torch._inductor.aot_compile(
             program.module(check_guards=False), (example, ),
@@ -135,8 +183,8 @@ def export_aoti(config: str, checkpoint: str, out: str,
         metadata[graph.name] = (GraphMetadata(kind, cfg.model.type, graph.name, groups, divisor),
                                 expected)
         log(f'{graph.name}: exporting and compiling with AOTInductor ...')
-        files[graph.name], called = compile_module(graph.module, graph.example, graph.dynamic,
-                                                   threads)
+        module = shape_generic(graph.module) if graph.dynamic else graph.module
+        files[graph.name], called = compile_module(module, graph.example, graph.dynamic, threads)
         ops.update(called)
     info = PackageInfo(graphs={name: asdict(meta) for name, (meta, _) in metadata.items()},
                        inputs={graph.name: _input_shape(graph) for graph in todo},
