@@ -324,16 +324,16 @@ def main(seed: int, count: int, layer_count: int, device: str) -> None:
         print('RUN', case.describe(), flush=True)
         try:
             check_case(case, device)
-        except AssertionError as exc:
-            failures.append(f'{case.describe()}: {exc}')
+        except Exception as exc:  # an unexpected error in a valid case fails it too
+            failures.append(f'{case.describe()}: {type(exc).__name__}: {exc}'.splitlines()[0])
         counts['valid' if case.mismatch is None else 'mismatch'] += 1
     rng = random.Random(seed)
     for index in range(layer_count):
         print('RUN layer case', index, flush=True)
         try:
             check_layer_case(rng, index, device)
-        except AssertionError as exc:
-            failures.append(str(exc))
+        except Exception as exc:
+            failures.append(f'layer case {index}: {type(exc).__name__}: {exc}'.splitlines()[0])
         counts['layer'] += 1
     print('SUMMARY', json.dumps(dict(counts=counts, failures=failures)), flush=True)
 
@@ -352,6 +352,32 @@ def _run(device: str, count: int, layer_count: int, library: bool) -> dict:
     summary = json.loads(lines[-1].removeprefix('SUMMARY '))
     assert not summary['failures'], '\n'.join(summary['failures'][:20])
     return summary['counts']
+
+
+def test_batch_mismatch_is_an_error_not_garbage_or_a_crash():
+    # Issue 17: a batch-4 input with a batch-1 kernel read out of bounds in the forward op
+    # and corrupted the heap (or raised SIGFPE) in involution_grad_weight.
+    code = '''
+import torch
+import mmrednet.ops
+x, w, g = torch.randn(4, 8, 5, 5), torch.randn(1, 2, 3, 3, 5, 5), torch.randn(4, 8, 5, 5)
+geometry = ([1, 1], [1, 1], [1, 1])
+ops = torch.ops.mmrednet
+for name, args in (('involution', (x, w)), ('involution_grad_input', (g, x, w)),
+                   ('involution_grad_weight', (g, x, w))):
+    try:
+        getattr(ops, name)(*args, *geometry)
+    except ValueError as exc:
+        print(name, 'ValueError', 'batch size 1 must equal input batch size 4' in str(exc))
+    else:
+        print(name, 'no error')
+'''
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, f'crashed (status {proc.returncode}): {proc.stderr[-2000:]}'
+    assert proc.stdout.splitlines() == [f'{name} ValueError True' for name in (
+        'involution', 'involution_grad_input', 'involution_grad_weight')], proc.stdout
 
 
 def test_every_cpu_entry_point_gives_the_reference_or_a_clear_error():
