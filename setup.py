@@ -1,11 +1,32 @@
-"""Builds the optional CPU extension ``mmrednet._ext`` and ships the CUDA sources.
+"""Builds the optional op library ``mmrednet/_C.so`` and ships the CUDA sources.
 
-All metadata is in setup.cfg. Set ``MMREDNET_WITH_EXT=0`` to skip the
-extension (e.g. no compiler): the portable PyTorch path then serves the CPU.
+All metadata is in setup.cfg. Set ``MMREDNET_WITH_EXT=0`` to skip the op
+library (e.g. no compiler): the ops are then defined from Python and the
+portable PyTorch path serves the CPU.
 """
+import json
 import os
+import runpy
 
 from setuptools import find_packages, setup
+
+
+def generated_header(folder):
+    """Write the op schemas and the package version into a header the library
+    compiles, so that they are spelled once (``mmrednet/ops/schemas.py``,
+    ``mmrednet/version.py``). Returns the folder to include."""
+    schemas = runpy.run_path('mmrednet/ops/schemas.py')['SCHEMAS']
+    version = runpy.run_path('mmrednet/version.py')['__version__']
+    lines = [f'#define MMREDNET_VERSION {json.dumps(version)}']
+    lines += [f'#define MMREDNET_SCHEMA_{name.upper()} {json.dumps(schema)}'
+              for name, schema in schemas.items()]
+    text = '#pragma once\n' + '\n'.join(lines) + '\n'
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, 'mmrednet_generated.h')
+    if not os.path.exists(path) or open(path).read() != text:  # rebuild only on a change
+        with open(path, 'w') as f:
+            f.write(text)
+    return folder
 
 
 def cpu_extension():
@@ -19,12 +40,18 @@ def cpu_extension():
     if 'OpenMP' in __import__('torch').__config__.parallel_info():
         # Compile the pragmas against the OpenMP runtime torch already loaded.
         flags += ['-fopenmp', '-DAT_PARALLEL_OPENMP=1']
-    # The binding, and the kernels compiled once per instruction set (picked at run time).
+    # The ops and their CPU kernels, compiled once per instruction set (picked at run time).
     sources = [f'kernels/involution_cpu{part}.cpp'
                for part in ('', '_avx512', '_avx2', '_baseline')]
-    ext = CppExtension('mmrednet._ext', sources, extra_compile_args=flags,
-                       depends=['kernels/involution_cpu.h', 'kernels/involution_cpu_kernels.h'])
-    return dict(ext_modules=[ext], cmdclass={'build_ext': BuildExtension})
+    # A plain shared library, not a Python module: loaded by torch.ops.load_library,
+    # and by C++ programs without Python (py_limited_api drops libtorch_python).
+    generated = generated_header(os.path.abspath(os.path.join('build', 'generated')))
+    ext = CppExtension('mmrednet._C', sources, extra_compile_args=flags, py_limited_api=True,
+                       include_dirs=[generated],
+                       depends=['kernels/involution_cpu.h', 'kernels/involution_cpu_kernels.h',
+                                'mmrednet/ops/schemas.py', 'mmrednet/version.py'])
+    build_ext = BuildExtension.with_options(no_python_abi_suffix=True)
+    return dict(ext_modules=[ext], cmdclass={'build_ext': build_ext})
 
 
 # The CUDA kernels are compiled at run time (CuPy/NVRTC), so their sources are

@@ -410,6 +410,13 @@ struct Kernels {
     *u_hi = std::min(p.kernel_h, floor_div(p.height - 1 - *top, p.dilation_h) + 1);
   }
 
+  // The first input row to fill into a ring for an output row whose taps
+  // start at row `top`: the first row it reads (top + u_lo * dilation) is not
+  // monotonic in the output row when the padding is not a multiple of the
+  // dilation (a later row may read an earlier input row), and rings fill in
+  // ascending order, so fill from the top of its window instead.
+  static int64_t fill_start(int64_t top) { return std::max<int64_t>(top, 0); }
+
   // The output rows [*i_lo, *i_hi] whose taps read input row y.
   static void reading_rows(const Problem& p, int64_t y, int64_t* i_lo, int64_t* i_hi) {
     const int64_t level = y + p.pad_h;
@@ -442,8 +449,12 @@ struct Kernels {
     int64_t update(const Problem& p, int64_t y, GoRing& go_ring, WRing& w_ring, WRow w_row) {
       const int64_t count = reading_taps(p, y, rows.data(), taps.data());
       if (count > 0) {
-        go_ring.fill(rows[count - 1], rows[0]);
-        w_ring.fill(rows[count - 1], rows[0]);
+        // From the first output row that can read y, not the first that does:
+        // with dilation, the latter is not monotonic in y (rings fill ascending).
+        int64_t i_lo, i_hi;
+        reading_rows(p, y, &i_lo, &i_hi);
+        go_ring.fill(i_lo, rows[0]);
+        w_ring.fill(i_lo, rows[0]);
       }
       for (int64_t k = 0; k < count; ++k) {
         go[k] = go_ring.row(rows[k]);
@@ -699,7 +710,7 @@ struct Kernels {
       int64_t top, u_lo, u_hi;
       tap_rows(p, i0 + q, &top, &u_lo, &u_hi);
       if (u_hi > u_lo) {
-        *first = std::min(*first, top + u_lo * p.dilation_h);
+        *first = std::min(*first, fill_start(top));
         *last = std::max(*last, top + (u_hi - 1) * p.dilation_h);
       }
     }
@@ -747,7 +758,7 @@ struct Kernels {
     for (int64_t i = begin; i < end; ++i) {
       int64_t top, u_lo, u_hi;
       tap_rows(p, i, &top, &u_lo, &u_hi);
-      if (u_hi > u_lo) ring.fill(top + u_lo * p.dilation_h, top + (u_hi - 1) * p.dilation_h);
+      if (u_hi > u_lo) ring.fill(fill_start(top), top + (u_hi - 1) * p.dilation_h);
       if ((i - begin) % lay.band_rows == 0) {  // the kernel rows of the next band, tap by tap
         band_first = i;
         const int64_t rows = std::min(lay.band_rows, end - i);
@@ -905,7 +916,7 @@ struct Kernels {
     for (int64_t i = begin; i < end; ++i) {
       int64_t top, u_lo, u_hi;
       tap_rows(p, i, &top, &u_lo, &u_hi);
-      if (u_hi > u_lo) ring.fill(top + u_lo * p.dilation_h, top + (u_hi - 1) * p.dilation_h);
+      if (u_hi > u_lo) ring.fill(fill_start(top), top + (u_hi - 1) * p.dilation_h);
       const T* w_row = weight + (n * p.out_height + i) * row_w;
       T* out_row = out + (n * p.out_height + i) * p.out_width * C;
       for (int64_t j0 = 0; j0 < p.out_width; j0 += J) {

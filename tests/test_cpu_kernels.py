@@ -17,7 +17,7 @@ from mmrednet.ops import cpu, involution_reference
 
 from .helpers import random_problem
 
-pytestmark = pytest.mark.skipif(not cpu.AVAILABLE, reason='mmrednet._ext not built')
+pytestmark = pytest.mark.skipif(not cpu.AVAILABLE, reason='the op library was not built')
 
 PROBLEMS = [
     # kernel, stride, dilation, group channels, groups, size
@@ -33,16 +33,14 @@ PROBLEMS = [
 
 
 def _isas():
-    from mmrednet import _ext
-    return _ext.supported_isas() if cpu.AVAILABLE else []
+    return cpu.supported_isas() if cpu.AVAILABLE else []
 
 
 @pytest.fixture
 def use_isa():
-    from mmrednet import _ext
-    before = _ext.isa()
-    yield _ext.set_isa
-    _ext.set_isa(before)
+    before = cpu.isa()
+    yield cpu.set_isa
+    cpu.set_isa(before)
 
 
 def _in_layout(x, w, grad_out, layout):
@@ -97,9 +95,8 @@ def test_channels_last_strides_are_what_the_fakes_say():
 
 
 def test_instruction_set_choice_is_checked(use_isa):
-    from mmrednet import _ext
-    assert _ext.isa() == _ext.supported_isas()[0]  # the widest by default
-    assert 'baseline' in _ext.supported_isas()
+    assert cpu.isa() == cpu.supported_isas()[0]  # the widest by default
+    assert 'baseline' in cpu.supported_isas()
     with pytest.raises(RuntimeError, match="instruction set 'sse9' is not supported"):
         use_isa('sse9')
 

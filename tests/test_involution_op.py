@@ -61,7 +61,7 @@ def test_portable_backend_matches_reference(kernel, stride, dilation, groups, si
 
 def test_compiled_cpu_kernels_are_built():
     """The install builds the native CPU kernels; without them CPU runs the slow path."""
-    assert cpu.AVAILABLE, 'mmrednet._ext was not built: reinstall with a C++ compiler'
+    assert cpu.AVAILABLE, 'mmrednet/_C.so was not built: reinstall with a C++ compiler'
 
 
 @pytest.mark.parametrize('kernel,stride,dilation', [(3, 1, 1), (3, 2, 2), (5, 2, 1)])

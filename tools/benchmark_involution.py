@@ -624,7 +624,7 @@ def main():
     torch.set_num_threads(args.threads)
     console = Console(width=150)  # full tables also when written to a file
     from mmrednet.ops import cpu
-    isa = cpu._ext.isa() if cpu.AVAILABLE else 'portable (no compiled kernels)'
+    isa = cpu.isa() if cpu.AVAILABLE else 'portable (no compiled kernels)'
     console.print(f'device {args.device}, torch {torch.__version__}, '
                   f'{torch.get_num_threads()} threads, CPU kernels: {isa}')
     kernel_rows = benchmark_kernels(args.batch, args.repeat) if args.device == 'cpu' else []

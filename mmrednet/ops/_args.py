@@ -4,7 +4,7 @@ All implementations work on the 2-D layout; the 1-D case is the 2-D case with a
 height of one, so it is folded in here, once, instead of in every backend.
 """
 from dataclasses import dataclass
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -14,7 +14,7 @@ IntOrPair = Union[int, Sequence[int]]
 
 def _as_tuple(value: IntOrPair, ndim: int, name: str, minimum: int) -> Tuple[int, ...]:
     values = (value,) * ndim if isinstance(value, int) else tuple(value)
-    if len(values) != ndim or not all(isinstance(v, int) for v in values):
+    if len(values) != ndim or not all(isinstance(v, (int, torch.SymInt)) for v in values):
         raise ValueError(f'involution: {name} must be an int or {ndim} ints, got {value!r}')
     if any(v < minimum for v in values):
         raise ValueError(f'involution: {name} must be >= {minimum}, got {value!r}')
@@ -101,6 +101,9 @@ def canonicalize(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntO
                          f'divide the input channels ({channels})')
     if any(k < 1 for k in kernel):
         raise ValueError(f'involution: kernel size must be >= 1, got {kernel}')
+    if any(size < 1 for size in input.shape[2:]):
+        raise ValueError(f'involution: input spatial size must be >= 1, got '
+                         f'{tuple(input.shape[2:])}')
     expected_out = tuple(
         output_size(size, k, s, p, d)
         for size, k, s, p, d in zip(input.shape[2:], kernel, stride_t, padding_t, dilation_t,
@@ -121,3 +124,35 @@ def canonicalize(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntO
     else:
         geometry = Geometry2d(stride_t, padding_t, dilation_t)
     return input, weight, geometry, ndim == 1
+
+
+def check_op_args(input: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int],
+                  dilation: Sequence[int], grad_output: Optional[Tensor] = None) -> None:
+    """Validate the arguments of a ``mmrednet::involution*`` op before a kernel runs.
+
+    The ops take the canonical 2-D layout only (``input`` ``(N, C, H, W)``, two
+    values each of stride, padding and dilation); the gradient ops also
+    ``grad_output`` of the output's shape. The C++ kernels check the same in
+    ``kernels/involution_cpu.cpp``, for callers without Python.
+
+    Raises:
+        ValueError, TypeError: naming the parameter and the expected value.
+    """
+    if isinstance(input, Tensor) and input.dim() != 4:
+        raise ValueError(f'involution: input must be (N, C, H, W), got shape '
+                         f'{tuple(input.shape)}')
+    canonicalize(input, weight, stride, padding, dilation)
+    if grad_output is None:
+        return
+    if not isinstance(grad_output, Tensor):
+        raise TypeError('involution: grad_output must be a tensor')
+    if grad_output.device != input.device:
+        raise ValueError(f'involution: grad_output is on {grad_output.device} but input is on '
+                         f'{input.device}; both must be on the same device')
+    if grad_output.dtype != input.dtype:
+        raise TypeError(f'involution: grad_output dtype {grad_output.dtype} must equal input '
+                        f'dtype {input.dtype}')
+    expected = (*input.shape[:2], *weight.shape[4:])
+    if tuple(grad_output.shape) != expected:
+        raise ValueError(f'involution: grad_output must have the output shape {expected}, got '
+                         f'{tuple(grad_output.shape)}')

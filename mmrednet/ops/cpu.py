@@ -1,26 +1,23 @@
-"""The CPU backend: the compiled ``mmrednet._ext`` kernels when they were built.
+"""The CPU backend: the C++ kernels of the op library (``native.py``), when it was built.
 
-The kernels compute in float32/float64; half and bfloat16 inputs are computed
-in float32 and rounded once at the end, which is both faster and more accurate
-on CPUs than accumulating 49 products in 16 bits.
-
-Two memory layouts are computed in place: all tensors contiguous (NCHW), or,
-when the kernel is pixel-major (what a channels-last 1x1 convolution writes,
-see ``_args.is_pixel_major``), channels-last input, grad_output and outputs.
-A channels-last model thus runs the op without any layout copy.
+The kernels are registered from C++ (``TORCH_LIBRARY_IMPL(mmrednet, CPU, ...)``
+in ``kernels/involution_cpu.cpp``), which also checks the arguments and
+computes half and bfloat16 in float32. Two memory layouts are computed in
+place: all tensors contiguous (NCHW), or, when the kernel is pixel-major (what
+a channels-last 1x1 convolution writes, see ``_args.is_pixel_major``),
+channels-last input, grad_output and outputs. A channels-last model thus runs
+the op without any layout copy. This module says which, for the fake kernels,
+and picks the instruction set the kernels run (for tests and benchmarks).
 """
+from typing import List
+
 import torch
 from torch import Tensor
 
+from . import native
 from ._args import is_pixel_major
 
-try:
-    from mmrednet import _ext
-except ImportError:  # no compiler at install time: the portable path serves the CPU
-    _ext = None
-
-AVAILABLE = _ext is not None
-_NATIVE = (torch.float32, torch.float64)
+AVAILABLE = native.LOADED
 
 
 def channels_last(weight: Tensor) -> bool:
@@ -28,38 +25,16 @@ def channels_last(weight: Tensor) -> bool:
     return is_pixel_major(weight)
 
 
-def _compute_dtype(t: Tensor) -> torch.dtype:
-    return t.dtype if t.dtype in _NATIVE else torch.float32
+def supported_isas() -> List[str]:
+    """Instruction sets the kernels were compiled for and this CPU runs, widest first."""
+    return list(torch.ops.mmrednet._cpu_supported_isas())
 
 
-def _dense(t: Tensor, layout_cl: bool) -> Tensor:
-    """An (N, C, H, W) tensor in the computing dtype and the problem's layout."""
-    t = t.to(_compute_dtype(t))
-    return t.contiguous(memory_format=torch.channels_last if layout_cl else torch.contiguous_format)
+def isa() -> str:
+    """Instruction set of the kernels in use (the widest by default)."""
+    return torch.ops.mmrednet._cpu_isa()
 
 
-def _kernel(weight: Tensor, layout_cl: bool) -> Tensor:
-    weight = weight.to(_compute_dtype(weight))  # keeps a pixel-major layout
-    return weight if layout_cl else weight.contiguous()
-
-
-def forward(input, weight, stride, padding, dilation):
-    cl = channels_last(weight)
-    out = _ext.forward(_dense(input, cl), _kernel(weight, cl), stride, padding, dilation, cl)
-    return out.to(input.dtype)
-
-
-def grad_input(grad_output, input, weight, stride, padding, dilation):
-    cl = channels_last(weight)
-    # input: for its shape only.
-    out = _ext.grad_input(_dense(grad_output, cl), input, _kernel(weight, cl), stride, padding,
-                          dilation, cl)
-    return out.to(grad_output.dtype)
-
-
-def grad_weight(grad_output, input, weight, stride, padding, dilation):
-    cl = channels_last(weight)
-    # weight: for its shape and layout only.
-    out = _ext.grad_weight(_dense(grad_output, cl), _dense(input, cl), weight, stride, padding,
-                           dilation, cl)
-    return out.to(grad_output.dtype)
+def set_isa(name: str) -> None:
+    """Use the kernels compiled for ``name``, one of :func:`supported_isas` (process-wide)."""
+    torch.ops.mmrednet._cpu_set_isa(name)

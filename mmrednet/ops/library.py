@@ -1,47 +1,63 @@
-"""The ``mmrednet::involution*`` custom ops: the single dispatch point.
+"""The ``mmrednet::involution*`` ops: the single dispatch point.
 
-Three ops (forward, grad_input, grad_weight) are registered through
-``torch.library`` with fake implementations, so autograd, ``torch.compile``
-(no graph break) and ``torch.library.opcheck`` see them as ordinary operators.
-The default implementation is the portable PyTorch path (any device); device
-kernels override it: the compiled CPU kernels and the CuPy CUDA kernels.
-All ops take the canonical 2-D layout (see ``_args.canonicalize``), dense in
-memory (``_args.dense``): contiguous, or channels-last with a pixel-major kernel.
+Three ops (forward, grad_input, grad_weight), as torchvision defines its ops:
+the schemas (``schemas.py``) and the CPU kernels come from the compiled op
+library (``native.py``, ``TORCH_LIBRARY`` in ``kernels/involution_cpu.cpp``);
+without it the schemas are defined here. Registered from Python on the same
+ops: fake kernels and autograd, so that ``torch.compile`` (no graph break),
+``torch.export`` and ``torch.library.opcheck`` see ordinary operators; the
+CuPy CUDA kernels; and the portable PyTorch path as the default for every
+other device (and the CPU without the library). Every kernel registered here
+first checks its arguments (``_args.check_op_args``); the C++ kernels check
+the same themselves. All ops take the canonical 2-D layout (see
+``_args.canonicalize``); the functional entry hands them dense tensors
+(``_args.dense``): contiguous, or channels-last with a pixel-major kernel.
 """
-from typing import List, Optional, Sequence, Tuple
+import functools
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from . import cpu, cuda, portable
+from . import cpu, cuda, native, portable
+from ._args import check_op_args
+from .schemas import SCHEMAS
+
+_LIB = torch.library.Library('mmrednet', 'FRAGMENT')  # lives as long as the process
+if not native.LOADED:
+    for _schema in SCHEMAS.values():
+        _LIB.define(_schema)
+
+involution_op = torch.ops.mmrednet.involution
+grad_input_op = torch.ops.mmrednet.involution_grad_input
+grad_weight_op = torch.ops.mmrednet.involution_grad_weight
 
 
-@torch.library.custom_op('mmrednet::involution', mutates_args=())
-def involution_op(input: Tensor, weight: Tensor, stride: List[int], padding: List[int],
-                  dilation: List[int]) -> Tensor:
-    """``(N, C, H, W), (N, G, Kh, Kw, Ho, Wo) -> (N, C, Ho, Wo)``."""
-    return portable.forward(input, weight, stride, padding, dilation)
+def _checked(kernel: Callable, with_grad_output: bool) -> Callable:
+    """``kernel`` behind the argument checks; problems with nothing to compute
+    (an empty batch or no channel) go to the portable path, which every device runs."""
+    fallback = getattr(portable, kernel.__name__)
+
+    @functools.wraps(kernel)
+    def run(*args):
+        grad_output, (input, weight, *geometry) = ((args[0], args[1:]) if with_grad_output else
+                                                   (None, args))
+        check_op_args(input, weight, *geometry, grad_output=grad_output)
+        return (kernel if input.numel() else fallback)(*args)
+
+    return run
 
 
-@torch.library.custom_op('mmrednet::involution_grad_input', mutates_args=())
-def grad_input_op(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int],
-                  padding: List[int], dilation: List[int]) -> Tensor:
-    """Gradient w.r.t. ``input``; ``input`` is read for its shape only."""
-    return portable.grad_input(grad_output, input, weight, stride, padding, dilation)
-
-
-@torch.library.custom_op('mmrednet::involution_grad_weight', mutates_args=())
-def grad_weight_op(grad_output: Tensor, input: Tensor, weight: Tensor, stride: List[int],
-                   padding: List[int], dilation: List[int]) -> Tensor:
-    """Gradient w.r.t. ``weight``; ``weight`` is read for its shape only."""
-    return portable.grad_weight(grad_output, input, weight, stride, padding, dilation)
-
-
-for _backend, _device in ((cpu, 'cpu'), (cuda, 'cuda')):
-    if _backend.AVAILABLE:
-        involution_op.register_kernel(_device)(_backend.forward)
-        grad_input_op.register_kernel(_device)(_backend.grad_input)
-        grad_weight_op.register_kernel(_device)(_backend.grad_weight)
+_KERNELS = {'involution': 'forward', 'involution_grad_input': 'grad_input',
+            'involution_grad_weight': 'grad_weight'}
+for _name, _kernel in _KERNELS.items():
+    _grad = _name != 'involution'
+    # The default for every device without its own kernel (and the CPU without the library).
+    torch.library.register_kernel(f'mmrednet::{_name}', None,
+                                  _checked(getattr(portable, _kernel), _grad), lib=_LIB)
+    if cuda.AVAILABLE:
+        torch.library.register_kernel(f'mmrednet::{_name}', 'cuda',
+                                      _checked(getattr(cuda, _kernel), _grad), lib=_LIB)
 
 
 def _channels_last(input: Tensor, weight: Tensor) -> bool:
@@ -54,21 +70,24 @@ def _like(t: Tensor, shape, channels_last: bool) -> Tensor:
     return torch.empty(shape, dtype=t.dtype, device=t.device, memory_format=fmt)
 
 
-# Fake implementations: shapes, and the strides the backend's outputs have.
-@involution_op.register_fake
+# Fake kernels: the same checks, shapes, and the strides the backend's outputs have.
+@torch.library.register_fake('mmrednet::involution', lib=_LIB)
 def _(input, weight, stride, padding, dilation):
+    check_op_args(input, weight, stride, padding, dilation)
     n, c = input.shape[:2]
     return _like(input, (n, c, weight.shape[4], weight.shape[5]),
                  _channels_last(input, weight))
 
 
-@grad_input_op.register_fake
+@torch.library.register_fake('mmrednet::involution_grad_input', lib=_LIB)
 def _(grad_output, input, weight, stride, padding, dilation):
+    check_op_args(input, weight, stride, padding, dilation, grad_output)
     return _like(grad_output, input.shape, _channels_last(input, weight))
 
 
-@grad_weight_op.register_fake
+@torch.library.register_fake('mmrednet::involution_grad_weight', lib=_LIB)
 def _(grad_output, input, weight, stride, padding, dilation):
+    check_op_args(input, weight, stride, padding, dilation, grad_output)
     if _channels_last(input, weight):
         n, g, kh, kw, ho, wo = weight.shape
         return grad_output.new_empty(n, ho, wo, g, kh, kw).permute(0, 3, 4, 5, 1, 2)
@@ -97,4 +116,5 @@ def _backward(ctx, grad_output):
                               ctx.needs_input_grad[:2]), None, None, None)
 
 
-involution_op.register_autograd(_backward, setup_context=_setup_context)
+torch.library.register_autograd('mmrednet::involution', _backward,
+                                setup_context=_setup_context, lib=_LIB)

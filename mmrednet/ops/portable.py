@@ -48,7 +48,9 @@ def grad_input(grad_output: Tensor, input: Tensor, weight: Tensor, stride: Seque
     grad_out = _grouped(grad_output, groups)
     for u, v, rows, cols in _taps(weight, stride, dilation):
         padded[..., rows, cols].addcmul_(grad_out, weight[:, :, u, v].unsqueeze(2))
-    return padded[..., padding[0]:padding[0] + h, padding[1]:padding[1] + w].reshape(n, c, h, w)
+    # Contiguous, as the fake kernel says (a view into the padded buffer is not).
+    inside = padded[..., padding[0]:padding[0] + h, padding[1]:padding[1] + w]
+    return inside.reshape(n, c, h, w).contiguous()
 
 
 def grad_weight(grad_output: Tensor, input: Tensor, weight: Tensor, stride: Sequence[int],
