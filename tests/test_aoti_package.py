@@ -1,22 +1,28 @@
 """An AOTInductor package that cannot run here is refused with an error that says why
 (another CPU instruction set, torch release or machine, a missing op library, not our
 file), before any of its compiled code is loaded."""
+import copy
 import json
 import zipfile
+from dataclasses import asdict
 
 import pytest
 import torch
 from torch import nn
+from torch.export import Dim
 
 from mmrednet.deployment import aoti_package
 from mmrednet.deployment.aoti_backend import load_package
 from mmrednet.deployment.aoti_export import (
     CeilModeAvgPool2d,
     called_ops,
+    compile_module,
     shape_generic,
     temporary_package,
 )
+from mmrednet.deployment.aoti_export import package as package_files
 from mmrednet.deployment.aoti_package import IncompatiblePackageError, PackageInfo
+from mmrednet.deployment.metadata import GraphMetadata
 from mmrednet.models import Involution
 
 
@@ -66,6 +72,26 @@ def test_ceil_mode_pool_rewrite_is_the_same_function(size):
     rewritten = shape_generic(nn.Sequential(pool))
     assert isinstance(rewritten[0], CeilModeAvgPool2d)
     torch.testing.assert_close(rewritten(x), pool(x), atol=1e-6, rtol=1e-6)
+
+
+def test_dynamic_package_with_strided_involution_at_odd_sizes(tmp_path):
+    """A RedNet downsampling step (ceil-mode pooled kernel branch) exported with
+    dynamic batch and size, run at sizes it was not traced at, odd ones included."""
+    module = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1),
+                           Involution(16, kernel_size=7, group_channels=8, stride=2)).eval()
+    files, ops = compile_module(shape_generic(copy.deepcopy(module)), torch.randn(2, 3, 16, 16),
+                                {0: Dim('batch', min=1), 2: Dim('height', min=8),
+                                 3: Dim('width', min=8)})
+    path = str(tmp_path / 'dynamic.pt2')
+    meta = GraphMetadata('test', 'test', 'main', [('out', 1)])
+    package_files(path, dict(main=files), PackageInfo(
+        graphs=dict(main=asdict(meta)), inputs=dict(main=[None, 3, None, None]), ops=ops))
+    graph = load_package(path)['main']
+    for shape in [(1, 3, 18, 20), (1, 3, 17, 19), (3, 3, 33, 24)]:
+        x = torch.randn(shape)
+        [[out]] = graph(x)
+        with torch.no_grad():
+            torch.testing.assert_close(out, module(x), atol=1e-5, rtol=1e-5)
 
 
 def test_another_cpu_instruction_set_is_refused(package, monkeypatch):

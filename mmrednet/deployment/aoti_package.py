@@ -52,9 +52,13 @@ def supported_isas() -> List[str]:
 
 
 def op_library() -> Dict[str, str]:
-    """The op library the graphs call into: its name and version."""
-    from .. import version
-    return dict(name='mmrednet', version=version.__version__)
+    """The op library the graphs call into: its name and version (``mmrednet/_C.so``'s,
+    else, with the ops defined from Python, mmrednet's)."""
+    from .. import ops, version
+    try:
+        return dict(name='mmrednet', version=ops.library_version())
+    except RuntimeError:  # MMREDNET_WITH_EXT=0 or not built: the schemas are Python's
+        return dict(name='mmrednet (Python-defined ops)', version=version.__version__)
 
 
 @dataclass

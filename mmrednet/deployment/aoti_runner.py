@@ -4,7 +4,6 @@ The runner is a C++ program linked against torch's CPU libraries only; it
 dlopens the op library given on its command line, so the process that runs a
 package never has Python in it.
 """
-import os
 import os.path as osp
 import shutil
 import subprocess
@@ -41,15 +40,11 @@ def build_runner(build_dir: str, jobs: int = 2) -> str:
 
 def op_library() -> Optional[str]:
     """The op library the runner loads (built without pybind), or None where it is not built."""
-    from .. import ops
-    path_of = getattr(ops, 'op_library_path', None)
-    path = path_of() if path_of is not None else None
-    return path if path and osp.isfile(path) else None
-
-
-def _env() -> dict:
-    # Threads that sleep when idle: the runner waits for work beside other processes.
-    return dict(os.environ, OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE'))
+    from ..ops import op_library_path
+    try:
+        return op_library_path()
+    except RuntimeError:  # MMREDNET_WITH_EXT=0, or not built
+        return None
 
 
 def run_package(runner: str, op_library: str, package: str, input: torch.Tensor,
@@ -61,7 +56,7 @@ def run_package(runner: str, op_library: str, package: str, input: torch.Tensor,
     command = [runner, op_library, package, input_file, output_file, '--graph', graph]
     if threads:
         command += ['--threads', str(threads)]
-    done = subprocess.run(command, capture_output=True, text=True, env=_env(), check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f'the runner failed (exit {done.returncode}): {done.stderr[-4000:]}')
     return list(torch.load(output_file, weights_only=True))
@@ -77,7 +72,7 @@ class ServedPackage:
         torch.save(input.contiguous(), input_file)
         self.process = subprocess.Popen(
             [runner, op_library, package, input_file, '--serve', '--threads', str(threads),
-             *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env())
+             *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def __call__(self) -> float:
         self.process.stdin.write('run\n')

@@ -6,7 +6,7 @@ zero-padded input, viewed as ``(N, G, C/G, Hp, Wp)``, is cut by one strided
 multiplied by that tap's per-pixel kernel ``(N, G, 1, Ho, Wo)`` (broadcast over
 the group's channels) and accumulated with ``Add``. In onnxruntime (CPU, 2
 threads) this ran the RedNet-50 stages' 7x7 involution layers 2-4x faster (medians) than
-a ``Pad + Gather`` (im2col-like) form (``tools/benchmark_onnx.py --sections op``).
+a ``Pad + Gather`` (im2col-like) form (``tools/benchmark_deploy.py --sections op``).
 
 Only static ints enter the graph (the kernel size, groups and channels come
 from the static dims, the slice ends count from the end of the padded axis),
