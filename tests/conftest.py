@@ -49,6 +49,26 @@ def convert(capsys):
     return run
 
 
+@pytest.fixture
+def cpu_launcher(monkeypatch):
+    """The CUDA launcher (``mmrednet.ops.cuda``) taking CPU tensors, with a GPU and CuPy
+    simulated and its per-process state fresh, whatever this machine has.
+
+    Compiling and launching need a GPU: a test replaces ``cuda.load`` and
+    ``cuda._launch`` (with the host emulation, say) or ``cuda.cupy``.
+    """
+    from mmrednet.ops import cuda
+
+    monkeypatch.setattr(cuda, 'DEVICE_TYPE', 'cpu')
+    monkeypatch.setattr(cuda, 'AVAILABLE', True)
+    monkeypatch.setattr(cuda, 'cupy', SimpleNamespace(__name__='cupy'))
+    monkeypatch.setattr(cuda, '_sm_count', lambda device: 132)
+    for state in ('_warned', '_failures', '_verdicts', '_functions', '_modules'):
+        monkeypatch.setattr(cuda, state, type(getattr(cuda, state))())
+    monkeypatch.delenv('MMREDNET_CUDA_SELFCHECK', raising=False)
+    return cuda
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip ``gpu``-marked tests without a CUDA device (and say why)."""
     if torch.cuda.is_available():

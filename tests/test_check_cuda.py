@@ -32,14 +32,16 @@ def _console():
     return Console(record=True, width=240)
 
 
-def test_without_a_gpu_it_says_so_and_exits_with_its_own_code(tmp_path, capsys):
-    assert not torch.cuda.is_available()
+def test_without_a_gpu_it_says_so_and_exits_with_its_own_code(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)  # whatever this machine has
     assert check_cuda.main(['--out-dir', str(tmp_path)]) == check_cuda.EXIT_NO_GPU == 3
     assert 'No CUDA device' in capsys.readouterr().out
     assert not any(tmp_path.iterdir())  # nothing half-written
+    # The script itself, with every GPU hidden from it.
     script = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'check_cuda.py'),
                              '--out-dir', str(tmp_path)], capture_output=True, text=True,
-                            check=False, env={**os.environ, 'PYTHONPATH': ROOT})
+                            check=False, env={**os.environ, 'PYTHONPATH': ROOT,
+                                              'CUDA_VISIBLE_DEVICES': ''})
     assert script.returncode == 3 and 'No CUDA device' in script.stdout
 
 
@@ -54,6 +56,7 @@ def test_report_and_exit_codes(tmp_path):
     assert check_cuda.finish(console, passing, outcomes, panels, tmp_path, cases=2) == 0
     text = console.export_text()
     assert 'sweep fp16' in text and 'PASS' in text and 'SKIP' in text
+    assert 'All checks passed' in text
     written = json.loads((tmp_path / 'check_cuda.json').read_text())
     assert written['exit_code'] == 0 and written['cases'] == 2
     assert [c['name'] for c in written['checks']] == [c.name for c in passing]
@@ -63,6 +66,7 @@ def test_report_and_exit_codes(tmp_path):
     console = _console()
     assert check_cuda.finish(console, failing, outcomes, {}, tmp_path) == 1
     assert 'A check failed' in console.export_text()
+    assert 'All checks passed' not in console.export_text()
     assert json.loads((tmp_path / 'check_cuda.json').read_text())['exit_code'] == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]  # no temporaries left
     with pytest.raises(ValueError, match='status'):
@@ -119,9 +123,56 @@ def test_gpu_tests_are_reported_one_by_one(tmp_path):
     assert by_name['gpu test test_passes'].status == 'pass'
     assert by_name['gpu test test_fails'].status == 'fail'
     assert 'one is not two' in by_name['gpu test test_fails'].detail
-    assert by_name['gpu test test_skips'].status == 'skip'
+    # A skipped gpu test (e.g. for lack of GPU memory) checked nothing: it is no pass.
+    assert by_name['gpu test test_skips'].status == 'fail'
+    assert 'not checked: needs more memory' in by_name['gpu test test_skips'].detail
     missing = check_cuda.gpu_tests(tmp_path, ['tests/test_missing.py'])
     assert [c.status for c in missing] == ['skip']
+
+
+def test_no_gpu_test_collected_is_no_pass(tmp_path):
+    (tmp_path / 'tests').mkdir()
+    (tmp_path / 'tests' / 'test_fake.py').write_text('def test_not_gpu():\n    pass\n')
+    (tmp_path / 'pytest.ini').write_text('[pytest]\nmarkers =\n    gpu: needs a GPU\n')
+    (check, ) = check_cuda.gpu_tests(tmp_path, ['tests/test_fake.py'])
+    assert check.status == 'fail' and 'no gpu test was collected' in check.detail
+    assert 'exit status 5' in check.detail
+
+
+def test_pytest_failing_without_a_failed_test_is_no_pass(tmp_path):
+    """A non-zero status though every test passed: an error at teardown of the session."""
+    (tmp_path / 'tests').mkdir()
+    (tmp_path / 'tests' / 'test_fake.py').write_text(
+        'import pytest\n\n@pytest.mark.gpu\ndef test_passes():\n    pass\n')
+    (tmp_path / 'conftest.py').write_text(
+        'def pytest_sessionfinish(session, exitstatus):\n    session.exitstatus = 3\n')
+    (tmp_path / 'pytest.ini').write_text('[pytest]\nmarkers =\n    gpu: needs a GPU\n')
+    checks = check_cuda.gpu_tests(tmp_path, ['tests/test_fake.py'])
+    assert [c.status for c in checks] == ['pass', 'fail']
+    assert 'exit status 3 though no test failed' in checks[1].detail
+    assert check_cuda.gpu_test_gaps(checks[:1], 0, '') == []
+
+
+def test_a_sweep_of_no_geometry_is_no_pass(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        check_cuda.parse_args(['--cases', '0'])
+    assert 'a sweep of no geometry checks nothing' in capsys.readouterr().err
+    checks, outcomes = check_cuda.random_sweep([], lambda *args: None)
+    assert [c.status for c in checks] == ['fail'] and outcomes == []
+
+
+def test_every_step_skipped_is_no_pass(tmp_path, monkeypatch):
+    monkeypatch.setattr(cuda, 'AVAILABLE', False)  # the kernels cannot run: steps skip
+    args = check_cuda.parse_args(['--only', 'environment', 'sweep', 'gpu-tests'])
+    monkeypatch.setattr(check_cuda, 'environment', lambda: report.Check('environment', 'info'))
+    checks, outcomes, panels = check_cuda.run_steps(args, _console())
+    assert [c.status for c in checks] == ['info', 'skip', 'skip']
+    console = _console()
+    assert check_cuda.finish(console, checks, outcomes, panels, tmp_path) == 1
+    assert 'nothing was checked' in console.export_text()
+    assert 'All checks passed' not in console.export_text()
+    written = json.loads((tmp_path / 'check_cuda.json').read_text())
+    assert written['exit_code'] == 1 and written['checks'][-1]['status'] == 'fail'
 
 
 def test_compute_sanitizer_reruns_the_sweep_under_it(tmp_path, monkeypatch):
@@ -146,12 +197,13 @@ def test_a_broken_step_is_reported_not_fatal(tmp_path, monkeypatch):
         raise RuntimeError('driver too old')
 
     monkeypatch.setattr(check_cuda, 'environment', broken)
+    monkeypatch.setattr(cuda, 'AVAILABLE', False)  # a GPU machine's kernels unavailable
     args = check_cuda.parse_args(['--only', 'environment', 'compile', 'sweep'])
     checks, outcomes, _ = check_cuda.run_steps(args, _console())
     by_name = {c.name: c for c in checks}
     assert by_name['environment'].status == 'fail'
     assert 'driver too old' in by_name['environment'].data['traceback']
-    # No GPU here: compiling fails with the launcher's reason, the sweep is skipped.
+    # Compiling fails with the launcher's reason, the sweep is skipped.
     assert by_name['compile'].status == 'fail' and 'no CUDA device' in by_name['compile'].detail
     assert by_name['sweep'].status == 'skip' and outcomes == []
 
@@ -188,3 +240,30 @@ def test_launch_parameter_sweep_bookkeeping():
     assert checks[0].status == 'fail' and '1 give wrong results' in checks[0].detail
     assert [c.name for c in checks[1:]] == [f'launch params {s}' for s in shapes]
     assert check_cuda.launch_param_checks(results[:3], default)[0].status == 'pass'
+
+
+def test_selfcheck_step_times_the_first_call_and_fails_a_wrong_kernel(cpu_launcher,
+                                                                     monkeypatch):
+    """The step on the CPU: the emulated kernels as the GPU, a planted wrong one caught."""
+    wrong = 'involution_grad_input_any_f16'
+    with emulation.Emulator('asan') as emulator:
+        def launch(launch, tensors, source=cuda.SOURCE, params=cuda.PARAMS,
+                   threads=cuda.THREADS):
+            a, b, result = tensors
+            result.copy_(emulator.launch(launch, a, b, result.shape, threads))
+            if launch.kernel == wrong:
+                result.view(-1)[0] += 1.0
+
+        monkeypatch.setattr(cuda, 'load', lambda *args, **kwargs: None)
+        monkeypatch.setattr(cuda, '_launch', launch)
+        with pytest.warns(RuntimeWarning, match=wrong):
+            check = check_cuda.selfcheck(batch=1, channels=16, size=9,
+                                         device=torch.device('cpu'), synchronize=lambda: None)
+    assert check.status == 'fail' and check.data['failed'] == [wrong]
+    assert wrong in check.detail and '24 entry points, 1 failed' in check.detail
+    rows = check.data['entry_points']
+    assert len(rows) == 24 and all(r['first_ms'] > 0 and r['later_ms'] > 0
+                                   for r in rows.values())
+    assert 6840 <= min(r['probe_bytes'] for r in rows.values())
+    monkeypatch.setenv('MMREDNET_CUDA_SELFCHECK', '0')
+    assert check_cuda.selfcheck().status == 'skip'

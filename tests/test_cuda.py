@@ -6,16 +6,18 @@ in every dtype (``test_cuda_emulation.py``) and their traffic modelled
 (``test_cuda_traffic.py``). The ``gpu`` tests below run on a CUDA machine, and
 ``tools/check_cuda.py`` runs them for GPU users.
 """
+import configparser
+import contextlib
 import math
-import types
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmrednet.ops import cuda, involution, involution_reference
+from mmrednet.ops import cuda, involution, involution_reference, portable
 from mmrednet.ops._args import canonicalize
 from mmrednet.testing import sweep
 
@@ -61,17 +63,96 @@ def test_plan_variants_and_grid():
     assert '-DMMREDNET_ROWS=2' in cuda.compile_options(dtype, rows)
 
 
-def test_without_cupy_warns_once_and_names_the_fix(monkeypatch):
-    monkeypatch.setattr(cuda, 'AVAILABLE', True)
+def _fallback_calls(launcher):
+    """Forward and both gradients through ``launcher``, twice, with every warning recorded;
+    asserts each result is the portable path's."""
+    x, w, args = random_problem(n=2, c=8, groups=2, size=(9, 8), kernel=3,
+                                dtype=torch.float32, requires_grad=False)
+    grad_out = torch.randn(x.shape)
+    geometry = ([1, 1], [1, 1], [1, 1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')  # the launcher's own once-only is what is tested
+        for _ in range(2):
+            assert torch.equal(launcher.forward(x, w, *geometry),
+                               portable.forward(x, w, *geometry))
+            for op in ('grad_input', 'grad_weight'):
+                assert torch.equal(getattr(launcher, op)(grad_out, x, w, *geometry),
+                                   getattr(portable, op)(grad_out, x, w, *geometry))
+    return [str(c.message) for c in caught if issubclass(c.category, RuntimeWarning)]
+
+
+def test_without_a_gpu_the_kernels_say_so(cpu_launcher, monkeypatch):
+    monkeypatch.setattr(cuda, 'AVAILABLE', False)  # whatever this machine has
+    assert cuda.unavailable_reason() == 'no CUDA device'
+    with pytest.raises(RuntimeError, match='no CUDA device'):
+        cuda.load('involution_forward_any_f32', torch.float32, torch.device('cpu'))
+    (message, ) = _fallback_calls(cuda)
+    assert 'no CUDA device' in message
+
+
+def test_cuda_without_cupy_falls_back_with_one_warning_naming_the_fix(cpu_launcher,
+                                                                      monkeypatch):
     monkeypatch.setattr(cuda, 'cupy', None)
-    monkeypatch.setattr(cuda, '_warned', set())
-    assert 'mmrednet[cuda]' in cuda.unavailable_reason()
-    fake = types.SimpleNamespace(dtype=torch.float32, device=torch.device('cuda', 0))
-    with pytest.warns(RuntimeWarning, match=r'mmrednet\[cuda\]'):
-        assert not cuda._use_kernels(fake, (1, 4, 8, 8), [1, 1])
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        assert not cuda._use_kernels(fake, (1, 4, 8, 8), [1, 1])
+    (message, ) = _fallback_calls(cuda)
+    assert 'CuPy is not installed' in message and cuda.install_hint() in message
+
+
+class _CupyWhoseNvrtcFails:
+    """CuPy whose NVRTC rejects the source, as a too old driver or toolkit would."""
+
+    class CompileException(Exception):
+        pass
+
+    class cuda:  # noqa: N801 (cupy.cuda)
+        @staticmethod
+        def Device(index):  # noqa: N802 (cupy.cuda.Device)
+            return contextlib.nullcontext()
+
+    def __init__(self):
+        self.compiles = 0
+
+    def RawModule(self, code, options, backend):  # noqa: N802 (cupy.RawModule)
+        assert backend == 'nvrtc' and '-DMMREDNET_WITH_F32' in options
+        return self
+
+    def get_function(self, name):
+        self.compiles += 1
+        raise self.CompileException("nvrtc: error: invalid value for --gpu-architecture (-arch)")
+
+
+def test_cupy_whose_nvrtc_fails_falls_back_with_one_warning(cpu_launcher, monkeypatch):
+    fake = _CupyWhoseNvrtcFails()
+    monkeypatch.setattr(cuda, 'cupy', fake)
+    (message, ) = _fallback_calls(cuda)
+    assert 'compiling the kernels failed (CompileException: nvrtc: error' in message
+    assert fake.compiles == 1  # the failure is remembered for the dtype, not retried
+    assert list(cuda._failures) == [('f32', None)]
+
+
+@pytest.mark.parametrize('torch_cuda,package,extra', [
+    ('13.0', 'cupy-cuda13x', True), ('12.8', 'cupy-cuda12x', False),
+    ('12.4', 'cupy-cuda12x', False), (None, 'torch.version.cuda', False)])
+def test_install_hint_follows_the_torch_build(torch_cuda, package, extra):
+    hint = cuda.install_hint(torch_cuda)
+    assert package in hint
+    assert ('pip install "mmrednet[cuda]"' in hint) == extra
+    if torch_cuda and torch_cuda.startswith('12'):
+        assert f'pip install {package}' in hint and 'cupy-cuda13x for CUDA 13' in hint
+
+
+def test_the_cuda_extra_installs_the_cupy_of_the_default_torch():
+    """setup.cfg's cuda extra is the CuPy the hint names for CUDA 13 (torch 2.14.1's wheel);
+    the tests extra has it too, for the CuPy compile gate."""
+    config = configparser.ConfigParser()
+    config.read(Path(cuda.__file__).parents[2] / 'setup.cfg')
+    extras = config['options.extras_require']
+
+    def packages(extra):
+        return [line.split('#')[0].strip() for line in extras[extra].splitlines()
+                if line.split('#')[0].strip()]
+
+    assert packages('cuda') == [cuda.CUPY_PACKAGES[cuda.EXTRA_CUDA]] == ['cupy-cuda13x']
+    assert 'cupy-cuda13x==14.2.0' in packages('tests')
 
 
 # ---------------------------------------------------------------------------

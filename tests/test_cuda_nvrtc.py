@@ -5,7 +5,13 @@ NVRTC (from the ``nvidia-cuda-nvrtc`` wheel) with CuPy's added options and
 no errors, no warnings, and no spill, local memory or stack frame in any entry
 point (everything a thread holds lives in registers, as the kernels' design
 needs). The register counts are what the README's occupancy table reports.
+
+The same gate again through CuPy's own compiler module (the CuPy a user
+installs, the ``tests`` extra's), so that what CuPy adds is what is compiled.
 """
+import importlib.util
+import time
+
 import pytest
 import torch
 
@@ -34,6 +40,36 @@ def test_kernels_compile_as_the_launcher_does_without_spills(arch, dtype):
     options = nvrtc.launcher_options(DTYPES[dtype], arch)
     compiled = nvrtc.compile_source(cuda.SOURCE.read_text(), options)
     _assert_clean(compiled, cuda.entry_points(DTYPES[dtype]))
+
+
+needs_cupy = pytest.mark.skipif(
+    importlib.util.find_spec('cupy') is None,
+    reason='CuPy is not installed (pip install "mmrednet[tests]" installs it)')
+
+
+@needs_cupy
+@pytest.mark.parametrize('dtype', DTYPES, ids=str)
+@pytest.mark.parametrize('arch', nvrtc.ARCHS)
+def test_kernels_compile_through_cupys_compiler_without_spills(arch, dtype):
+    """CuPy's compiler module, its options and NVRTC program, for every arch and dtype."""
+    start = time.perf_counter()
+    options = (*cuda.compile_options(DTYPES[dtype]), nvrtc.PTXAS_VERBOSE)
+    compiled = nvrtc.compile_with_cupy(cuda.SOURCE.read_text(), options, arch)
+    _assert_clean(compiled, cuda.entry_points(DTYPES[dtype]))
+    assert f"for 'sm_{arch}'" in compiled.log  # ptxas compiled for this arch
+    print(f'CuPy compile sm_{arch} {dtype}: {time.perf_counter() - start:.2f} s')
+
+
+@needs_cupy
+def test_the_cupy_gate_sees_what_cupy_adds_and_a_compile_error():
+    """Its options are CuPy's (its include directories among them), and an error fails."""
+    from cupy._core.core import assemble_cupy_compiler_options
+
+    added = assemble_cupy_compiler_options(())
+    assert any(o.startswith('-I') for o in added)  # not in the plain NVRTC gate
+    broken = nvrtc.compile_with_cupy('extern "C" __global__ void f() { undefined(); }',
+                                     (nvrtc.PTXAS_VERBOSE, ), '90')
+    assert not broken.ok and 'undefined' in broken.log
 
 
 @pytest.mark.parametrize('arch', nvrtc.ARCHS)

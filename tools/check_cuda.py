@@ -8,6 +8,10 @@ checked here. Each step is a line of the report:
 * compile: every entry point of ``kernels/involution_cuda.cu`` (every dtype)
   and of the baseline, compiled by CuPy for this device; registers, resident
   blocks an SM, and no local memory (spills).
+* selfcheck: the launcher's first-use self-check (``mmrednet.ops.cuda_selfcheck``)
+  of the entry points a RedNet stage uses, in every dtype: each must pass, and
+  the time of its first call (check and launch) against a later call, beside
+  the probe's bytes from the traffic model.
 * sweep <dtype>: the seeded random sweep of CI (``mmrednet.testing.sweep``) on
   the GPU: fp64, fp32, fp16, bf16, forward and both gradients against the
   float64 unfold reference, within the error bound.
@@ -26,8 +30,11 @@ checked here. Each step is a line of the report:
 Writes ``check_cuda.json`` (every figure and every failure) and
 ``check_cuda.png`` to ``--out-dir``.
 
-Exit status: 0 every check passed; 1 a check failed; 3 no CUDA device (nothing
-was checked; ``make test`` and ``make cuda-emulation`` are the CPU checks).
+Exit status: 0 every check passed; 1 a check failed, or what had to be checked
+was not (no gpu test collected, pytest failing without a failed test, a gpu
+test skipped, e.g. for lack of memory, a sweep of no geometry, no step that
+passed); 3 no CUDA device (nothing was checked; ``make test`` and ``make
+cuda-emulation`` are the CPU checks).
 If a check fails, open an issue with ``check_cuda.json`` and the console output.
 
 Example::
@@ -44,6 +51,7 @@ import time
 import traceback
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -56,8 +64,8 @@ from mmrednet.testing import nvrtc, report, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 EXIT_NO_GPU = 3
-STEPS = ('environment', 'compile', 'sweep', 'gpu-tests', 'compute-sanitizer', 'bandwidth',
-         'launch-params')
+STEPS = ('environment', 'compile', 'selfcheck', 'sweep', 'gpu-tests', 'compute-sanitizer',
+         'bandwidth', 'launch-params')
 GPU_TESTS = ('tests/test_cuda.py', 'tests/test_memory.py')
 PARAM_CANDIDATES = tuple(cuda.LaunchParams(rows, channels, min_blocks)
                          for rows in (2, 4) for channels in (4, 8, 16) for min_blocks in (1, 2))
@@ -122,6 +130,68 @@ def compile_kernels(params: cuda.LaunchParams = cuda.PARAMS) -> Check:
 
 
 # ---------------------------------------------------------------------------
+# the launcher's first-use self-check: passes, and what it costs
+# ---------------------------------------------------------------------------
+SELFCHECK_GEOMETRIES = ((7, 1), (7, 2))  # RedNet's involutions: (kernel, stride)
+
+
+def _first_and_later_ms(call: Callable[[], object], synchronize: Callable[[], None]
+                        ) -> Tuple[float, float]:
+    times = []
+    for _ in range(2):
+        synchronize()
+        start = time.perf_counter()
+        call()
+        synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times[0], times[1]
+
+
+def selfcheck(batch: int = 8, channels: int = 64, size: int = 28,
+              device: Optional[torch.device] = None,
+              synchronize: Callable[[], None] = torch.cuda.synchronize) -> Check:
+    """Each op of a RedNet stage shape (K=7, stride 1 and 2) in every dtype, through the
+    launcher with its self-check forgotten: the check must pass; its first call is timed
+    against the next (the check's cost) beside the probe's modelled bytes."""
+    if not cuda.selfcheck_enabled():
+        return Check('selfcheck', 'skip', 'MMREDNET_CUDA_SELFCHECK=0: the check is off')
+    device = device or torch.device('cuda', torch.cuda.current_device())
+    sm_count = cuda._sm_count(device)
+    rows, failed = {}, []
+    for dtype in sweep.DTYPES.values():
+        for kernel, stride in SELFCHECK_GEOMETRIES:
+            out = (size + 2 * 3 - kernel) // stride + 1
+            x = torch.randn(batch, channels, size, size, device=device, dtype=dtype)
+            w = torch.randn(batch, channels // 16, kernel, kernel, out, out, device=device,
+                            dtype=dtype)
+            grad_out = torch.randn(batch, channels, out, out, device=device, dtype=dtype)
+            geometry = ([stride, stride], [3, 3], [1, 1])
+            calls = {'forward': partial(cuda.forward, x, w, *geometry),
+                     'grad_input': partial(cuda.grad_input, grad_out, x, w, *geometry),
+                     'grad_weight': partial(cuda.grad_weight, grad_out, x, w, *geometry)}
+            for op, call in calls.items():
+                name = cuda.plan(op, x.shape, w.shape, *geometry, dtype, sm_count).kernel
+                cuda.load(name, dtype, device)  # compiled before: the first call is the check
+                cuda._verdicts.pop((name, device.index), None)
+                first, later = _first_and_later_ms(call, synchronize)
+                if not cuda._verdicts.get((name, device.index)):
+                    failed.append(name)
+                rows[name] = dict(first_ms=first, later_ms=later,
+                                  probe_bytes=cuda_traffic.selfcheck_traffic(name,
+                                                                             sm_count).minimal)
+    extra = sorted(r['first_ms'] - r['later_ms'] for r in rows.values())
+    probe = [r['probe_bytes'] for r in rows.values()]
+    detail = (f'{len(rows)} entry points, {len(failed)} failed; first call +'
+              f'{extra[len(extra) // 2]:.2f} ms median (max {extra[-1]:.2f} ms) over a later '
+              f'call on {batch}x{channels}x{size}x{size}; probes of {min(probe) / 1e3:.0f}-'
+              f'{max(probe) / 1e3:.0f} kB (traffic model)')
+    if failed:
+        detail = f'wrong results, now on the portable path: {", ".join(failed)}; ' + detail
+    return Check('selfcheck', 'fail' if failed else 'pass', detail,
+                 data=dict(entry_points=rows, failed=failed))
+
+
+# ---------------------------------------------------------------------------
 # the sweep (shared with CI: one definition, the GPU as executor)
 # ---------------------------------------------------------------------------
 def random_sweep(cases: Sequence[sweep.Case], executor: sweep.Executor,
@@ -129,6 +199,8 @@ def random_sweep(cases: Sequence[sweep.Case], executor: sweep.Executor,
                  ) -> Tuple[List[Check], List[sweep.Outcome]]:
     start = time.perf_counter()
     outcomes = sweep.run_sweep(cases, executor, dtypes, progress=progress)
+    if not outcomes:
+        return [Check('sweep', 'fail', 'no launch: the sweep checked nothing')], outcomes
     return report.sweep_checks('sweep', outcomes, time.perf_counter() - start), outcomes
 
 
@@ -136,7 +208,8 @@ def random_sweep(cases: Sequence[sweep.Case], executor: sweep.Executor,
 # the repository's gpu tests
 # ---------------------------------------------------------------------------
 def parse_junit(path: Path) -> List[Check]:
-    """One check per test case of a pytest ``--junitxml`` file."""
+    """One check per test case of a pytest ``--junitxml`` file; a skipped test fails (what
+    it checks was not checked, e.g. for lack of GPU memory)."""
     checks = []
     for case in ET.parse(path).getroot().iter('testcase'):
         name = case.get('name')
@@ -147,7 +220,8 @@ def parse_junit(path: Path) -> List[Check]:
         if failure is not None:
             status, detail = 'fail', (failure.get('message') or '').splitlines()[0][:200]
         elif skipped is not None:
-            status, detail = 'skip', (skipped.get('message') or '')[:200]
+            status = 'fail'
+            detail = f'skipped, so not checked: {skipped.get("message") or ""}'[:200]
         else:
             status, detail = 'pass', ''
         checks.append(Check(f'gpu test {name}', status, detail, float(case.get('time', 0)),
@@ -166,7 +240,21 @@ def gpu_tests(root: Path = ROOT, files: Sequence[str] = GPU_TESTS) -> List[Check
         result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
         if not junit.is_file():
             return [Check('gpu tests', 'fail', f'pytest did not run: {result.stderr[-300:]}')]
-        return parse_junit(junit)
+        checks = parse_junit(junit)
+    return checks + gpu_test_gaps(checks, result.returncode, result.stdout + result.stderr)
+
+
+def gpu_test_gaps(checks: Sequence[Check], returncode: int, output: str) -> List[Check]:
+    """A failing check where pytest's run is not a pass though no test failed: no test
+    collected, or a non-zero exit status (an error outside the tests, an interruption)."""
+    tail = output.strip()[-300:]
+    if not checks:
+        return [Check('gpu tests', 'fail', f'no gpu test was collected (pytest exit status '
+                      f'{returncode}): nothing was checked. {tail}')]
+    if returncode != 0 and not any(c.status == 'fail' for c in checks):
+        return [Check('gpu tests', 'fail', f'pytest exit status {returncode} though no test '
+                      f'failed: {tail}')]
+    return []
 
 
 # ---------------------------------------------------------------------------
@@ -328,10 +416,18 @@ def launch_params(candidates: Sequence[cuda.LaunchParams], batch: int, repeat: i
 
 
 # ---------------------------------------------------------------------------
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}: a sweep of no '
+                                         'geometry checks nothing')
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out-dir', default='work_dirs/check_cuda')
-    parser.add_argument('--cases', type=int, default=sweep.FULL_CASES,
+    parser.add_argument('--cases', type=_positive, default=sweep.FULL_CASES,
                         help='geometries of the random sweep (CI runs the same seeded ones)')
     parser.add_argument('--seed', type=int, default=sweep.SEED)
     parser.add_argument('--batch', type=int, default=32, help='batch of the stage shapes')
@@ -360,6 +456,8 @@ def run_steps(args: argparse.Namespace, console: Console
                 checks.append(environment())
             elif step == 'compile':
                 checks.append(compile_kernels())
+            elif step == 'selfcheck' and cuda.unavailable_reason() is None:
+                checks.append(selfcheck())
             elif cuda.unavailable_reason() is not None:
                 checks.append(Check(step, 'skip', f'kernels unavailable: '
                                     f'{cuda.unavailable_reason()}'))
@@ -391,14 +489,19 @@ def run_steps(args: argparse.Namespace, console: Console
 def finish(console: Console, checks: Sequence[Check], outcomes: Sequence[sweep.Outcome],
            panels: Dict[str, Dict[str, float]], out_dir: Path, **extra) -> int:
     """Print the table, write the JSON and the PNG; the exit status."""
+    if not any(c.status == 'pass' for c in checks):
+        checks = [*checks, Check('checked', 'fail', 'no check passed: every step was skipped '
+                                 'or only reported, so nothing was checked')]
     report.print_checks(console, 'mmrednet CUDA self-check', checks)
     report.write_json(out_dir / 'check_cuda.json', checks, **extra)
     report.write_png(out_dir / 'check_cuda.png', checks, outcomes, panels)
     code = report.exit_code(checks)
     console.print(f'wrote {out_dir}/check_cuda.json and check_cuda.png')
     if code:
-        console.print('[bold red]A check failed.[/] Please open an issue with check_cuda.json '
-                      'and this output.')
+        console.print('[bold red]A check failed or did not run.[/] If it failed, please open '
+                      'an issue with check_cuda.json and this output.')
+    else:
+        console.print('[bold green]All checks passed.[/]')
     return code
 
 

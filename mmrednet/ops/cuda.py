@@ -3,15 +3,21 @@
 The source is compiled with NVRTC (``cupy.RawModule``) once per dtype and
 device in a process (CuPy also caches the binary on disk) and launched on
 torch's current stream, so it is ordered with the surrounding torch work.
-See the top of the ``.cu`` file for the design.
+See the top of the ``.cu`` file for the design. The source is package data:
+``mmrednet/kernels`` of an installed wheel, ``kernels/`` of a source checkout.
 
 Without CuPy (it is the optional extra ``mmrednet[cuda]``) CUDA tensors take
 the portable PyTorch path, after one warning that names the package to
-install; they never fail for want of it. The portable path also serves what
-the kernels do not cover: dtypes other than float16/bfloat16/float32/float64
-and planes with a side of 2**30 or more.
+install; they never fail for want of it, nor for a compiler that fails. The
+portable path also serves what the kernels do not cover: dtypes other than
+float16/bfloat16/float32/float64 and planes with a side of 2**30 or more.
+
+Each compiled entry point checks itself the first time it runs on a device
+(``cuda_selfcheck``): one that gives a wrong result there is replaced by the
+portable path, with one warning, before its result is used.
 """
 import functools
+import os
 import warnings
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -36,9 +42,9 @@ KERNEL_DIR = next((d for d in (_PACKAGE / 'kernels', _PACKAGE.parent / 'kernels'
                    if (d / 'involution_cuda.cu').is_file()), _PACKAGE.parent / 'kernels')
 SOURCE = KERNEL_DIR / 'involution_cuda.cu'
 BASELINE_SOURCE = KERNEL_DIR / 'involution_cuda_baseline.cu'
-INSTALL_HINT = ('install CuPy for your CUDA version: pip install "mmrednet[cuda]", or '
-                'pip install cupy-cuda12x (CUDA 12) / cupy-cuda13x (CUDA 13)')
-
+# torch's CUDA major version (``torch.version.cuda``) -> the CuPy wheel built for it.
+CUPY_PACKAGES = {'12': 'cupy-cuda12x', '13': 'cupy-cuda13x'}
+EXTRA_CUDA = '13'  # the CUDA major version of the CuPy that ``mmrednet[cuda]`` installs
 
 
 class LaunchParams(NamedTuple):
@@ -64,6 +70,7 @@ _TAGS = {torch.float32: 'f32', torch.float64: 'f64', torch.float16: 'f16', torch
 _modules: Dict[tuple, object] = {}  # (source, dtype tag, device, params) -> RawModule
 _functions: Dict[tuple, object] = {}  # (entry point, device, params) -> RawKernel
 _failures: Dict[Tuple[str, int], str] = {}  # (dtype tag, device) -> why the kernels failed
+_verdicts: Dict[Tuple[str, int], bool] = {}  # (entry point, device) -> passed its self-check
 _warned = set()
 _sm_counts: Dict[int, int] = {}
 
@@ -157,15 +164,35 @@ def _warn_once(key, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
+def install_hint(torch_cuda: Optional[str] = torch.version.cuda) -> str:
+    """How to install the CuPy wheel for the CUDA version torch was built with.
+
+    Args:
+        torch_cuda: ``torch.version.cuda`` (e.g. '13.0', '12.8'; None for a CPU build).
+    """
+    major = torch_cuda.split('.')[0] if torch_cuda else None
+    which = ('python -c "import torch; print(torch.version.cuda)" prints the CUDA version of '
+             'your torch; pip install cupy-cuda13x for 13.x, cupy-cuda12x for 12.x')
+    if major == EXTRA_CUDA:
+        return (f'install CuPy: pip install "mmrednet[cuda]" (it installs '
+                f'{CUPY_PACKAGES[major]}, for this torch built with CUDA {torch_cuda})')
+    if major in CUPY_PACKAGES:
+        return (f'install CuPy for this torch built with CUDA {torch_cuda}: pip install '
+                f'{CUPY_PACKAGES[major]} (not the "mmrednet[cuda]" extra, which installs '
+                f'{CUPY_PACKAGES[EXTRA_CUDA]} for CUDA {EXTRA_CUDA})')
+    return f'install the CuPy wheel for the CUDA version of your torch: {which}'
+
+
 def unavailable_reason() -> Optional[str]:
     """Why the CUDA kernels cannot run in this process, or None if they can."""
     if not AVAILABLE:
         return 'no CUDA device'
     if cupy is None:
-        return f'CuPy is not installed; {INSTALL_HINT}'
+        return f'CuPy is not installed; {install_hint()}'
     if not _source_present():
-        return (f'the kernel source {SOURCE} is missing (the CUDA kernels run from a source '
-                'checkout: pip install -e .)')
+        return (f'the kernel source {SOURCE} is missing: the installation is incomplete '
+                '(setup.py ships kernels/ as the package data mmrednet/kernels); reinstall '
+                'mmrednet')
     return None
 
 
@@ -212,9 +239,14 @@ def _launch(launch: Launch, tensors: Sequence[Tensor], source: Path = SOURCE,
             function((launch.blocks, ), (threads, ), args)
 
 
+# The device type the kernels take. Only the CPU tests change it (to 'cpu', with a
+# stand-in for ``_launch``), to run this module's logic without a GPU.
+DEVICE_TYPE = 'cuda'
+
+
 def _use_kernels(tensor: Tensor, input_shape: Sequence[int], padding: Sequence[int]) -> bool:
     """Whether the kernels take this call; otherwise the portable path does."""
-    if tensor.dtype not in _TAGS or tensor.device.type != 'cuda':
+    if tensor.dtype not in _TAGS or tensor.device.type != DEVICE_TYPE:
         return False
     if any(size + 2 * pad >= _MAX_SIDE for size, pad in zip(input_shape[2:], padding, strict=True)):
         return False
@@ -228,11 +260,36 @@ def _use_kernels(tensor: Tensor, input_shape: Sequence[int], padding: Sequence[i
     return True
 
 
+def selfcheck_enabled() -> bool:
+    """Whether entry points check themselves on first use (``MMREDNET_CUDA_SELFCHECK=0``: no)."""
+    return os.environ.get('MMREDNET_CUDA_SELFCHECK', '1') != '0'
+
+
+def _verified(op: str, kernel: str, dtype: torch.dtype, device: torch.device,
+              sm_count: int) -> bool:
+    """Whether entry point ``kernel`` passed its first-use self-check on ``device``."""
+    key = (kernel, device.index)
+    if key not in _verdicts:
+        if not selfcheck_enabled():
+            return True
+        from . import cuda_selfcheck  # imports this module
+        problem = cuda_selfcheck.check(op, kernel, dtype, device, sm_count)
+        _verdicts[key] = problem is None
+        if problem is not None:
+            _warn_once(key, f'mmrednet: the CUDA kernel {kernel} gave a wrong result on '
+                       f'{device} in its first-use self-check against the portable path: '
+                       f'{problem}. It is not used: this entry point runs the slow portable '
+                       'PyTorch path from now on in this process. Please run python '
+                       'tools/check_cuda.py and open an issue with its report.')
+    return _verdicts[key]
+
+
 def _run(op: str, a: Tensor, b: Tensor, result: Tensor, input_shape, weight_shape, stride,
          padding, dilation) -> bool:
-    """Launch ``op`` into ``result``; False if the kernels could not be compiled."""
-    launch = plan(op, input_shape, weight_shape, stride, padding, dilation, a.dtype,
-                  _sm_count(a.device))
+    """Launch ``op`` into ``result``; False if the kernel could not be compiled or failed its
+    first-use self-check (the caller then takes the portable path)."""
+    sm_count = _sm_count(a.device)
+    launch = plan(op, input_shape, weight_shape, stride, padding, dilation, a.dtype, sm_count)
     try:
         load(launch.kernel, a.dtype, a.device)
     except Exception as exc:  # NVRTC missing or failing: fall back, say why once
@@ -240,6 +297,8 @@ def _run(op: str, a: Tensor, b: Tensor, result: Tensor, input_shape, weight_shap
         _failures[(_TAGS[a.dtype], a.device.index)] = reason
         _warn_once(reason, f'mmrednet: CUDA involution runs the slow portable PyTorch path: '
                    f'{reason}')
+        return False
+    if not _verified(op, launch.kernel, a.dtype, a.device, sm_count):
         return False
     _launch(launch, (a, b, result))
     return True

@@ -154,6 +154,17 @@ def rednet50_stages(batch: int = 32, dtype: torch.dtype = torch.float16, sm_coun
     return rows
 
 
+def selfcheck_traffic(kernel: str, sm_count: int = 132,
+                      params: cuda.LaunchParams = cuda.PARAMS) -> Traffic:
+    """The traffic of entry point ``kernel`` on its first-use self-check probe
+    (``cuda_selfcheck.probe``): the bytes the check adds to the first call, besides
+    the float64 portable path on the same probe."""
+    from . import cuda_selfcheck  # it imports mmrednet.testing, which imports this package
+    dtype = next(d for d, tag in cuda._TAGS.items() if kernel.endswith(f'_{tag}'))
+    return traffic(cuda_selfcheck.op_of(kernel), *cuda_selfcheck.probe(kernel, params), dtype,
+                   sm_count, params)
+
+
 DTYPE_NAMES = {'fp32': torch.float32, 'fp16': torch.float16}
 
 

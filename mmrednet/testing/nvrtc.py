@@ -15,13 +15,19 @@ CuPy 14 adds, so CI sees the device code a user's GPU gets:
   ``compute_XX`` only with ``CUPY_COMPILE_WITH_PTX=1`` or a device newer than
   NVRTC knows), then ``--device-as-default-execution-space``.
 
+:func:`compile_with_cupy` compiles through CuPy's own compiler module instead,
+so that what CuPy adds (and any change of it in a CuPy release) is what CI
+compiles, not only our reading of it.
+
 ``-Xptxas=-v`` makes ptxas report registers, stack frame, spills and local
 memory per entry point; :func:`resources` parses it and :func:`occupancy`
 turns registers into resident blocks an SM.
 """
+import io
 import re
 from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from unittest import mock
 
 import torch
 
@@ -75,6 +81,39 @@ def compile_source(source: str, options: Sequence[str], name: str = 'kernels.cu'
         return Compiled(ok, log.rstrip(b'\0').decode(errors='replace'), cubin)
     finally:
         nvrtc.nvrtcDestroyProgram(program)
+
+
+def compile_with_cupy(source: str, options: Sequence[str], arch: str) -> Compiled:
+    """Compile ``source`` as ``cupy.RawModule(code=source, options=options,
+    backend='nvrtc')`` does for an sm_``arch`` device, without a device.
+
+    The steps of RawModule, through CuPy's own functions:
+    ``cupy._core.core.assemble_cupy_compiler_options`` (the C++ standard, CuPy's
+    include directories), ``-ftz=true`` (the one option
+    ``cupy.cuda.compiler._compile_with_cache_cuda`` adds before it compiles; the
+    rest of it is the binary cache and loading the module, which need a
+    driver), then ``cupy.cuda.compiler._compile_using_nvrtc_no_warning``: the
+    arch option, ``--device-as-default-execution-space``, ``--pch`` where CuPy
+    uses it, and its NVRTC program class. Only the device query for the arch
+    option (``_get_arch_for_options_for_nvrtc``) is replaced, by its answer for a
+    sm_``arch`` device that NVRTC knows (a cubin).
+
+    Raises:
+        ImportError: CuPy is not installed.
+    """
+    from cupy._core.core import assemble_cupy_compiler_options
+    from cupy.cuda import compiler
+
+    log = io.StringIO()
+    options = assemble_cupy_compiler_options(tuple(options)) + ('-ftz=true', )
+    with mock.patch.object(compiler, '_get_arch_for_options_for_nvrtc',
+                           lambda arch=None: (f'-arch=sm_{arch}', 'cubin')):
+        try:
+            cubin, _ = compiler._compile_using_nvrtc_no_warning(source, options, arch,
+                                                                log_stream=log)
+        except compiler.CompileException as exc:
+            return Compiled(False, str(exc), b'')
+    return Compiled(True, log.getvalue(), cubin)
 
 
 def _check(nvrtc, err) -> None:

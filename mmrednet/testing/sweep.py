@@ -224,23 +224,45 @@ def result_shape(problem_: Problem, op: str) -> Tuple[int, ...]:
     return tuple(problem_.want[op].shape)
 
 
-def tolerance(problem_: Problem, op: str) -> Tensor:
-    """The elementwise error bound of the module docstring."""
-    case, dtype = problem_.case, problem_.dtype
-    terms = case.group_channels if op == 'grad_weight' else math.prod(case.kernel)
+def terms(op: str, kernel: Sequence[int], group_channels: int) -> int:
+    """Products summed into one element of ``op``'s result: the taps, or (grad_weight) the
+    channels of a group."""
+    return group_channels if op == 'grad_weight' else math.prod(kernel)
+
+
+def bound(dtype: torch.dtype, terms_: int, magnitude: Tensor) -> Tensor:
+    """The elementwise error bound of the module docstring.
+
+    Args:
+        dtype: the kernel's dtype.
+        terms_: products summed into an element (:func:`terms`).
+        magnitude: ``sum |a_i| |b_i|`` per element: the op on absolute values, in float64.
+    """
     u_acc, u_store = UNIT_ROUNDOFF[dtype]
     flushed, subnormal_store = SUBNORMAL_FLOOR[dtype]
-    relative = terms * u_acc + u_store * (1 + terms * u_acc) + 2 * terms * 2.0**-53
-    return relative * problem_.magnitude[op] + (terms * flushed + subnormal_store)
+    relative = terms_ * u_acc + u_store * (1 + terms_ * u_acc) + 2 * terms_ * 2.0**-53
+    return relative * magnitude + (terms_ * flushed + subnormal_store)
+
+
+def tolerance(problem_: Problem, op: str) -> Tensor:
+    """The elementwise error bound of ``op`` on ``problem_`` (:func:`bound`)."""
+    case = problem_.case
+    return bound(problem_.dtype, terms(op, case.kernel, case.group_channels),
+                 problem_.magnitude[op])
+
+
+def errors(got: Tensor, want: Tensor, tolerance_: Tensor) -> Tuple[Tensor, Tensor]:
+    """``|got - want| / tolerance`` (0 where ``got`` is NaN) and the NaN mask (unwritten)."""
+    got = got.detach().double()
+    unwritten = torch.isnan(got)
+    error = (got - want.to(got.device, torch.float64)).abs() / tolerance_.to(got.device)
+    return error.masked_fill(unwritten, 0.0), unwritten
 
 
 def compare(problem_: Problem, op: str, got: Tensor, launch: cuda.Launch,
             threads: int) -> Outcome:
     """``got`` against the reference, in units of the tolerance."""
-    got = got.detach().cpu().double()
-    unwritten = torch.isnan(got)
-    error = (got - problem_.want[op]).abs() / tolerance(problem_, op)
-    error = error.masked_fill(unwritten, 0.0)
+    error, unwritten = errors(got.cpu(), problem_.want[op], tolerance(problem_, op))
     return Outcome(problem_.case.describe(), _name(problem_.dtype), op, launch.kernel,
                    launch.blocks, threads, error.max().item() if error.numel() else 0.0,
                    int(unwritten.sum()))
