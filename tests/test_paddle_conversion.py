@@ -111,9 +111,13 @@ def test_with_head_gives_the_imagenet_config_its_logits(paddle_rednet26, tmp_pat
     official['head.fc.weight'] = torch.from_numpy(paddle_rednet26.state['fc.weight'].T.copy())
     official['head.fc.bias'] = torch.from_numpy(paddle_rednet26.state['fc.bias'])
     src = tmp_path / 'rednet26_mmcls.pth'
-    torch.save(dict(state_dict=official, meta=dict(mmcls_version='0.10.0')), src)
+    meta = dict(mmcls_version='0.10.0', epoch=np.int64(100), best=np.float64(0.5))
+    torch.save(dict(state_dict=official, meta=meta), src)
     proc = convert(src, tmp_path / 'from_torch.pth', '--with-head')
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Numpy values of the source's meta come out as builtins: a plain weights_only load.
+    source_meta = torch.load(tmp_path / 'from_torch.pth', weights_only=True)['meta']['source_meta']
+    assert source_meta == dict(mmcls_version='0.10.0', epoch=100, best=0.5, source_format='torch')
     from_torch = _load(tmp_path / 'from_torch.pth')
     assert from_torch.keys() == state.keys()
     for key, value in state.items():
