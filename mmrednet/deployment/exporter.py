@@ -58,7 +58,7 @@ def load_model(config: str, checkpoint: str) -> Tuple[Config, nn.Module]:
     for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file not found: {path}')
-    import mmrednet  # noqa: F401  (checkpoint classes allowed under weights_only)
+    import mmrednet  # noqa: F401  (mmengine's loaders read its checkpoints under weights_only)
     cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = revert_sync_batchnorm(MODELS.build(model_config(cfg)))  # SyncBN: no process group
