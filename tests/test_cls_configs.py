@@ -11,6 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, PARAM_SCHEDULERS, init_default_scope
+from mmengine.runner import CheckpointLoader
 
 from mmrednet.analysis import count_params
 from mmrednet.demo import SHAPE_CLASSES, SHAPE_WNIDS, make_shapes_imagenet
@@ -167,7 +168,8 @@ def test_train_step_predict_and_convert_through_the_tools(shapes, tmp_path, conv
     cfg.dump(config)
     train_tool.main([config])
     ckpt_path = tmp_path / 'work' / 'iter_1.pth'
-    ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+    # mmengine's loader, as resume/load_from: weights_only=True with mmengine's globals.
+    ckpt = CheckpointLoader.load_checkpoint(str(ckpt_path), map_location='cpu')
     assert ckpt['meta']['iter'] == 1 and 'head.fc.weight' in ckpt['state_dict']
 
     out = tmp_path / 'preds.pkl'

@@ -142,6 +142,28 @@ def test_classifier_exports_and_evaluates_like_pytorch(tmp_path):
         assert torch.equal(b['pred_label'], a['pred_label'])
 
 
+def test_dynamic_export_is_checked_on_a_batch_of_two_different_images(tmp_path, monkeypatch):
+    from mmrednet.deployment import exporter
+    cfg = classifier_cfg(_folder_per_class(tmp_path / 'images'))
+    config_file, checkpoint = _write(cfg, tmp_path, 'classifier')
+    friendly = exporter.export_friendly
+
+    def mixes_the_batch(model):
+        """Right for one image; every image of a batch gets the batch mean's logits."""
+        model = friendly(model)
+        forward = model.backbone.forward
+        model.backbone.forward = lambda x: forward(x.mean(0, keepdim=True).expand_as(x))
+        return model
+
+    monkeypatch.setattr(exporter, 'export_friendly', mixes_the_batch)
+    out = tmp_path / 'mixing.onnx'
+    lines = []
+    with pytest.raises(exporter.ExportCheckError, match=r'logits on input \(2, 3, 65, 66\)'):
+        export_onnx(config_file, checkpoint, str(out), dynamic=True, log=lines.append)
+    assert 'checked on (1, 3, 64, 64), (2, 3, 65, 66)' in lines[-1]
+    assert not out.exists()
+
+
 # --- segmentor -------------------------------------------------------------------------
 
 

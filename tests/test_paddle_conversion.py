@@ -9,8 +9,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
+from numpy._core import multiarray
 
 from mmrednet.converters import RefusedPickleError, load_pdparams
+from mmrednet.converters.paddle import NAME_TABLE_KEY
 from mmrednet.models import RedNet
 
 from .det_helpers import ROOT
@@ -109,9 +111,13 @@ def test_with_head_gives_the_imagenet_config_its_logits(paddle_rednet26, tmp_pat
     official['head.fc.weight'] = torch.from_numpy(paddle_rednet26.state['fc.weight'].T.copy())
     official['head.fc.bias'] = torch.from_numpy(paddle_rednet26.state['fc.bias'])
     src = tmp_path / 'rednet26_mmcls.pth'
-    torch.save(dict(state_dict=official, meta=dict(mmcls_version='0.10.0')), src)
+    meta = dict(mmcls_version='0.10.0', epoch=np.int64(100), best=np.float64(0.5))
+    torch.save(dict(state_dict=official, meta=meta), src)
     proc = convert(src, tmp_path / 'from_torch.pth', '--with-head')
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Numpy values of the source's meta come out as builtins: a plain weights_only load.
+    source_meta = torch.load(tmp_path / 'from_torch.pth', weights_only=True)['meta']['source_meta']
+    assert source_meta == dict(mmcls_version='0.10.0', epoch=100, best=0.5, source_format='torch')
     from_torch = _load(tmp_path / 'from_torch.pth')
     assert from_torch.keys() == state.keys()
     for key, value in state.items():
@@ -203,3 +209,112 @@ def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path, convert):
     dst = tmp_path / 'converted.pth'
     _assert_refused(convert(path, dst), dst, f'{os.system.__module__}.system')
     assert not marker.exists()
+
+
+# --- crafted files: what a pickle can ask numpy for, beyond plain arrays --------------
+
+
+class _Reduce:
+    """Pickled as ``reduce[0](*reduce[1])``, then ``__setstate__(reduce[2])`` if given."""
+
+    def __init__(self, *reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce
+
+
+def _array_state(shape, dtype, data):
+    """What numpy's pickle of an array holds, with any shape, dtype and bytes."""
+    return _Reduce(multiarray._reconstruct, (np.ndarray, (0, ), b'b'),
+                   (1, shape, dtype, False, data))
+
+
+def _write_pickle(path, obj):
+    with open(path, 'wb') as f:
+        pickle.dump(obj, f, protocol=4)
+    return path
+
+
+def test_ndarray_is_not_a_constructor_for_the_file(tmp_path, convert):
+    # numpy.ndarray called as a function makes an uninitialised 8 GB array
+    # out of a file of a few dozen bytes.
+    path = _write_pickle(tmp_path / 'tiny.pdparams',
+                         {'w': _Reduce(np.ndarray, ((1 << 30, ), np.dtype('f8')))})
+    assert path.stat().st_size < 100
+    with pytest.raises(RefusedPickleError, match='numpy.ndarray is allowed only as the '
+                       'argument of _reconstruct'):
+        load_pdparams(str(path))
+
+
+def test_uninitialised_arrays_of_the_right_shapes_are_refused(paddle_rednet26, tmp_path,
+                                                              convert):
+    state = {k: _Reduce(np.ndarray, (v.shape, v.dtype)) if isinstance(v, np.ndarray) else v
+             for k, v in paddle_rednet26.state.items()}
+    path = _write_pickle(tmp_path / 'RedNet26_pretrained.pdparams', state)
+    dst = tmp_path / 'converted.pth'
+    _assert_refused(convert(path, dst), dst, 'numpy.ndarray is allowed only')
+
+
+def test_a_zero_stride_view_is_refused_in_one_line(tmp_path, convert):
+    # Four bytes seen as 2**40 floats: copying it raised MemoryError, a traceback.
+    view = _Reduce(np.ndarray, ((1 << 40, ), np.dtype('f4'), b'\0\0\0\0', 0, (0, )))
+    path = _write_pickle(tmp_path / 'RedNet50_pretrained.pdparams',
+                         {'stem.0.conv.weight': view})
+    dst = tmp_path / 'converted.pth'
+    _assert_refused(convert(path, dst), dst, 'numpy.ndarray is allowed only')
+
+
+def _tampered_float_dtype():
+    """A float32 dtype whose pickled state gives it a (3,) subarray: its kind stays 'f'."""
+    return _Reduce(np.dtype, ('f4', False, True),
+                   (3, '<', (np.dtype('f4'), (3, )), None, None, -1, -1, 0))
+
+
+@pytest.mark.parametrize('array,match', [
+    (np.zeros(2, dtype=[('a', 'f4'), ('b', 'f4')]), "dtype 'V8'"),  # structured
+    (np.array([1.0, 2.0], dtype=object), "dtype 'O8'"),
+    (_array_state((2, ), np.dtype(('f4', (2, ))), b'\0' * 16), "dtype 'V8'"),  # subarray
+    (_array_state((2, ), _tampered_float_dtype(), b'\0' * 24), 'dtype state'),
+], ids=['structured', 'object', 'subarray', 'tampered-state'])
+def test_only_plain_numeric_dtypes(array, match, tmp_path, convert):
+    path = _write_pickle(tmp_path / 'odd.pdparams', {'stem.0.conv.weight': array})
+    with pytest.raises(RefusedPickleError, match=match):
+        load_pdparams(str(path))
+    dst = tmp_path / 'converted.pth'
+    _assert_refused(convert(path, dst), dst, 'refusing')
+
+
+def test_arrays_may_not_claim_more_bytes_than_the_file_holds(tmp_path, convert):
+    # One memoized 4 KB string, the data of 1000 arrays: 4 MB from a 4 KB file.
+    data = b'\0' * 4096
+    state = {f'layer{i}.weight': _array_state((1024, ), np.dtype('f4'), data)
+             for i in range(1000)}
+    path = _write_pickle(tmp_path / 'shared.pdparams', state)
+    assert path.stat().st_size < 64 * 1024
+    with pytest.raises(RefusedPickleError, match='more bytes than the file holds'):
+        load_pdparams(str(path))
+
+
+@pytest.mark.parametrize('opcode', [pickle.BINBYTES8, b'\x96'], ids=['bytes8', 'bytearray8'])
+def test_lengths_past_the_end_are_not_allocated(opcode, tmp_path, convert):
+    # A 12-byte file announcing a 1 TB string (or protocol 5's bytearray).
+    path = tmp_path / 'huge.pdparams'
+    path.write_bytes(b'\x80\x04' + opcode + (1 << 40).to_bytes(8, 'little') + b'.')
+    dst = tmp_path / 'converted.pth'
+    _assert_refused(convert(path, dst), dst, 'huge.pdparams')
+
+
+def test_plain_arrays_of_every_numeric_dtype_and_order_load(tmp_path):
+    state = {'f2': np.arange(6, dtype='f2').reshape(2, 3), 'f8': np.arange(4.0),
+             'i8': np.arange(3), 'u1': np.arange(5, dtype='u1'), 'b1': np.array([True, False]),
+             'big-endian': np.arange(3, dtype='>f4'), 'scalar': np.array(2.5, 'f4'),
+             'fortran': np.asfortranarray(np.arange(6, dtype='f4').reshape(2, 3)),
+             NAME_TABLE_KEY: {'f2': 'x.w_0'}}
+    path = tmp_path / 'dtypes.pdparams'
+    save_pdparams(state, path)
+    arrays = load_pdparams(str(path))
+    assert arrays.keys() == state.keys() - {NAME_TABLE_KEY}
+    for key, array in arrays.items():
+        np.testing.assert_array_equal(array, state[key])
+        assert array.dtype.isnative and array.flags.writeable and array.flags.owndata

@@ -8,10 +8,13 @@ write of each output) and its fraction of the copy bandwidth measured in the
 same run (a 256 MiB tensor copy, far out of cache, same thread count, timed
 between the kernels' repeats; the fraction is the median of per-repeat
 ratios, so load from other processes affects both sides alike). Then
-forward+backward time and extra peak memory against the unfold reference.
+forward+backward time (the speedup is the median of paired ratios) and extra
+peak memory against the unfold reference.
 Model section: RedNet-50 against mmdet's ResNet-50 backbone (both with
 ``norm_eval=False``), training step and inference, at each input size, timed
-alternately; ResNet-50 run channels-last is shown for context.
+alternately; ResNet-50 run channels-last is shown for context. Every CPU
+timing interleaves the sides and reverses their order every other repeat
+(:func:`mmrednet.utils.interleaved_times`), so that neither always runs first.
 CUDA section (whenever a GPU is present): forward and backward of the CuPy
 kernels on the RedNet-50 stage shapes at batch 32, fp32 and fp16, as a fraction
 of the copy bandwidth measured in the run, beside the traffic model's floor
@@ -26,9 +29,9 @@ Example::
 """
 import argparse
 import copy
+import functools
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -39,7 +42,7 @@ from rich.progress import track
 from rich.table import Table
 
 from mmrednet.ops import involution, involution_reference
-from mmrednet.utils import peak_memory, time_call, write_csv
+from mmrednet.utils import interleaved_times, peak_memory, time_call, write_csv
 
 # RedNet-50 stages: (channels of the involution, feature size); K=7, 16 channels a group.
 STAGES = [(64, 56), (128, 28), (256, 14), (512, 7)]
@@ -88,12 +91,6 @@ def _median(values: Sequence[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def _seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def _stage_tensors(batch: int, channels: int, size: int, layout: str):
     """x, w, grad_out of a stage involution, as a model in ``layout`` has them."""
     x = torch.randn(batch, channels, size, size)
@@ -123,23 +120,18 @@ def benchmark_kernels(batch: int, repeat: int) -> List[KernelRow]:
         x, w, grad_out = _stage_tensors(batch, channels, size, layout)
         calls = _kernel_calls(x, w, grad_out)
         minimal = (2 * x.numel() + w.numel()) * x.element_size()  # the same for all three
-        times: Dict[str, List[float]] = {k: [] for k in KERNELS}
-        copies, fractions = [], {k: [] for k in KERNELS}
+        calls['copy'] = lambda: dst.copy_(src)
         for fn in calls.values():
             fn()  # warm-up
-        for _ in range(repeat):
-            copy_seconds = _seconds(lambda: dst.copy_(src))
-            copies.append(copy_seconds)
-            for name, fn in calls.items():
-                seconds = _seconds(fn)
-                times[name].append(seconds)
-                fractions[name].append(minimal * copy_seconds / (seconds * 2 * COPY_BYTES))
-        copy_gbs = 2 * COPY_BYTES / _median(copies) / 1e9
+        times = interleaved_times(calls, repeat)
+        copy_gbs = 2 * COPY_BYTES / _median(times['copy']) / 1e9
         for name in KERNELS:
             seconds = _median(times[name])
+            fractions = [minimal * copy / (t * 2 * COPY_BYTES)
+                         for copy, t in zip(times['copy'], times[name], strict=True)]
             rows.append(KernelRow(f'{batch}x{channels}x{size}x{size}', layout, name,
                                   seconds * 1e3, minimal / seconds / 1e9, copy_gbs,
-                                  _median(fractions[name])))
+                                  _median(fractions)))
     return rows
 
 
@@ -157,11 +149,13 @@ def benchmark_op(batch: int, device: str, repeat: int) -> List[OpRow]:
         w = torch.randn(batch, channels // 16, 7, 7, size, size, device=device,
                         requires_grad=True)
         ours, ref = _fwd_bwd(involution, x, w), _fwd_bwd(involution_reference, x, w)
-        t_ours = time_call(ours, device, repeat=repeat)
-        t_ref = time_call(ref, device, repeat=max(1, repeat // 2))
+        ours(), ref()  # warm-up
+        times = interleaved_times(dict(ours=ours, ref=ref), repeat, device)
+        t_ours, t_ref = _median(times['ours']), _median(times['ref'])
+        speedup = _median([r / o for o, r in zip(times['ours'], times['ref'], strict=True)])
         m_ours, m_ref = peak_memory(ours, device), peak_memory(ref, device)
         rows.append(
-            OpRow(f'{batch}x{channels}x{size}x{size}', t_ours * 1e3, t_ref * 1e3, t_ref / t_ours,
+            OpRow(f'{batch}x{channels}x{size}x{size}', t_ours * 1e3, t_ref * 1e3, speedup,
                   m_ours / 2**20, m_ref / 2**20, m_ours / m_ref))
     return rows
 
@@ -213,10 +207,8 @@ def benchmark_models(inputs: Sequence[str], device: str, repeat: int) -> List[Mo
                 image = x.contiguous(memory_format=torch.channels_last) if 'CL' in name else x
                 steps[name] = make(model, image)
                 steps[name]()  # warm-up
-            times: Dict[str, List[float]] = {name: [] for name in steps}
-            for _ in track(range(repeat), description=f'{text} {mode}'):
-                for name, step in steps.items():  # alternately: load hits all alike
-                    times[name].append(time_call(step, device, repeat=1, warmup=0))
+            times = interleaved_times(steps, repeat, device,
+                                      functools.partial(track, description=f'{text} {mode}'))
             ratio, ratio_cl = (
                 _median([a / b for a, b in zip(times['RedNet-50'], times[base], strict=True)])
                 for base in ('ResNet-50', 'ResNet-50 CL'))

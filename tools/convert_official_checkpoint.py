@@ -32,6 +32,7 @@ import sys
 import tempfile
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -123,8 +124,12 @@ def _convert(args: argparse.Namespace):
         model = None
     else:
         model = _rednet_for(converted, depth) if bare else _classifier_for(converted, depth)
+    # Builtins only (numpy scalars as their values): the result loads under a
+    # plain torch.load(weights_only=True).
     meta = dict(converted_from=osp.basename(args.src), layout=report.layout,
-                source_meta={k: v for k, v in meta.items() if isinstance(v, (str, int, float))})
+                source_meta={k: v.item() if isinstance(v, np.generic) else v
+                             for k, v in meta.items()
+                             if isinstance(v, (str, int, float, np.number))})
     return dict(state_dict=converted, meta=meta), report, model
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..models.backbones.rednet import RedNet
+from ..utils.checkpoint_safety import mmengine_checkpoint_globals
 from .paddle import is_pickle, load_pdparams, paddle_to_official
 
 # Top-level module names of each layout's whole models.
@@ -243,7 +244,9 @@ def load_source(path: str, unsafe: bool = False) -> Tuple[Dict[str, Tensor], dic
     if source_format(path) == 'paddle':
         return paddle_to_official(load_pdparams(path)), dict(source_format='paddle')
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=not unsafe)
+        # A checkpoint of our own pretraining is an mmengine one (message hub, numpy).
+        with mmengine_checkpoint_globals():
+            ckpt = torch.load(path, map_location='cpu', weights_only=not unsafe)
     except Exception as err:  # the unpickler's errors have no common type
         if unsafe:
             raise

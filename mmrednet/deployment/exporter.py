@@ -58,7 +58,7 @@ def load_model(config: str, checkpoint: str) -> Tuple[Config, nn.Module]:
     for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file not found: {path}')
-    import mmrednet  # noqa: F401  (checkpoint classes allowed under weights_only)
+    import mmrednet  # noqa: F401  (mmengine's loaders read its checkpoints under weights_only)
     cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = revert_sync_batchnorm(MODELS.build(model_config(cfg)))  # SyncBN: no process group
@@ -209,6 +209,17 @@ def _image_dynamic(kind: str) -> Dict[int, object]:
             3: divisor * Dim('width_blocks', min=1)}
 
 
+def _second_batch(check: Tensor, shape: Tuple[int, int]) -> Tensor:
+    """The dynamic graph's second check: batch 2 at another size, two different images.
+
+    Batch 1 (the first check) catches a batch size baked in from the traced 2;
+    two distinct images (the check image and its mirror) catch a graph that
+    mixes the images of a batch, which batch 1 cannot show.
+    """
+    other = check_input.fit(check[:1], shape)
+    return torch.cat([other, other.flip(-1)])
+
+
 def _check_shape(shape: Tuple[int, int], divisor: int) -> None:
     if len(shape) != 2 or any(not isinstance(s, int) or s < 1 for s in shape):
         raise ValueError(f'shape must be two positive ints (H W), got {shape!r}')
@@ -269,8 +280,8 @@ def prepare_graphs(config: str, checkpoint: str, shape: Optional[Tuple[int, int]
             dynamic and not any(s % divisor for s in check.shape[2:]))
         check = check if fits else check_input.fit(check, shape)
     checks = [check]
-    if dynamic:  # and on another size (batch 1 against the traced 2)
-        checks.append(check_input.fit(check, (shape[0] + divisor, shape[1] + 2 * divisor)))
+    if dynamic:
+        checks.append(_second_batch(check, (shape[0] + divisor, shape[1] + 2 * divisor)))
     # A traced batch of 1 would fix the batch size: trace dynamic graphs on 2.
     example = check_input.random_input(model, shape).repeat(2 if dynamic else 1, 1, 1, 1)
     log(f'exporting {type(model).__name__} ({kind}) at {shape[0]}x{shape[1]}'
@@ -300,7 +311,8 @@ def export_onnx(config: str, checkpoint: str, out: str,
             the first test image, else the test pipeline's resize/crop size,
             rounded up to the model's stride.
         dynamic (bool): dynamic batch size and image size (multiples of 32
-            for detectors and segmentors); RoI counts are always dynamic.
+            for detectors and segmentors); RoI counts are always dynamic. The
+            graph is then also checked at batch 2 and another size.
         atol, rtol (float): the check's tolerance against PyTorch.
         log (callable): where progress lines go.
 

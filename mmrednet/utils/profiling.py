@@ -1,6 +1,6 @@
 """Timing and memory measurement shared by the benchmark tools and the memory tests."""
 import time
-from typing import Callable, List, Sequence, Set, Tuple, TypeVar
+from typing import Callable, Dict, Hashable, Iterable, List, Sequence, Set, Tuple, TypeVar
 
 import torch
 from torch import nn
@@ -28,6 +28,34 @@ def time_call(fn: Callable[[], object], device='cpu', repeat: int = 5, warmup: i
         _synchronize(device)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def interleaved_times(calls: Dict[Hashable, Callable[[], object]], rounds: int, device='cpu',
+                      progress: Callable[[Iterable[int]], Iterable[int]] = iter
+                      ) -> Dict[Hashable, List[float]]:
+    """Wall times of each call, the calls interleaved, the order reversed every other round.
+
+    Every round times each call once (no warm-up: warm them up first), in the
+    order of ``calls`` in even rounds and in reverse in odd ones, so that a
+    change of the machine's load or clock during a round, or one call
+    warming a cache for the next, favours neither side: pair the lists by
+    round for ratios.
+
+    Args:
+        calls (dict): name -> function to time.
+        rounds (int): how many times each is timed.
+        device: where they run (CUDA is synchronized around each call).
+        progress (callable): wraps ``range(rounds)``, e.g. a progress bar.
+
+    Returns:
+        dict: name -> ``rounds`` times in seconds, in round order.
+    """
+    names = list(calls)
+    times: Dict[Hashable, List[float]] = {name: [] for name in names}
+    for index in progress(range(rounds)):
+        for name in names if index % 2 == 0 else reversed(names):
+            times[name].append(time_call(calls[name], device, repeat=1, warmup=0))
+    return times
 
 
 def _cpu_allocations(fn: Callable[[], object]) -> Tuple[int, int, int]:

@@ -3,7 +3,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import ConvModule, build_conv_layer, build_norm_layer
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, Sequential
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -86,8 +86,12 @@ class Bottleneck(BaseModule):
         return self.relu(out)
 
 
-class ResLayer(nn.Sequential):
-    """The bottlenecks of one stage, with the memory formats of :meth:`Bottleneck.forward`."""
+class ResLayer(Sequential):
+    """The bottlenecks of one stage, with the memory formats of :meth:`Bottleneck.forward`.
+
+    mmengine's ``Sequential``, as mmdet's ``ResLayer``: ``init_weights`` reaches
+    the blocks (their ``init_cfg`` zeroes ``bn3``).
+    """
 
     def forward(self, x: Tensor, memory_format: torch.memory_format = torch.contiguous_format,
                 out_memory_format: Optional[torch.memory_format] = None) -> Tensor:
@@ -129,14 +133,15 @@ class RedNet(BaseModule):
         norm_eval (bool): Keep norm layers in eval mode while training.
         with_cp (bool): Gradient checkpointing of every bottleneck: keep only
             block inputs for backward. Unlike mmdet's ResNet, the recomputation
-            does not update BN's running statistics a second time.
+            does not update BN's running statistics a second time. Bypassed
+            under ``torch.compile`` (see below).
         recompute_stem (bool): Keep only the image for backward and recompute
             the stem (and max pool) there. RedNet's stem runs three
             conv/norm/activation layers at half resolution where ResNet's
             runs one, so kept, its activations alone make RedNet-50 need more
             training memory than ResNet-50; recomputing them costs one more
             stem forward per step. No effect when the stem is frozen.
-            Default: True.
+            Bypassed under ``torch.compile`` (see below). Default: True.
         channels_last (bool, optional): Run in channels-last memory format: the
             image is converted on entry and every layer keeps that layout, the
             involution op included (its CPU kernels read the channels-last
@@ -145,7 +150,11 @@ class RedNet(BaseModule):
             :meth:`forward`). On CPU oneDNN's
             convolutions, BN and max pooling are faster that way as well.
             None: on for CPU inputs. Default: None.
-        zero_init_residual (bool): Zero the last norm of every block.
+        zero_init_residual (bool): Zero the last norm (``bn3``) of every block.
+            Done by the blocks' own ``init_cfg``, which mmengine runs before
+            any ``Pretrained`` init of RedNet or of a module holding it, so
+            loaded weights are never zeroed (whatever the ``init_cfg`` form:
+            dict, list, ``prefix``; ``load_from`` loads after init anyway).
         involution_cfg (dict, optional): Extra options of every bottleneck
             involution (e.g. ``group_channels``, ``act_cfg``,
             ``regenerate_kernel``).
@@ -155,6 +164,14 @@ class RedNet(BaseModule):
     Shape:
         ``(N, 3, H, W) ->`` one ``(N, 256 * 2**i, ~H / 2**(i+2), ...)`` map per
         index ``i`` in ``out_indices`` (a tuple).
+
+    Note:
+        Under ``torch.compile``, ``with_cp``, ``recompute_stem`` and the
+        involutions' ``regenerate_kernel`` are bypassed: the model runs as if
+        they were off, and what backward keeps is the compiler's choice (its
+        partitioner recomputes some cheap operations, not convolutions), so
+        their eager-mode memory saving is not to be counted on there. The
+        outputs and gradients are the same either way.
     """
 
     arch_settings = {
@@ -216,7 +233,6 @@ class RedNet(BaseModule):
         self.norm_eval = norm_eval
         self.recompute_stem = recompute_stem
         self.channels_last = channels_last
-        self.zero_init_residual = zero_init_residual
 
         half = stem_channels // 2
         self.stem = nn.Sequential(
@@ -230,13 +246,15 @@ class RedNet(BaseModule):
                        norm_cfg=norm_cfg, inplace=True))
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
+        block_init_cfg = dict(type='Constant', val=0,
+                              override=dict(name='bn3')) if zero_init_residual else None
         self.res_layers = []
         in_ch, out_ch = stem_channels, base_channels * Bottleneck.expansion
         for i, num_blocks in enumerate(self.arch_settings[depth][:num_stages]):
             layer = self._make_stage(num_blocks, in_ch, out_ch, strides[i], dilations[i],
                                      contract_dilation, avg_down, style=style, with_cp=with_cp,
                                      conv_cfg=conv_cfg, norm_cfg=norm_cfg,
-                                     involution_cfg=involution_cfg)
+                                     involution_cfg=involution_cfg, init_cfg=block_init_cfg)
             self.add_module(f'layer{i + 1}', layer)
             self.res_layers.append(f'layer{i + 1}')
             in_ch, out_ch = out_ch, out_ch * 2
@@ -275,14 +293,6 @@ class RedNet(BaseModule):
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
-        if self.zero_init_residual and not pretrained:
-            for m in self.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.constant_(m.bn3.weight, 0)
 
     def _stem_forward(self, x: Tensor, memory_format: torch.memory_format) -> Tensor:
         # The layout change inside the recomputed part: recomputation then

@@ -43,7 +43,7 @@ class InvolutionRPNHead(RPNHead):
                  involution_cfg: Optional[dict] = None,
                  init_cfg: MultiConfig = _PREDICTOR_INIT,
                  **kwargs) -> None:
-        self.involution_cfg = dict(kernel_size=7, **(involution_cfg or {}))
+        self.involution_cfg = {'kernel_size': 7, **(involution_cfg or {})}
         super().__init__(in_channels, init_cfg=init_cfg, **kwargs)
 
     def _init_layers(self) -> None:

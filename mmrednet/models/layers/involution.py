@@ -164,7 +164,9 @@ class Involution(_InvolutionNd):
         regenerate_kernel (bool): Keep only the input for backward and
             regenerate the kernel (and the kernel branch's activations) from
             it there: saves about 3.5x the input's memory per layer for one
-            more run of the kernel branch. Default: True.
+            more run of the kernel branch. Bypassed without grad and under
+            ``torch.compile``, where what backward keeps is the compiler's
+            choice. Default: True.
         init_cfg (dict, optional): mmengine init config.
 
     Shape:

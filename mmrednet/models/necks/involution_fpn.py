@@ -26,6 +26,6 @@ class InvolutionFPN(FPN):
 
     def __init__(self, *args, involution_cfg: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        cfg = dict(kernel_size=7, **(involution_cfg or {}))
+        cfg = {'kernel_size': 7, **(involution_cfg or {})}
         for i in range(self.backbone_end_level - self.start_level):
             self.fpn_convs[i] = Involution(self.out_channels, **cfg)

@@ -38,11 +38,12 @@ class InvolutionFCNMaskHead(FCNMaskHead):
             raise ValueError('InvolutionFCNMaskHead: involution maps C -> C, so '
                              f'conv_out_channels ({self.conv_out_channels}) must equal '
                              f'in_channels ({self.in_channels})')
-        cfg = dict(kernel_size=7, **(involution_cfg or {}))
+        cfg = {'kernel_size': 7, **(involution_cfg or {})}
         # Replaces the ConvModules mmdet's __init__ just built (it has no
         # separate builder to override); their construction is a one-off cost.
-        # Not in-place: autograd forbids modifying the involution op's output
-        # in place (it is a view made inside a custom op).
+        # In place, as mmdet's ConvModule: the op's output is a tensor of its
+        # own, which autograd lets the ReLU overwrite (the op's backward does
+        # not read its output).
         self.convs = ModuleList(
-            nn.Sequential(Involution(self.in_channels, **cfg), nn.ReLU())
+            nn.Sequential(Involution(self.in_channels, **cfg), nn.ReLU(inplace=True))
             for _ in range(self.num_convs))
