@@ -3,6 +3,7 @@
 #   GPUS=16 tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
 # GPUS (total), GPUS_PER_NODE, CPUS_PER_TASK and SRUN_ARGS are read from the environment.
 set -euo pipefail
+: "${4:?usage: tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]}"
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
