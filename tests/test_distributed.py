@@ -32,7 +32,8 @@ def shapes(tmp_path_factory):
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ('PORT', 'NNODES', 'NODE_RANK', 'MASTER_ADDR')}
-    env.update(PYTHON=sys.executable, OMP_NUM_THREADS='1', **extra)
+    # The launchers' CPU path (gloo), also on a machine with GPUs.
+    env.update(PYTHON=sys.executable, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='', **extra)
     return env
 
 

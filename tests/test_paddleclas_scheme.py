@@ -1,5 +1,6 @@
 """``paddleclas://`` weights served by a loopback HTTP server, as PaddleClas's files are written."""
 import http.server
+import multiprocessing
 import os
 import os.path as osp
 import pickle
@@ -11,13 +12,14 @@ import threading
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import CheckpointLoader, load_checkpoint
 
 from mmrednet.apis import PaddleClasCheckpointError, check_pretrained_files
 from mmrednet.converters import convert_state_dict, load_source
-from mmrednet.converters.paddleclas_scheme import URL_ENV
+from mmrednet.converters.paddleclas_scheme import URL_ENV, paddleclas_state_dict
 from mmrednet.models import RedNet
 
 from .det_helpers import ROOT, tiny_dataset
@@ -231,6 +233,47 @@ def test_bad_names_are_refused_before_training(path, hub):
     cfg.model.backbone.init_cfg.checkpoint = path
     with pytest.raises(PaddleClasCheckpointError):
         check_pretrained_files(cfg.model)
+
+
+def _rank_worker(rank, store, env, out_dir):
+    """One process of a 2-process gloo group: a failing fetch, then one that works."""
+    os.environ.update(env)
+    dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=2)
+    results = []
+    try:
+        for path in ('paddleclas://RedNet38', 'paddleclas://RedNet26'):
+            try:
+                results.append(paddleclas_state_dict(path))
+            except PaddleClasCheckpointError as err:
+                results.append(str(err))
+    finally:
+        dist.destroy_process_group()
+    torch.save(results, osp.join(out_dir, f'rank{rank}.pth'))
+
+
+def test_distributed_ranks_download_once(files, server, hub, tmp_path):
+    """Rank 0 downloads, the other rank reads the cache; a failure stops both, none waits."""
+    server.serve('/RedNet26_pretrained.pdparams',
+                 (files / 'RedNet26_pretrained.pdparams').read_bytes())
+    env = {'TORCH_HOME': os.environ['TORCH_HOME'], URL_ENV: server.url, 'OMP_NUM_THREADS': '1'}
+    ctx = multiprocessing.get_context('spawn')
+    procs = [ctx.Process(target=_rank_worker, args=(rank, tmp_path / 'store', env, tmp_path))
+             for rank in (0, 1)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    hung = [proc for proc in procs if proc.is_alive()]
+    for proc in hung:
+        proc.kill()
+    assert not hung and all(proc.exitcode == 0 for proc in procs)
+    (failed0, got0), (failed1, got1) = (
+        torch.load(tmp_path / f'rank{rank}.pth', weights_only=True) for rank in (0, 1))
+    assert 'HTTP Error 404' in failed0 and failed1 == failed0  # rank 1 has rank 0's message
+    _assert_same(got0, _expected(files / 'RedNet26_pretrained.pdparams'))
+    _assert_same(got1, got0)
+    # Rank 0 alone asked the server: the 404, then the one download.
+    assert server.requests == ['/RedNet38_pretrained.pdparams', '/RedNet26_pretrained.pdparams']
 
 
 def _cfg_options(data_root):
