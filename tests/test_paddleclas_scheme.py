@@ -178,13 +178,32 @@ def test_server_errors_say_how_to_fetch_by_hand(server, hub, monkeypatch, status
     assert _cached(hub) == []
 
 
-def test_no_network_says_how_to_fetch_by_hand(hub, monkeypatch):
+def _refusing_url():
     with socket.socket() as sock:  # a port nobody listens on: connection refused
         sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv(URL_ENV, f'http://127.0.0.1:{port}')
+        return f'http://127.0.0.1:{sock.getsockname()[1]}'
+
+
+def test_no_network_says_how_to_fetch_by_hand(hub, monkeypatch):
+    monkeypatch.setenv(URL_ENV, _refusing_url())
     _fails('paddleclas://RedNet50?stem_kernel=7', 'could not download',
            str(hub / 'RedNet50_pretrained.pdparams'))
+    assert _cached(hub) == []
+
+
+def test_train_without_network_exits_with_the_how_to(tmp_path_factory, tmp_path, hub,
+                                                     monkeypatch):
+    """tools/train.py: the message and an exit status, not a traceback from inside the Runner."""
+    monkeypatch.setenv(URL_ENV, _refusing_url())
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    import train as train_tool
+    sys.path.pop(0)
+    with pytest.raises(SystemExit) as exc:
+        train_tool.main([RETINANET, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                         *_cfg_options(tiny_dataset(tmp_path_factory))])
+    message = str(exc.value)
+    assert message.startswith('error: could not download') and 'Connection refused' in message
+    assert str(hub / 'RedNet50_pretrained.pdparams') in message
     assert _cached(hub) == []
 
 

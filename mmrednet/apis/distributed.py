@@ -1,28 +1,18 @@
 """Distributed training on CPU (gloo) through mmengine's Runner."""
 import logging
 import os
-from typing import Any, Iterator, List, Tuple
+from typing import List
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from .config_tree import iter_dicts
+
 # mmcv's names of the BN layers that synchronise statistics across processes;
 # torch's SyncBatchNorm (and mmcv's own) only run on GPUs.
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
-
-
-def _sync_bn_cfgs(node: Any, key: str) -> Iterator[Tuple[str, dict]]:
-    """Yield ``(dotted key, cfg)`` for every dict whose ``type`` is a SyncBN."""
-    if isinstance(node, dict):
-        if node.get('type') in SYNC_BN_TYPES:
-            yield key, node
-        for name, value in node.items():
-            yield from _sync_bn_cfgs(value, f'{key}.{name}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _sync_bn_cfgs(value, f'{key}.{i}')
 
 
 def sync_bn_to_bn(cfg: Config) -> List[str]:
@@ -34,7 +24,8 @@ def sync_bn_to_bn(cfg: Config) -> List[str]:
     run; this does the same for a distributed CPU run, where each process then
     normalises with its own batch statistics.
     """
-    found = list(_sync_bn_cfgs(cfg.get('model'), 'model'))
+    found = [(key, node) for key, node in iter_dicts(cfg.get('model'), 'model')
+             if node.get('type') in SYNC_BN_TYPES]
     for _, norm_cfg in found:
         norm_cfg['type'] = 'BN'
     return [key for key, _ in found]

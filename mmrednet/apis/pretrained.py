@@ -1,8 +1,8 @@
 """Fail early, and helpfully, when a config's pretrained weights are missing."""
 import os.path as osp
-from typing import Any, Iterator, Tuple
 
 from ..converters.paddleclas_scheme import BASE_URL, PREFIX, URL_ENV, parse_paddleclas_path
+from .config_tree import iter_dicts
 
 HOW_TO_GET = f"""\
 Either
@@ -26,18 +26,6 @@ class MissingPretrainedError(FileNotFoundError):
     """A ``Pretrained`` init_cfg names a local file that does not exist."""
 
 
-def _pretrained_inits(node: Any, key: str) -> Iterator[Tuple[str, dict]]:
-    """Yield ``(dotted key of the init_cfg, init_cfg)`` for every Pretrained init."""
-    if isinstance(node, dict):
-        if node.get('type') == 'Pretrained' and 'checkpoint' in node:
-            yield key, node
-        for name, value in node.items():
-            yield from _pretrained_inits(value, f'{key}.{name}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _pretrained_inits(value, f'{key}.{i}')
-
-
 def check_pretrained_files(model_cfg: dict, root_key: str = 'model') -> None:
     """Raise :class:`MissingPretrainedError` for a missing local ``Pretrained`` checkpoint.
 
@@ -52,7 +40,9 @@ def check_pretrained_files(model_cfg: dict, root_key: str = 'model') -> None:
         model_cfg (dict): The ``model`` field of a config.
         root_key (str): Name of that field, for the ``--cfg-options`` hint.
     """
-    for key, init in _pretrained_inits(model_cfg, root_key):
+    for key, init in iter_dicts(model_cfg, root_key):
+        if init.get('type') != 'Pretrained' or 'checkpoint' not in init:
+            continue
         path = init['checkpoint']
         if isinstance(path, str) and path.startswith(PREFIX):
             parse_paddleclas_path(path)
