@@ -1,7 +1,7 @@
-"""tools/train.py and tools/test.py: missing weights, resume, distributed CPU training, outputs."""
+"""tools/train.py and tools/test.py: missing weights, resume, outputs (launchers: see
+test_distributed.py)."""
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -32,13 +32,18 @@ def _write_cfg(cfg: Config, path) -> str:
 def test_missing_pretrained_weights_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here
     config = osp.join(ROOT, 'configs', 'rednet', 'retinanet_rednet50_fpn_1x_coco.py')
+    local = 'checkpoints/rednet50_imagenet.pth'  # a converted file instead of the scheme
     with pytest.raises(SystemExit) as exc:
-        train_tool.main([config, '--work-dir', str(tmp_path / 'w')])
+        train_tool.main([config, '--work-dir', str(tmp_path / 'w'),
+                         '--cfg-options', f'model.backbone.init_cfg.checkpoint={local}'])
     message = str(exc.value)
-    assert 'checkpoints/rednet50_imagenet.pth' in message
+    assert local in message
     assert 'tools/convert_official_checkpoint.py' in message
+    assert "model.backbone.init_cfg.checkpoint='paddleclas://RedNet50?stem_kernel=7'" in message
     assert '--cfg-options model.backbone.init_cfg=None' in message
     cfg = Config.fromfile(config)
+    check_pretrained_files(cfg.model)  # paddleclas://: fetched when the model is initialised
+    cfg.model.backbone.init_cfg.checkpoint = local
     with pytest.raises(MissingPretrainedError):
         check_pretrained_files(cfg.model)
     cfg.model.backbone.init_cfg.checkpoint = 'https://example.com/rednet50.pth'
@@ -82,44 +87,6 @@ def test_resume_continues_with_the_same_state(shapes, tmp_path):
     assert 'coco/bbox_mAP' in metrics
     assert out.exists()
     assert any(name.endswith('.png') for name in os.listdir(tmp_path / 'vis'))
-
-
-def _launch(script: str, *args: str) -> subprocess.CompletedProcess:
-    # No PORT: on one node the launchers let torchrun pick a free port itself.
-    env = {k: v for k, v in os.environ.items() if k not in ('PORT', 'NNODES')}
-    env.update(PYTHON=sys.executable, OMP_NUM_THREADS='1')
-    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), *args], check=False,
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def test_two_process_cpu_training_and_testing(shapes, tmp_path):
-    cfg = tiny_cfg(DEMO_RETINANET, shapes, str(tmp_path / 'dist'), max_iters=2)
-    cfg.log_level = 'INFO'  # the environment summary says whether it ran distributed
-    config = _write_cfg(cfg, tmp_path / 'dist.py')
-    _launch('dist_train.sh', config, '2')
-    ckpt = torch.load(tmp_path / 'dist' / 'iter_2.pth', map_location='cpu', weights_only=False)
-    assert ckpt['meta']['iter'] == 2
-    runs = [n for n in os.listdir(tmp_path / 'dist') if n[:2].isdigit()]
-    assert len(runs) == 1  # rank 0 alone writes the run directory
-    with open(tmp_path / 'dist' / runs[0] / f'{runs[0]}.log') as f:
-        log = f.read()
-    assert 'Distributed training: True' in log
-    assert 'GPU number: 2' in log  # mmengine's name for the world size
-
-    # Each process tests its share of val; rank 0 gathers them and reports the metric.
-    proc = _launch('dist_test.sh', config, str(tmp_path / 'dist' / 'iter_2.pth'), '2',
-                   '--work-dir', str(tmp_path / 'dist_test'))
-    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
-
-
-def test_launchers_name_their_missing_arguments():
-    for script, usage in (('dist_train.sh', 'CONFIG NPROC'),
-                          ('dist_test.sh', 'CONFIG CHECKPOINT NPROC')):
-        proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), 'only_a_config.py'],
-                              check=False, capture_output=True, text=True)
-        assert proc.returncode != 0 and f'usage: tools/{script} {usage}' in proc.stderr
 
 
 def test_visualize_kernels_writes_kernel_and_prediction_images(shapes, tmp_path):

@@ -50,7 +50,7 @@ def test_original_settings(key):
     bb = cfg.model.backbone
     assert bb.type == 'mmrednet.RedNet' and bb.depth == 50 and bb.stem_kernel == 7
     assert bb.norm_cfg.type == 'SyncBN' and bb.norm_eval is False
-    assert bb.init_cfg == dict(type='Pretrained', checkpoint='checkpoints/rednet50_imagenet.pth')
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint='paddleclas://RedNet50?stem_kernel=7')
     # A segmentor-level `pretrained` would overwrite the backbone's init_cfg.
     assert cfg.model.pretrained is None
     assert 'contract_dilation' not in bb  # nothing of the base's ResNetV1c leaks in

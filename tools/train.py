@@ -23,6 +23,7 @@ from mmengine.runner import Runner
 import mmrednet  # noqa: F401  (lets torch>=2.6 load mmengine checkpoints on resume)
 from mmrednet.apis import (
     MissingPretrainedError,
+    PaddleClasCheckpointError,
     add_runner_arguments,
     check_pretrained_files,
     load_config,
@@ -73,11 +74,14 @@ def main(argv=None) -> None:
         # A resumed or fine-tuned run overwrites the backbone weights anyway.
         try:
             check_pretrained_files(cfg.model)
-        except MissingPretrainedError as err:
+        except (MissingPretrainedError, PaddleClasCheckpointError) as err:
             sys.exit(f'error: {err}')
     setup_cpu_distributed(cfg, args.launcher)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except PaddleClasCheckpointError as err:  # raised while the weights are initialised
+        sys.exit(f'error: {err}')
 
 
 if __name__ == '__main__':

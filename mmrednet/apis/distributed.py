@@ -1,9 +1,34 @@
 """Distributed training on CPU (gloo) through mmengine's Runner."""
+import logging
 import os
+from typing import List
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.logging import print_log
+
+from .config_tree import iter_dicts
+
+# mmcv's names of the BN layers that synchronise statistics across processes;
+# torch's SyncBatchNorm (and mmcv's own) only run on GPUs.
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
+
+
+def sync_bn_to_bn(cfg: Config) -> List[str]:
+    """Make every SyncBN of ``cfg.model`` a BN (same parameters and buffers); return their keys.
+
+    torch refuses SyncBN on the CPU in training ("SyncBatchNorm expected input
+    tensor to be on GPU or XPU or privateuseone", raised from inside the forward
+    pass). mmengine's Runner already reverts SyncBN to BN in a non-distributed
+    run; this does the same for a distributed CPU run, where each process then
+    normalises with its own batch statistics.
+    """
+    found = [(key, node) for key, node in iter_dicts(cfg.get('model'), 'model')
+             if node.get('type') in SYNC_BN_TYPES]
+    for _, norm_cfg in found:
+        norm_cfg['type'] = 'BN'
+    return [key for key, _ in found]
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
@@ -13,8 +38,9 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     CPU-only torch cannot do, and its default DDP wrapper passes
     ``device_ids=[LOCAL_RANK]``, which DDP refuses for CPU modules. Without CUDA
     this starts the gloo process group itself (the Runner then sees it is
-    already initialised) and asks for a DDP wrapper without device ids. With
-    CUDA, or with ``launcher='none'``, it changes nothing.
+    already initialised), asks for a DDP wrapper without device ids, and turns
+    SyncBN into BN with a one-line warning (:func:`sync_bn_to_bn`). With CUDA,
+    or with ``launcher='none'``, it changes nothing.
 
     Args:
         cfg (Config): The config the Runner will be built from (edited in place).
@@ -29,6 +55,12 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
                                 world_size=int(os.environ['WORLD_SIZE']))
+    reverted = sync_bn_to_bn(cfg)
+    if reverted:
+        print_log(f'SyncBN needs GPUs (torch refuses it on the CPU): this CPU run of '
+                  f'{dist.get_world_size()} processes uses BN, with per-process batch '
+                  f'statistics, for {", ".join(reverted)}', logger='current',
+                  level=logging.WARNING)
     wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                    find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper.update(cfg.get('model_wrapper_cfg') or {})

@@ -1,35 +1,29 @@
 """Fail early, and helpfully, when a config's pretrained weights are missing."""
 import os.path as osp
-from typing import Any, Iterator, Tuple
 
-HOW_TO_GET = """\
-The ImageNet RedNet weights are not downloaded automatically. Either
-  * download PaddleClas's conversion of the official RedNet-50 weights (the original
-    links are dead) and convert it (README, "ImageNet: weights and pretraining"):
-      https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/RedNet50_pretrained.pdparams
-      python tools/convert_official_checkpoint.py RedNet50_pretrained.pdparams {path} \\
+from ..converters.paddleclas_scheme import BASE_URL, PREFIX, URL_ENV, parse_paddleclas_path
+from .config_tree import iter_dicts
+
+HOW_TO_GET = f"""\
+Either
+  * let mmrednet fetch PaddleClas's conversion of the official RedNet-50 weights (downloaded
+    once into torch's hub cache, converted on the fly; the zoo configs' default):
+      --cfg-options {{key}}.checkpoint='{PREFIX}RedNet50?stem_kernel=7'
+    (stem_kernel=7 for the detection/segmentation RedNets; {URL_ENV} names a mirror
+    or a local directory holding RedNet50_pretrained.pdparams);
+  * convert the file yourself (README, "ImageNet: weights and pretraining"):
+      {BASE_URL}/RedNet50_pretrained.pdparams
+      python tools/convert_official_checkpoint.py RedNet50_pretrained.pdparams {{path}} \\
           --stem-kernel 7
     (an official PyTorch rednet50.pth converts the same way);
   * pretrain on ImageNet yourself: configs/rednet/rednet50_64xb32-warmup-coslr-130e_imagenet.py,
     then convert the result with the same command;
   * or train the backbone from scratch:
-      --cfg-options {key}=None"""
+      --cfg-options {{init_key}}=None"""
 
 
 class MissingPretrainedError(FileNotFoundError):
     """A ``Pretrained`` init_cfg names a local file that does not exist."""
-
-
-def _pretrained_inits(node: Any, key: str) -> Iterator[Tuple[str, dict]]:
-    """Yield ``(dotted key of the init_cfg, init_cfg)`` for every Pretrained init."""
-    if isinstance(node, dict):
-        if node.get('type') == 'Pretrained' and 'checkpoint' in node:
-            yield key, node
-        for name, value in node.items():
-            yield from _pretrained_inits(value, f'{key}.{name}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _pretrained_inits(value, f'{key}.{i}')
 
 
 def check_pretrained_files(model_cfg: dict, root_key: str = 'model') -> None:
@@ -37,15 +31,21 @@ def check_pretrained_files(model_cfg: dict, root_key: str = 'model') -> None:
 
     mmengine only opens the file after the runner is built, and then raises a
     bare ``FileNotFoundError``; this check runs before and says how to get the
-    weights or how to do without them. URLs and ``scheme://`` paths are left to
-    mmengine.
+    weights or how to do without them. ``paddleclas://`` names are checked
+    (:class:`~mmrednet.converters.paddleclas_scheme.PaddleClasCheckpointError`
+    for an unknown one; the file itself is fetched when the model is
+    initialised); other URLs and ``scheme://`` paths are left to mmengine.
 
     Args:
         model_cfg (dict): The ``model`` field of a config.
         root_key (str): Name of that field, for the ``--cfg-options`` hint.
     """
-    for key, init in _pretrained_inits(model_cfg, root_key):
+    for key, init in iter_dicts(model_cfg, root_key):
+        if init.get('type') != 'Pretrained' or 'checkpoint' not in init:
+            continue
         path = init['checkpoint']
+        if isinstance(path, str) and path.startswith(PREFIX):
+            parse_paddleclas_path(path)
         if not isinstance(path, str) or '://' in path or osp.isfile(path):
             continue
         # `key` points at the Pretrained dict; inside a list it cannot be set
@@ -57,4 +57,4 @@ def check_pretrained_files(model_cfg: dict, root_key: str = 'model') -> None:
         raise MissingPretrainedError(
             f'{key}.checkpoint = {path!r} does not exist '
             f'(working directory {osp.abspath(".")}).\n'
-            + HOW_TO_GET.format(path=path, key=hint_key))
+            + HOW_TO_GET.format(path=path, key=key, init_key=hint_key))

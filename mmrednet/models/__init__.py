@@ -6,3 +6,6 @@ from .roi_heads import InvolutionFCNMaskHead
 
 __all__ = ['Involution', 'Involution1d', 'InvolutionFCNMaskHead', 'InvolutionFPN',
            'InvolutionRPNHead', 'RedNet']
+
+# Configs import this package (custom_imports): register the paddleclas:// checkpoint scheme.
+from ..converters import paddleclas_scheme  # noqa: E402, F401

@@ -4,10 +4,13 @@
 #   model = dict(backbone=dict(**_base_.rednet50, norm_cfg=..., norm_eval=False))
 custom_imports = dict(imports=['mmrednet.models'], allow_failed_imports=False)
 
-# ImageNet RedNet-50 weights: convert the official ones with
-#   python tools/convert_official_checkpoint.py rednet50.pth checkpoints/rednet50_imagenet.pth
+# ImageNet RedNet-50 weights: PaddleClas's conversion of the official ones, downloaded
+# on first use into torch's hub cache (MMREDNET_PADDLECLAS_URL: a mirror or a local
+# directory) and converted on the fly, the 3x3 stem involution embedded in the 7x7 one.
+# A converted local file works too (tools/convert_official_checkpoint.py ... --stem-kernel 7):
+#   --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/rednet50_imagenet.pth
 # or train from scratch with --cfg-options model.backbone.init_cfg=None.
-pretrained_backbone = 'checkpoints/rednet50_imagenet.pth'
+pretrained_backbone = 'paddleclas://RedNet50?stem_kernel=7'
 rednet50 = dict(
     _delete_=True,  # no option of the base's ResNet carries over
     type='mmrednet.RedNet',

@@ -1,7 +1,9 @@
 # The RedNet ImageNet classifier of the original (cls/configs/_base_/models/rednet*.py,
 # mmcls 0.x) as an mmpretrain ImageClassifier: RedNet with the 3x3 stem involution,
 # global average pooling, linear 2048 -> 1000, label smoothing 0.1. The configs of
-# the five depths inherit this file and set model.backbone.depth.
+# the five depths inherit this file and set model.backbone.depth. They train from
+# scratch; to evaluate PaddleClas's ImageNet weights instead (downloaded on first use):
+#   python tools/test.py CONFIG 'paddleclas://RedNet50?with_head=1'
 custom_imports = dict(imports=['mmrednet.models'], allow_failed_imports=False)
 
 model = dict(

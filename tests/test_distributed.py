@@ -1,0 +1,241 @@
+"""The launchers: torchrun on one node and on two "nodes" of this machine, Slurm, SyncBN on CPU."""
+import os
+import os.path as osp
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.registry import MODELS, init_default_scope
+
+from mmrednet.apis import setup_cpu_distributed
+
+from .det_helpers import DEMO_RETINANET, ROOT, tiny_cfg, tiny_dataset
+
+CITYSCAPES_FPN = osp.join(ROOT, 'configs', 'rednet', 'fpn_rednet50_4xb2-80k_cityscapes-512x1024.py')
+BN_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
+ADDRESS_IN_USE = ('address already in use', 'EADDRINUSE', 'errno: 98')
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    return tiny_dataset(tmp_path_factory)
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PORT', 'NNODES', 'NODE_RANK', 'MASTER_ADDR')}
+    # The launchers' CPU path (gloo), also on a machine with GPUs.
+    env.update(PYTHON=sys.executable, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='', **extra)
+    return env
+
+
+def _launch(script: str, *args: str) -> subprocess.CompletedProcess:
+    # No PORT: on one node the launchers let torchrun pick a free port itself.
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), *args], check=False,
+                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _dist_cfg(shapes: str, tmp_path, name: str, **kwargs) -> str:
+    cfg = tiny_cfg(DEMO_RETINANET, shapes, str(tmp_path / name), **kwargs)
+    cfg.log_level = 'INFO'  # the environment summary says whether it ran distributed
+    path = tmp_path / f'{name}.py'
+    cfg.dump(str(path))
+    return str(path)
+
+
+def test_two_process_cpu_training_and_testing(shapes, tmp_path):
+    config = _dist_cfg(shapes, tmp_path, 'dist', max_iters=2)
+    _launch('dist_train.sh', config, '2')
+    ckpt = torch.load(tmp_path / 'dist' / 'iter_2.pth', map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 2
+    runs = [n for n in os.listdir(tmp_path / 'dist') if n[:2].isdigit()]
+    assert len(runs) == 1  # rank 0 alone writes the run directory
+    with open(tmp_path / 'dist' / runs[0] / f'{runs[0]}.log') as f:
+        log = f.read()
+    assert 'Distributed training: True' in log
+    assert 'GPU number: 2' in log  # mmengine's name for the world size
+
+    # Each process tests its share of val; rank 0 gathers them and reports the metric.
+    proc = _launch('dist_test.sh', config, str(tmp_path / 'dist' / 'iter_2.pth'), '2',
+                   '--work-dir', str(tmp_path / 'dist_test'))
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End a launcher we started, with the processes torchrun spawned (its own session)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def _two_nodes(log_dir, script: str, *args: str, timeout: float = 300) -> list:
+    """Run ``script`` as node 0 and node 1 of one process each (NNODES=2) on 127.0.0.1.
+
+    The port is picked free and then released, so another process can take it
+    before node 0 binds it: on "address already in use" the pair is started
+    again on a new port, at most three times. Returns the nodes' outputs.
+    """
+    for attempt in range(3):
+        port = str(_free_port())
+        logs = [log_dir / f'{script}.{attempt}.node{rank}.log' for rank in (0, 1)]
+        nodes = []
+        for rank, log in enumerate(logs):
+            with open(log, 'w') as out:
+                nodes.append(subprocess.Popen(
+                    ['bash', osp.join(ROOT, 'tools', script), *args], cwd=ROOT,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    env=_env(NNODES='2', NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1',
+                             PORT=port)))
+        deadline = time.monotonic() + timeout
+        try:
+            # One failed node would leave the other waiting until torch's own timeout.
+            while any(p.poll() is None for p in nodes) and time.monotonic() < deadline \
+                    and all(p.poll() in (None, 0) for p in nodes):
+                time.sleep(0.5)
+        finally:
+            for p in nodes:
+                _stop(p)
+        outputs = [log.read_text() for log in logs]
+        if all(p.returncode == 0 for p in nodes):
+            return outputs
+        if not any(s in outputs[0] for s in ADDRESS_IN_USE):
+            break
+    return pytest.fail('two-node run failed:\n' + '\n'.join(
+        f'--- node {r} (exit {p.returncode}):\n{out[-3000:]}'
+        for r, (p, out) in enumerate(zip(nodes, outputs, strict=True))))
+
+
+def test_two_nodes_train_to_identical_weights_and_test(shapes, tmp_path):
+    """tools/dist_train.sh with NNODES=2: each node one process, each rank its own image."""
+    cfg = tiny_cfg(DEMO_RETINANET, shapes, str(tmp_path / 'work'))  # one epoch
+    cfg.train_dataloader.dataset.indices = 2  # rank 0 trains on image 0, rank 1 on image 1
+    cfg.custom_imports.imports.append('tests.weight_dump_hook')
+    cfg.custom_hooks = [dict(type='DumpWeightsHook', out_dir=str(tmp_path))]
+    cfg.log_level = 'INFO'
+    config = str(tmp_path / 'two_nodes.py')
+    cfg.dump(config)
+    outputs = _two_nodes(tmp_path, 'dist_train.sh', config, '1')
+    assert 'Distributed training: True' in outputs[0] and 'GPU number: 2' in outputs[0]
+
+    before, after = ([torch.load(tmp_path / f'rank{r}_{when}_train.pth', weights_only=True)
+                      for r in (0, 1)] for when in ('before', 'after'))
+    # BN statistics are each process's own (DDP with broadcast_buffers=False, as
+    # mmengine's default wrapper): they differ, the parameters must not.
+    params = [k for k in after[0] if not k.endswith(BN_BUFFERS)]
+    assert len(params) > 100
+    for name in params:
+        assert torch.equal(after[0][name], after[1][name]), name
+    # It trained: gradients of two different images, averaged across the nodes.
+    assert any(not torch.equal(before[0][n], after[0][n]) for n in params)
+
+    # dist_test.sh the same way: each node tests its share, rank 0 reports the metric.
+    torch.save(dict(state_dict=after[0], meta=dict()), tmp_path / 'trained.pth')
+    outputs = _two_nodes(tmp_path, 'dist_test.sh', config, str(tmp_path / 'trained.pth'), '1',
+                         '--work-dir', str(tmp_path / 'test'))
+    assert 'coco/bbox_mAP' in outputs[0]
+
+
+def test_launchers_name_their_missing_arguments():
+    for script, usage in (('dist_train.sh', 'CONFIG NPROC'),
+                          ('dist_test.sh', 'CONFIG CHECKPOINT NPROC'),
+                          ('slurm_train.sh', 'PARTITION JOB_NAME CONFIG WORK_DIR'),
+                          ('slurm_test.sh', 'PARTITION JOB_NAME CONFIG CHECKPOINT')):
+        proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), 'only_a_config.py'],
+                              check=False, capture_output=True, text=True)
+        assert proc.returncode != 0 and f'usage: tools/{script} {usage}' in proc.stderr
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# Stands in for Slurm's srun: records its arguments (one per line) and PYTHONPATH.
+printf '%s\\n' "$@" > "$SRUN_RECORD"
+printf '%s\\n' "$PYTHONPATH" > "$SRUN_RECORD.pythonpath"
+"""
+
+
+@pytest.mark.parametrize('script, positional, tool', [
+    ('slurm_train.sh', ['cfg.py', 'work_dirs/x'], ['cfg.py', '--work-dir=work_dirs/x']),
+    ('slurm_test.sh', ['cfg.py', 'ckpt.pth'], ['cfg.py', 'ckpt.pth']),
+])
+def test_slurm_scripts_pass_what_mmdet_passes(tmp_path, script, positional, tool):
+    """mmdet 3.3.0's tools/slurm_{train,test}.sh arguments, seen by a stand-in srun."""
+    srun = tmp_path / 'bin' / 'srun'
+    srun.parent.mkdir()
+    srun.write_text(FAKE_SRUN)
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    record = tmp_path / 'srun_args'
+    env = _env(PATH=f'{srun.parent}{os.pathsep}{os.environ["PATH"]}', SRUN_RECORD=str(record),
+               GPUS='16', GPUS_PER_NODE='4', CPUS_PER_TASK='6',
+               SRUN_ARGS='--quotatype=auto --time=1:00:00', PYTHONPATH='/elsewhere')
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), 'gpu_part', 'red50',
+                           *positional, '--cfg-options', 'a=1'], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    tool_py = osp.join(ROOT, 'tools', 'train.py' if 'train' in script else 'test.py')
+    assert record.read_text().splitlines() == [
+        '-p', 'gpu_part', '--job-name=red50', '--gres=gpu:4', '--ntasks=16',
+        '--ntasks-per-node=4', '--cpus-per-task=6', '--kill-on-bad-exit=1',
+        '--quotatype=auto', '--time=1:00:00',
+        sys.executable, '-u', tool_py, *tool, '--launcher', 'slurm', '--cfg-options', 'a=1']
+    assert (tmp_path / 'srun_args.pythonpath').read_text().strip() == f'{ROOT}:/elsewhere'
+
+    # The defaults are mmdet's: 8 GPUs, 8 per node, 5 CPUs per task, no extra srun args.
+    for name in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS'):
+        env.pop(name)
+    subprocess.run(['bash', osp.join(ROOT, 'tools', script), 'p', 'j', *positional],
+                   env=env, cwd=tmp_path, check=True, capture_output=True)
+    assert record.read_text().splitlines()[:8] == [
+        '-p', 'p', '--job-name=j', '--gres=gpu:8', '--ntasks=8', '--ntasks-per-node=8',
+        '--cpus-per-task=5', '--kill-on-bad-exit=1']
+
+
+@pytest.fixture
+def cpu_process_group(tmp_path, monkeypatch):
+    """A one-process gloo group, as a CPU launcher run has, and no CUDA (even on a GPU machine)."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+                            world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def _seg_forward(cfg: Config) -> None:
+    """A training-mode forward of the config's segmentor on a small random batch."""
+    init_default_scope('mmseg')
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model).train()
+    model.backbone(torch.rand(2, 3, 64, 64))
+
+
+def test_sync_bn_becomes_bn_on_cpu_with_one_warning(cpu_process_group, tmp_path):
+    cfg = Config.fromfile(CITYSCAPES_FPN)
+    assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
+    # What torch does with SyncBN on the CPU once a process group exists:
+    with pytest.raises(ValueError, match='SyncBatchNorm expected input tensor to be on GPU'):
+        _seg_forward(Config.fromfile(CITYSCAPES_FPN))
+
+    log = tmp_path / 'log.txt'
+    MMLogger.get_instance('sync_bn_test', log_file=str(log))  # the current logger now
+    setup_cpu_distributed(cfg, 'pytorch')
+    warning = [line for line in log.read_text().splitlines() if 'SyncBN' in line]
+    assert len(warning) == 1, warning
+    assert 'uses BN' in warning[0] and 'model.backbone.norm_cfg' in warning[0] \
+        and 'model.decode_head.norm_cfg' in warning[0]
+    assert 'SyncBN' not in repr(cfg.model)
+    _seg_forward(cfg)  # trains on the CPU now
+    assert cfg.model_wrapper_cfg.device_ids is None
