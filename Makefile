@@ -50,7 +50,7 @@ lint: install
 
 docs: install
 	$(PY) tools/misc/generate_model_zoo.py --check
-	$(PY) -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+	$(PY) -m sphinx -E -W --keep-going -n -q -b html docs docs/_build/html
 
 test: lint docs
 	$(PY) -m pytest -q -n 2 tests

@@ -72,7 +72,7 @@ def test_quick_start_says_what_ci_runs():
     # make test: install (through lint and docs), lint, build the docs, then the tests.
     assert rules['test'].split() == ['lint', 'docs']
     assert rules['lint'].split() == rules['docs'].split() == rules['demo'].split() == ['install']
-    assert '-W --keep-going -n' in makefile
+    assert '-E -W --keep-going -n' in makefile
     test_recipe = makefile.split('\ntest:', 1)[1].split('\n\n', 1)[0]
     assert 'pytest -q -n 2 tests' in test_recipe and 'pytest -q -n 2 tests' in readme
     demo_recipe = makefile.split('\ndemo:', 1)[1].split('\n\n', 1)[0]
