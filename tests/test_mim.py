@@ -53,6 +53,8 @@ def _env(pythonpath):
 
 
 def _mim(args, pythonpath, cwd):
+    assert osp.exists(MIM), ('openmim is not installed: make install adds it '
+                             '(pip install --no-deps openmim==0.3.9, then the mim extra)')
     return subprocess.run([MIM, *args], check=False, env=_env(pythonpath), cwd=cwd,
                           capture_output=True, text=True, timeout=600)
 

@@ -71,19 +71,16 @@ def load_models(root: str = ROOT) -> List[Dict]:
     return models
 
 
-def _decimals(value: float) -> int:
-    """Decimals of a figure as the metafile spells it (at least 1)."""
-    return max(1, len(repr(float(value)).partition('.')[2]))
-
-
 def _figures(model: Dict) -> Tuple[str, str, str, str]:
-    """Published and measured params/FLOPs, each with the decimals of the published one."""
+    """Published and measured params/FLOPs; ours with as many decimals as the published.
+
+    The original's tables print the ImageNet figures with two decimals and the
+    detection/segmentation ones with one; mmcv's counter printed params with two.
+    """
     meta = model['Metadata']
-    flops_digits = _decimals(meta['FLOPs (G)'])
-    params_digits = _decimals(meta['Parameters (M)'])
-    return (f"{meta['Parameters (M)']:.{params_digits}f}", f"{meta['Measured Parameters (M)']:.2f}",
-            f"{meta['FLOPs (G)']:.{flops_digits}f}",
-            f"{meta['Measured FLOPs (G)']:.{flops_digits}f}")
+    digits = 2 if _task(model) == 'ImageNet-1k' else 1
+    return (f"{meta['Parameters (M)']:.{digits}f}", f"{meta['Measured Parameters (M)']:.2f}",
+            f"{meta['FLOPs (G)']:.{digits}f}", f"{meta['Measured FLOPs (G)']:.{digits}f}")
 
 
 def _metrics(model: Dict) -> Dict[str, float]:
