@@ -106,48 +106,55 @@ def _components(name: str) -> Tuple[str, str]:
     return neck, heads
 
 
+FIGURE_COLUMNS = [('Params (M)', '---:'), ('Params (M) ours', '---:'), ('FLOPs (G)', '---:'),
+                  ('FLOPs (G) ours', '---:')]
+
+
+def _table(columns: List[Tuple[str, str]], rows: List[List[str]]) -> List[str]:
+    """Markdown lines of a table: ``columns`` are (title, alignment rule) pairs."""
+    return ['| ' + ' | '.join(title for title, _ in columns) + ' |',
+            '|' + '|'.join(rule for _, rule in columns) + '|',
+            *('| ' + ' | '.join(row) + ' |' for row in rows)]
+
+
 def imagenet_table(models: List[Dict], prefix: str) -> List[str]:
-    rows = ['| Model | Params (M) | Params (M) ours | FLOPs (G) | FLOPs (G) ours | Top-1 (%) | '
-            'Top-5 (%) | PaddleClas top-1 / top-5 (%) | Config | Weights |',
-            '|:---|---:|---:|---:|---:|---:|---:|:---:|:---:|:---:|']
+    rows = []
     for model in models:
-        depth = model['Name'].split('_')[0].replace('rednet', '')
         metrics = _metrics(model)
-        weights = f"[PaddleClas]({model['Weights']})" if model.get('Weights') else '-'
-        rows.append(
-            f"| RedNet-{depth} | {' | '.join(_figures(model))} | {metrics['top-1']:.2f} | "
-            f"{metrics['top-5']:.2f} | {metrics['PaddleClas top-1']:.2f} / "
-            f"{metrics['PaddleClas top-5']:.2f} | {_config_link(model, prefix)} | {weights} |")
-    return rows
+        depth = model['Name'].split('_')[0].replace('rednet', '')
+        rows.append([f'RedNet-{depth}', *_figures(model), f"{metrics['top-1']:.2f}",
+                     f"{metrics['top-5']:.2f}",
+                     f"{metrics['PaddleClas top-1']:.2f} / {metrics['PaddleClas top-5']:.2f}",
+                     _config_link(model, prefix),
+                     f"[PaddleClas]({model['Weights']})" if model.get('Weights') else '-'])
+    return _table([('Model', ':---'), *FIGURE_COLUMNS, ('Top-1 (%)', '---:'),
+                   ('Top-5 (%)', '---:'), ('PaddleClas top-1 / top-5 (%)', ':---:'),
+                   ('Config', ':---:'), ('Weights', ':---:')], rows)
 
 
 def coco_table(models: List[Dict], prefix: str) -> List[str]:
-    rows = ['| Detector | Neck | Involution heads | Lr schd | Params (M) | Params (M) ours | '
-            'FLOPs (G) | FLOPs (G) ours | box AP | mask AP | Config |',
-            '|:---|:---|:---|:---:|---:|---:|---:|---:|---:|---:|:---:|']
+    rows = []
     for model in models:
-        name = model['Name']
-        detector = DETECTORS[name.split('_')[0]]
-        metrics = _metrics(model)
+        name, metrics = model['Name'], _metrics(model)
         mask = f"{metrics['mask AP']:.1f}" if 'mask AP' in metrics else '-'
-        neck, heads = _components(name)
-        rows.append(f"| {detector} | {neck} | {heads} | 1x | {' | '.join(_figures(model))} | "
-                    f"{metrics['box AP']:.1f} | {mask} | {_config_link(model, prefix)} |")
-    return rows
+        rows.append([DETECTORS[name.split('_')[0]], *_components(name), '1x', *_figures(model),
+                     f"{metrics['box AP']:.1f}", mask, _config_link(model, prefix)])
+    return _table([('Detector', ':---'), ('Neck', ':---'), ('Involution heads', ':---'),
+                   ('Lr schd', ':---:'), *FIGURE_COLUMNS, ('box AP', '---:'),
+                   ('mask AP', '---:'), ('Config', ':---:')], rows)
 
 
 def cityscapes_table(models: List[Dict], prefix: str) -> List[str]:
-    rows = ['| Method | Neck | Crop Size | Lr schd | Params (M) | Params (M) ours | FLOPs (G) | '
-            'FLOPs (G) ours | mIoU | Config |',
-            '|:---|:---|:---:|:---:|---:|---:|---:|---:|---:|:---:|']
+    rows = []
     for model in models:
-        name = model['Name']
-        meta = model['Metadata']
+        name, meta = model['Name'], model['Metadata']
         neck = _components(name)[0] if name.startswith('fpn') else 'UPerHead (PPM + FPN)'
-        rows.append(f"| {SEGMENTORS[name.split('_')[0]]} | {neck} | {meta['Crop Size']} | "
-                    f"{meta['Iterations'] // 1000}k | {' | '.join(_figures(model))} | "
-                    f"{_metrics(model)['mIoU']:.1f} | {_config_link(model, prefix)} |")
-    return rows
+        rows.append([SEGMENTORS[name.split('_')[0]], neck, meta['Crop Size'],
+                     f"{meta['Iterations'] // 1000}k", *_figures(model),
+                     f"{_metrics(model)['mIoU']:.1f}", _config_link(model, prefix)])
+    return _table([('Method', ':---'), ('Neck', ':---'), ('Crop Size', ':---:'),
+                   ('Lr schd', ':---:'), *FIGURE_COLUMNS, ('mIoU', '---:'),
+                   ('Config', ':---:')], rows)
 
 
 def _by_dataset(models: List[Dict]) -> Dict[str, List[Dict]]:
@@ -215,16 +222,17 @@ def model_zoo_page(models: List[Dict], prefix: str, docs: str) -> str:
 
 def summary(models: List[Dict], prefix: str) -> str:
     """The README's short table: one row a model, published accuracy, our params/FLOPs."""
-    rows = ['| Dataset | Model (config) | Published accuracy | Params (M) ours / published | '
-            'FLOPs (G) ours / published |', '|:---|:---|:---|:---:|:---:|']
+    rows = []
     for model in models:
         published_params, params, published_flops, flops = _figures(model)
         metrics = {k: v for k, v in _metrics(model).items() if not k.startswith('PaddleClas')}
-        accuracy = ', '.join(f'{k} {v}' for k, v in metrics.items())
-        link = f"[{model['Name']}]({prefix}{osp.basename(model['Config'])})"
-        rows.append(f'| {_task(model)} | {link} | {accuracy} | {params} / {published_params} | '
-                    f'{flops} / {published_flops} |')
-    return '\n'.join(rows)
+        rows.append([_task(model), f"[{model['Name']}]({prefix}{osp.basename(model['Config'])})",
+                     ', '.join(f'{k} {v}' for k, v in metrics.items()),
+                     f'{params} / {published_params}', f'{flops} / {published_flops}'])
+    return '\n'.join(_table([('Dataset', ':---'), ('Model (config)', ':---'),
+                             ('Published accuracy', ':---'),
+                             ('Params (M) ours / published', ':---:'),
+                             ('FLOPs (G) ours / published', ':---:')], rows))
 
 
 def with_summary(readme: str, table: str) -> str:
