@@ -1,4 +1,4 @@
-# make test  - install what is missing (into .venv), then lint and run the tests
+# make test  - install what is missing (into .venv), then lint, build the docs and run the tests
 # make demo  - install what is missing, then train, evaluate and draw the CPU detection demo
 #              and the classification demo
 # make seg-demo - the same for the Cityscapes-layout segmentation demo
@@ -7,6 +7,7 @@
 #                  16-bit conversions, the full random sweep under ASan+UBSan and TSan
 # make onnx-demo - export the trained demos to ONNX, evaluate them in onnxruntime and PyTorch
 # make deploy-demo - the same with AOTInductor packages (.pt2) instead of ONNX
+# make docs  - build the documentation (docs/_build/html) with warnings as errors; part of make test
 #
 # Use an existing environment with `make test PY=/path/to/python` (it must have
 # a torch already; TORCH= skips installing one). The mmcv wheel is built once
@@ -18,10 +19,14 @@ TORCH       ?= torch==2.14.1 torchvision==0.29.1
 MMCV        := mmcv==2.1.0
 STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex \
                pycocotools==2.0.11 cityscapesscripts==2.3.0
+# openmim without its declared dependencies: they include opendatalab, whose own pins
+# would replace setuptools with 60.2 (torch 2.14 needs >= 77.0.3). What mim search/train/test
+# import is the `mim` extra of setup.cfg.
+OPENMIM     := openmim==0.3.9
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
 
-.PHONY: install test lint demo seg-demo cls-demo onnx-demo deploy-demo benchmark cuda-emulation clean
+.PHONY: install test lint docs demo seg-demo cls-demo onnx-demo deploy-demo benchmark cuda-emulation clean
 .DEFAULT_GOAL := test
 
 install: $(STAMP)
@@ -37,13 +42,18 @@ $(STAMP): Makefile setup.py setup.cfg pyproject.toml $(wildcard kernels/involuti
 	    PYTHON=$(PY) bash tools/build_mmcv_wheel.sh $(MMCV) "$$cache" || exit 1; }; \
 	  $(PY) -m pip install -q "$$cache"/mmcv-*.whl || exit 1; }
 	$(PY) -m pip install -q $(STACK)
-	$(PY) -m pip install -q --no-build-isolation -e ".[tests]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[tests,docs,mim]"
+	$(PY) -m pip install -q --no-deps $(OPENMIM)
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
 lint: install
 	$(PY) -m ruff check .
 
-test: lint
+docs: install
+	$(PY) tools/misc/generate_model_zoo.py --check
+	$(PY) -m sphinx -E -W --keep-going -n -q -b html docs docs/_build/html
+
+test: lint docs
 	$(PY) -m pytest -q -n 2 tests
 
 demo: install
@@ -68,4 +78,4 @@ cuda-emulation: install
 	$(PY) tools/cuda_emulation.py --out-dir work_dirs/cuda_emulation
 
 clean:
-	rm -rf build mmrednet/*.so work_dirs
+	rm -rf build mmrednet/*.so work_dirs docs/_build

@@ -7,8 +7,14 @@ portable PyTorch path serves the CPU.
 import json
 import os
 import runpy
+import shutil
+import sys
 
 from setuptools import find_packages, setup
+
+# What openmim reads from an installed package (``<package>/.mim/``): the model index,
+# the configs it points at, and the train/test tools that ``mim train/test`` run.
+MIM_FILES = ('model-index.yml', 'configs', 'tools')
 
 
 def generated_header(folder):
@@ -54,10 +60,44 @@ def cpu_extension():
     return dict(ext_modules=[ext], cmdclass={'build_ext': build_ext})
 
 
+def mim_files():
+    """Put openmim's files into ``mmrednet/.mim`` and return them as package data.
+
+    An editable install (``develop``/``editable_wheel``) links them to the checkout, so
+    that edits show; a wheel or sdist build copies them (as OpenMMLab's setup.py files
+    do). Other commands (``build_ext --inplace``, ``egg_info``) leave the folder as it is.
+    """
+    commands = set(sys.argv[1:])
+    mode = ('symlink' if commands & {'develop', 'editable_wheel'} else
+            'copy' if commands & {'bdist_wheel', 'sdist'} else None)
+    root = os.path.dirname(os.path.abspath(__file__))
+    mim = os.path.join(root, 'mmrednet', '.mim')
+    if mode is not None:
+        os.makedirs(mim, exist_ok=True)
+        for name in MIM_FILES:
+            source, target = os.path.join(root, name), os.path.join(mim, name)
+            if not os.path.exists(source):
+                continue  # a wheel built from an sdist: the sdist carries the copies
+            if os.path.islink(target) or os.path.isfile(target):
+                os.remove(target)
+            elif os.path.isdir(target):
+                shutil.rmtree(target)
+            if mode == 'symlink':
+                os.symlink(os.path.relpath(source, mim), target)
+            elif os.path.isdir(source):
+                shutil.copytree(source, target,
+                                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            else:
+                shutil.copyfile(source, target)
+    return ['.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/configs/**/*.yml',
+            '.mim/configs/**/*.md', '.mim/tools/**/*.py', '.mim/tools/**/*.sh']
+
+
 # The CUDA kernels are compiled at run time (CuPy/NVRTC), so their sources are
 # package data: ``kernels/`` of the checkout becomes ``mmrednet/kernels`` of an
 # installed wheel, with the host emulation that ``mmrednet.testing`` builds.
 setup(packages=find_packages(include=['mmrednet', 'mmrednet.*']) + ['mmrednet.kernels'],
       package_dir={'mmrednet.kernels': 'kernels'},
-      package_data={'mmrednet.kernels': ['*.cu', 'emulation/*.cpp', 'emulation/*.h']},
+      package_data={'mmrednet.kernels': ['*.cu', 'emulation/*.cpp', 'emulation/*.h'],
+                    'mmrednet': mim_files()},
       **cpu_extension())

@@ -238,7 +238,7 @@ def load_source(path: str, unsafe: bool = False) -> Tuple[Dict[str, Tensor], dic
 
     The format is told from the content (:func:`source_format`), not the name.
     ``.pdparams`` come back in the official ImageNet layout
-    (:func:`~mmrednet.converters.paddle.paddle_to_official`), with
+    (:func:`~mmrednet.converters.paddle_to_official`), with
     ``meta['source_format'] == 'paddle'``.
     """
     if source_format(path) == 'paddle':

@@ -18,7 +18,8 @@ class InvolutionFPN(FPN):
     maps, so mmseg segmentors use it as they use mmseg's FPN.
 
     Args:
-        *args, **kwargs: Those of mmdet's :class:`~mmdet.models.necks.FPN`.
+        *args: Those of mmdet's :class:`~mmdet.models.necks.FPN`.
+        **kwargs: Those of mmdet's FPN, by keyword.
         involution_cfg (dict, optional): Options of the involutions
             (:class:`~mmrednet.models.Involution`); ``kernel_size`` defaults
             to 7 as in the original.

@@ -1,0 +1,96 @@
+"""The model zoo's metadata: model-index.yml, the metafiles and the pages generated from them."""
+import glob
+import os
+import os.path as osp
+import shutil
+
+import pytest
+import yaml
+
+from .seg_helpers import ROOT, load_tool
+
+generator = load_tool('misc/generate_model_zoo.py')
+PAGES = ('configs/rednet/README.md', 'docs/model_zoo.md', 'README.md')
+
+
+def _models():
+    return generator.load_models(ROOT)
+
+
+def test_model_zoo_pages_match_the_metafiles(capsys):
+    assert generator.main(['--check']) == 0, capsys.readouterr().err
+
+
+def test_check_fails_on_a_stale_page_and_regenerating_fixes_it(tmp_path, capsys):
+    for path in ('model-index.yml', *generator.metafiles(ROOT), *PAGES):
+        os.makedirs(tmp_path / osp.dirname(path), exist_ok=True)
+        shutil.copy(osp.join(ROOT, path), tmp_path / path)
+    metafile = tmp_path / 'configs/rednet/metafile.yml'
+    text = metafile.read_text()
+    assert 'Measured Parameters (M): 27.81,' in text
+    metafile.write_text(text.replace('Measured Parameters (M): 27.81,',
+                                     'Measured Parameters (M): 27.93,'))
+    before = {path: (tmp_path / path).read_text() for path in PAGES}
+
+    assert generator.main(['--check', '--root', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert 'configs/rednet/README.md' in err and 'generate_model_zoo.py' in err
+    # --check writes nothing
+    assert {path: (tmp_path / path).read_text() for path in PAGES} == before
+
+    assert generator.main(['--root', str(tmp_path)]) == 0
+    for path in PAGES:
+        assert '| 27.8 | 27.93 | 210.1 | 210.1 |' in (tmp_path / path).read_text() or \
+            '27.93 / 27.8' in (tmp_path / path).read_text()
+    assert generator.main(['--check', '--root', str(tmp_path)]) == 0
+    assert not list(tmp_path.rglob('*.tmp'))
+
+
+def test_readme_without_the_summary_markers_is_refused(tmp_path):
+    with pytest.raises(ValueError, match='model-zoo summary'):
+        generator.with_summary('# no markers\n', '| table |')
+
+
+def test_model_index_imports_every_metafile_and_every_config_once():
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        imported = yaml.safe_load(f)['Import']
+    on_disk = {osp.relpath(p, ROOT)
+               for p in glob.glob(osp.join(ROOT, 'configs/rednet/metafile*.yml'))}
+    assert sorted(imported) == sorted(on_disk)
+
+    models = _models()
+    names = [m['Name'] for m in models]
+    assert len(names) == len(set(names)), 'a model is listed twice'
+    configs = {osp.basename(p) for p in glob.glob(osp.join(ROOT, 'configs/rednet/*.py'))}
+    assert sorted(osp.basename(m['Config']) for m in models) == sorted(configs)
+    for model in models:
+        assert osp.isfile(osp.join(ROOT, model['Config']))
+        assert osp.basename(model['Config']) == model['Name'] + '.py'
+        meta = model['Metadata']
+        for key in ('Parameters (M)', 'FLOPs (G)', 'Measured Parameters (M)', 'Measured FLOPs (G)'):
+            assert isinstance(meta[key], float), (model['Name'], key)
+
+
+def test_pages_show_every_model_with_its_figures():
+    page = open(osp.join(ROOT, 'configs/rednet/README.md')).read()
+    docs_page = open(osp.join(ROOT, 'docs/model_zoo.md')).read()
+    for model in _models():
+        config = osp.basename(model['Config'])
+        assert f'[config]({config})' in page
+        assert f'[config](../configs/rednet/{config})' in docs_page
+        published_params, params, published_flops, flops = generator._figures(model)
+        row = next(line for line in page.splitlines() if f'[config]({config})' in line)
+        assert f'| {published_params} | {params} | {published_flops} | {flops} |' in row
+    for heading in ('## Abstract', '### ImageNet-1k classification',
+                    '### COCO object detection and instance segmentation',
+                    '### Cityscapes semantic segmentation', '## Citation'):
+        assert heading in page
+
+
+def test_measured_figures_are_what_get_flops_measures():
+    """The metafiles' "ours" is get_flops.py's output (checked on the cheapest model)."""
+    get_flops = load_tool('analysis/get_flops.py')
+    (model, ) = [m for m in _models() if m['Name'].startswith('rednet26_')]
+    result = get_flops.measure(osp.join(ROOT, model['Config']), (224, 224))
+    assert round(result['params'] / 1e6, 2) == model['Metadata']['Measured Parameters (M)']
+    assert round(result['flops'] / 1e9, 2) == model['Metadata']['Measured FLOPs (G)']
