@@ -11,7 +11,8 @@ from .aoti_backend import AOTIGraph, load_package
 from .aoti_export import export_aoti
 from .exporter import export_onnx
 from .involution_onnx import custom_translation_table
+from .metadata import GraphMetadata
 from .ort_backend import OnnxRuntimeGraph, load_deployment
 
-__all__ = ['AOTIGraph', 'OnnxRuntimeGraph', 'custom_translation_table', 'export_aoti',
+__all__ = ['AOTIGraph', 'GraphMetadata', 'OnnxRuntimeGraph', 'custom_translation_table', 'export_aoti',
            'export_onnx', 'load_deployment', 'load_package']

@@ -19,7 +19,7 @@ class AOTIGraph:
 
     Args:
         loader: its ``torch._C._aoti.AOTIModelPackageLoader``.
-        metadata (GraphMetadata): what the graph says about itself.
+        metadata: what the graph says about itself (a ``GraphMetadata``).
         input_shape (list): the input's shape, ``None`` on dynamic axes.
         name (str): how error messages call it.
     """
