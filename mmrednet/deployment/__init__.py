@@ -14,5 +14,5 @@ from .involution_onnx import custom_translation_table
 from .metadata import GraphMetadata
 from .ort_backend import OnnxRuntimeGraph, load_deployment
 
-__all__ = ['AOTIGraph', 'GraphMetadata', 'OnnxRuntimeGraph', 'custom_translation_table', 'export_aoti',
-           'export_onnx', 'load_deployment', 'load_package']
+__all__ = ['AOTIGraph', 'GraphMetadata', 'OnnxRuntimeGraph', 'custom_translation_table',
+           'export_aoti', 'export_onnx', 'load_deployment', 'load_package']

@@ -22,25 +22,14 @@ import argparse
 import sys
 
 from mmrednet.deployment.aoti_export import export_aoti
-from mmrednet.deployment.exporter import ATOL, RTOL, ExportCheckError
+from mmrednet.deployment.export_cli import export_argument_parser
+from mmrednet.deployment.exporter import ExportCheckError
 from mmrednet.deployment.graphs import UnsupportedModelError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Export a model to an AOTInductor package '
-                                     '(checked against PyTorch before it is written)')
-    parser.add_argument('config', help='mmpretrain, mmseg or mmdet config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--out', required=True, help='the .pt2 file to write')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input height and width (multiples of 32 for detectors and '
-                        'segmentors); default: the first test image\'s size, else the test '
-                        'pipeline\'s')
-    parser.add_argument('--dynamic', action='store_true',
-                        help='dynamic batch size and image size')
-    parser.add_argument('--atol', type=float, default=ATOL,
-                        help='check tolerance: atol + rtol * max |pytorch| per output')
-    parser.add_argument('--rtol', type=float, default=RTOL, help='see --atol')
+    parser = export_argument_parser('Export a model to an AOTInductor package '
+                                    '(checked against PyTorch before it is written)', '.pt2')
     parser.add_argument('--threads', type=int,
                         help='threads AOTInductor\'s own loops are compiled for (default: '
                         'torch\'s intra-op threads, e.g. OMP_NUM_THREADS); 1 compiles them '

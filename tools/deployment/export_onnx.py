@@ -16,25 +16,14 @@ import argparse
 import sys
 
 from mmrednet.deployment import export_onnx
-from mmrednet.deployment.exporter import ATOL, RTOL, ExportCheckError
+from mmrednet.deployment.export_cli import export_argument_parser
+from mmrednet.deployment.exporter import ExportCheckError
 from mmrednet.deployment.graphs import UnsupportedModelError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Export a model to ONNX (checked in '
-                                     'onnxruntime against PyTorch before it is written)')
-    parser.add_argument('config', help='mmpretrain, mmseg or mmdet config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--out', required=True, help='the .onnx file to write')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input height and width (multiples of 32 for detectors and '
-                        'segmentors); default: the first test image\'s size, else the test '
-                        'pipeline\'s')
-    parser.add_argument('--dynamic', action='store_true',
-                        help='dynamic batch size and image size')
-    parser.add_argument('--atol', type=float, default=ATOL,
-                        help='check tolerance: atol + rtol * max |pytorch| per output')
-    parser.add_argument('--rtol', type=float, default=RTOL, help='see --atol')
+    parser = export_argument_parser('Export a model to ONNX (checked in '
+                                    'onnxruntime against PyTorch before it is written)', '.onnx')
     return parser.parse_args(argv)
 
 
