@@ -212,8 +212,9 @@ def model_zoo_page(models: List[Dict], prefix: str, docs: str) -> str:
         'ImageNet code and weights have the 3x3 one, which the configs keep). FLOPs of the '
         'detectors and segmentors agree within 0.6% (-0.57% to +0.20%) except the two '
         'Mask R-CNN models with a convolutional mask head (+3.0% and +3.4%); the ImageNet '
-        'FLOPs are 0.9-1.7% below the published ones, which mmcv 1.x\'s counter made (it also counts activations, pooling and '
-        f'biases). The [ImageNet guide]({docs}user_guides/imagenet.md) and the '
+        'FLOPs are 0.9-1.7% below the published ones, which mmcv 1.x\'s counter made (it '
+        'also counts activations, pooling and biases). '
+        f'The [ImageNet guide]({docs}user_guides/imagenet.md) and the '
         f'[detection guide]({docs}user_guides/detection.md) explain both.', '',
         '## Citation', '', CITATION, '',
     ]
