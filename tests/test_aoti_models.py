@@ -6,14 +6,11 @@ AOTInductor compiles each graph with a C++ compiler (tens of seconds on 2
 cores): the packages are made once per module and shared.
 """
 import os
-import pickle
 import subprocess
 import sys
-from unittest import mock
 
 import pytest
 import torch
-from mmengine.config import Config
 
 from mmrednet.deployment.aoti_backend import load_package
 from mmrednet.deployment.aoti_export import export_aoti
@@ -30,7 +27,9 @@ from .test_onnx_models import (
     _folder_per_class,
     _spread_scores,
     _write,
+    assert_same_classifications,
     classifier_cfg,
+    evaluate,
 )
 
 test_tool = load_tool('test.py')
@@ -38,20 +37,10 @@ export_tool = load_tool('deployment/export_aoti.py')
 QUIET = dict(log=lambda _: None)
 
 
-def _evaluate(config_file: str, args, work_dir) -> tuple:
-    """tools/test.py: ``(metrics, predictions)`` (yapf off, as in test_onnx_models)."""
-    out = str(work_dir / 'predictions.pkl')
-    plain_text = property(lambda self: repr(self._cfg_dict))
-    with mock.patch.object(Config, 'pretty_text', plain_text):
-        metrics = test_tool.main([config_file, *args, '--work-dir', str(work_dir), '--out', out])
-    with open(out, 'rb') as f:
-        return metrics, pickle.load(f)
-
-
 def _both_backends(config_file: str, checkpoint: str, package: str, tmp_path):
-    return (_evaluate(config_file, [checkpoint], tmp_path / 'pytorch'),
-            _evaluate(config_file, ['--backend', 'aoti', '--package', package],
-                      tmp_path / 'aoti'))
+    return (evaluate(config_file, [checkpoint], tmp_path / 'pytorch'),
+            evaluate(config_file, ['--backend', 'aoti', '--package', package],
+                     tmp_path / 'aoti'))
 
 
 @pytest.fixture(scope='module')
@@ -111,9 +100,7 @@ def test_classifier_package_evaluates_like_pytorch(classifier, tmp_path):
                                                                   package, tmp_path)
     assert 'accuracy/top1' in metrics
     _assert_same_metrics(metrics, aoti_metrics, 1e-6)
-    for a, b in zip(preds, aoti_preds, strict=True):
-        torch.testing.assert_close(b['pred_score'], a['pred_score'], atol=1e-5, rtol=1e-4)
-        assert torch.equal(b['pred_label'], a['pred_label'])
+    assert_same_classifications(preds, aoti_preds)
 
 
 def test_segmentor_package_evaluates_like_pytorch(segmentor, tmp_path):

@@ -45,23 +45,32 @@ def _write(cfg: Config, tmp_path, name: str, adjust=None):
     return config_file, checkpoint
 
 
-def _both_backends(config_file: str, checkpoint: str, onnx_file: str, tmp_path):
-    """tools/test.py with PyTorch and with onnxruntime: ``(metrics, predictions)`` each.
+def evaluate(config_file: str, args, work_dir) -> tuple:
+    """tools/test.py on ``args``: ``(metrics, predictions)``.
 
     Without yapf: the Runner formats the whole config for its log several times
     (seconds each on 2 cores) and nothing here reads it.
     """
-    results = {}
+    out = str(work_dir / 'predictions.pkl')
     plain_text = property(lambda self: repr(self._cfg_dict))
-    for backend, args in (('pytorch', [checkpoint]),
-                          ('onnxruntime', ['--backend', 'onnxruntime', '--onnx', onnx_file])):
-        out = str(tmp_path / f'{backend}.pkl')
-        with mock.patch.object(Config, 'pretty_text', plain_text):
-            metrics = test_tool.main([config_file, *args, '--work-dir', str(tmp_path / backend),
-                                      '--out', out])
-        with open(out, 'rb') as f:
-            results[backend] = (metrics, pickle.load(f))
-    return results['pytorch'], results['onnxruntime']
+    with mock.patch.object(Config, 'pretty_text', plain_text):
+        metrics = test_tool.main([config_file, *args, '--work-dir', str(work_dir), '--out', out])
+    with open(out, 'rb') as f:
+        return metrics, pickle.load(f)
+
+
+def _both_backends(config_file: str, checkpoint: str, onnx_file: str, tmp_path):
+    """tools/test.py with PyTorch and with onnxruntime: ``(metrics, predictions)`` each."""
+    return (evaluate(config_file, [checkpoint], tmp_path / 'pytorch'),
+            evaluate(config_file, ['--backend', 'onnxruntime', '--onnx', onnx_file],
+                     tmp_path / 'onnxruntime'))
+
+
+def assert_same_classifications(expected: list, got: list) -> None:
+    """Two backends' classifier predictions: scores close, labels equal."""
+    for a, b in zip(expected, got, strict=True):
+        torch.testing.assert_close(b['pred_score'], a['pred_score'], atol=1e-5, rtol=1e-4)
+        assert torch.equal(b['pred_label'], a['pred_label'])
 
 
 def _assert_same_metrics(expected: dict, got: dict, tol: float) -> None:
@@ -137,9 +146,7 @@ def test_classifier_exports_and_evaluates_like_pytorch(tmp_path):
                                                                 onnx_file, tmp_path)
     assert 'accuracy/top1' in metrics
     _assert_same_metrics(metrics, ort_metrics, 1e-6)
-    for a, b in zip(preds, ort_preds, strict=True):
-        torch.testing.assert_close(b['pred_score'], a['pred_score'], atol=1e-5, rtol=1e-4)
-        assert torch.equal(b['pred_label'], a['pred_label'])
+    assert_same_classifications(preds, ort_preds)
 
 
 def test_dynamic_export_is_checked_on_a_batch_of_two_different_images(tmp_path, monkeypatch):

@@ -21,6 +21,16 @@ def _as_tuple(value: IntOrPair, ndim: int, name: str, minimum: int) -> Tuple[int
     return values
 
 
+def _check_like_input(name: str, tensor: Tensor, input: Tensor) -> None:
+    """``tensor`` (the argument called ``name``) is on ``input``'s device, in its dtype."""
+    if tensor.device != input.device:
+        raise ValueError(f'involution: {name} is on {tensor.device} but input is on '
+                         f'{input.device}; both must be on the same device')
+    if tensor.dtype != input.dtype:
+        raise TypeError(f'involution: {name} dtype {tensor.dtype} must equal input dtype '
+                        f'{input.dtype}')
+
+
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Length of one output axis, as for a convolution with the same geometry."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
@@ -78,12 +88,7 @@ def canonicalize(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntO
         expected = '(N, G, K, L_out)' if ndim == 1 else '(N, G, K, K, H_out, W_out)'
         raise ValueError(f'involution: for a {ndim}-D input, weight must be {expected}, '
                          f'got shape {tuple(weight.shape)}')
-    if weight.device != input.device:
-        raise ValueError(f'involution: weight is on {weight.device} but input is on '
-                         f'{input.device}; both must be on the same device')
-    if weight.dtype != input.dtype:
-        raise TypeError(f'involution: weight dtype {weight.dtype} must equal input dtype '
-                        f'{input.dtype}')
+    _check_like_input('weight', weight, input)
     if not input.is_floating_point():
         raise TypeError(f'involution: input must be a floating point tensor, got {input.dtype}')
     stride_t = _as_tuple(stride, ndim, 'stride', 1)
@@ -146,12 +151,7 @@ def check_op_args(input: Tensor, weight: Tensor, stride: Sequence[int], padding:
         return
     if not isinstance(grad_output, Tensor):
         raise TypeError('involution: grad_output must be a tensor')
-    if grad_output.device != input.device:
-        raise ValueError(f'involution: grad_output is on {grad_output.device} but input is on '
-                         f'{input.device}; both must be on the same device')
-    if grad_output.dtype != input.dtype:
-        raise TypeError(f'involution: grad_output dtype {grad_output.dtype} must equal input '
-                        f'dtype {input.dtype}')
+    _check_like_input('grad_output', grad_output, input)
     expected = (*input.shape[:2], *weight.shape[4:])
     if tuple(grad_output.shape) != expected:
         raise ValueError(f'involution: grad_output must have the output shape {expected}, got '
