@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -18,13 +19,14 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import CheckpointLoader, load_checkpoint
 
 from mmrednet.apis import PaddleClasCheckpointError, check_pretrained_files
-from mmrednet.converters import convert_state_dict, load_source
+from mmrednet.converters import convert_state_dict, load_source, paddleclas_scheme
 from mmrednet.converters.paddleclas_scheme import URL_ENV, paddleclas_state_dict
 from mmrednet.models import RedNet
 
 from .det_helpers import ROOT, tiny_dataset
 from .official_layout import OfficialRedNet, randomize_norms
 from .paddle_format import paddle_rednet_state, save_pdparams
+from .seg_helpers import load_tool
 
 RETINANET = osp.join(ROOT, 'configs', 'rednet', 'retinanet_rednet50_fpn_1x_coco.py')
 IMAGENET_26 = osp.join(ROOT, 'configs', 'rednet', 'rednet26_64xb32-warmup-coslr-130e_imagenet.py')
@@ -51,7 +53,11 @@ def files(tmp_path_factory):
 
 
 class _Server(http.server.ThreadingHTTPServer):
-    """Serves ``routes[path] = (status, body, declared length)``; counts the requests."""
+    """Serves ``routes[path] = (status, body, declared length, stall)``; counts the requests.
+
+    A declared length of -1 sends no Content-Length (the body ends with the
+    connection); ``stall`` seconds pass, silently, after the body is sent.
+    """
 
     def __init__(self):
         super().__init__(('127.0.0.1', 0), _Handler)
@@ -61,19 +67,23 @@ class _Server(http.server.ThreadingHTTPServer):
     def url(self):
         return f'http://127.0.0.1:{self.server_address[1]}'
 
-    def serve(self, path, body, status=200, length=None):
-        self.routes[path] = (status, body, len(body) if length is None else length)
+    def serve(self, path, body, status=200, length=None, stall=0.0):
+        self.routes[path] = (status, body, len(body) if length is None else length, stall)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.server.requests.append(self.path)
-        status, body, length = self.server.routes.get(self.path, (404, b'no such file', 12))
+        status, body, length, stall = self.server.routes.get(
+            self.path, (404, b'no such file', 12, 0.0))
         self.send_response(status)
-        self.send_header('Content-Length', str(length))
+        if length >= 0:
+            self.send_header('Content-Length', str(length))
         self.end_headers()
         self.wfile.write(body)  # fewer bytes than declared: the connection just closes
+        self.wfile.flush()
+        time.sleep(stall)
 
     def log_message(self, *args):
         pass
@@ -207,6 +217,26 @@ def test_train_without_network_exits_with_the_how_to(tmp_path_factory, tmp_path,
     assert _cached(hub) == []
 
 
+def test_test_tool_without_network_exits_with_the_how_to(tmp_path_factory, tmp_path, hub,
+                                                          monkeypatch):
+    """tools/test.py with CHECKPOINT = paddleclas://...: the message, not a traceback."""
+    monkeypatch.setenv(URL_ENV, _refusing_url())
+    root = tiny_dataset(tmp_path_factory)
+    dataset = 'test_dataloader.dataset.'
+    with pytest.raises(SystemExit) as exc:
+        load_tool('test.py').main([
+            RETINANET, 'paddleclas://RedNet50', '--work-dir', str(tmp_path / 'work'),
+            '--cfg-options', f'{dataset}data_root={root}/',
+            f'{dataset}ann_file=annotations/instances_val.json', f'{dataset}data_prefix.img=val/',
+            f'{dataset}metainfo.classes=(circle,square,triangle)',
+            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
+            f'test_evaluator.ann_file={root}/annotations/instances_val.json',
+            'model.bbox_head.num_classes=3'])
+    message = str(exc.value)
+    assert message.startswith('error: could not download') and 'Connection refused' in message
+    assert _cached(hub) == []
+
+
 def test_a_truncated_download_leaves_nothing_in_the_cache(files, server, hub, monkeypatch):
     body = (files / 'RedNet26_pretrained.pdparams').read_bytes()
     server.serve('/RedNet26_pretrained.pdparams', body[:len(body) // 2], length=len(body))
@@ -217,6 +247,27 @@ def test_a_truncated_download_leaves_nothing_in_the_cache(files, server, hub, mo
     server.serve('/RedNet26_pretrained.pdparams', body)
     CheckpointLoader.load_checkpoint('paddleclas://RedNet26')
     assert _cached(hub) == ['RedNet26_pretrained.pdparams']
+
+
+def test_a_stalled_server_times_out(files, server, hub, monkeypatch):
+    body = (files / 'RedNet26_pretrained.pdparams').read_bytes()
+    server.serve('/RedNet26_pretrained.pdparams', body[:1000], length=len(body), stall=5.0)
+    monkeypatch.setenv(URL_ENV, server.url)
+    monkeypatch.setattr(paddleclas_scheme, 'DOWNLOAD_TIMEOUT_S', 0.5)
+    start = time.monotonic()
+    _fails('paddleclas://RedNet26', 'could not download', 'timed out')
+    assert time.monotonic() - start < 4.0  # gave up before the server would have closed
+    assert _cached(hub) == []
+
+
+@pytest.mark.parametrize('length', [None, -1], ids=['announced', 'not-announced'])
+def test_a_file_over_the_size_bound_is_refused(files, server, hub, monkeypatch, length):
+    body = (files / 'RedNet26_pretrained.pdparams').read_bytes()
+    server.serve('/RedNet26_pretrained.pdparams', body, length=length)
+    monkeypatch.setenv(URL_ENV, server.url)
+    monkeypatch.setattr(paddleclas_scheme, 'MAX_DOWNLOAD_BYTES', 4096)
+    _fails('paddleclas://RedNet26', 'larger than MAX_DOWNLOAD_BYTES=4096', 'nothing was kept')
+    assert _cached(hub) == []
 
 
 def test_files_that_are_not_the_named_rednet(files, server, hub, monkeypatch):

@@ -13,6 +13,7 @@ Examples:
 import argparse
 import copy
 import os.path as osp
+import sys
 
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
@@ -20,6 +21,7 @@ from mmengine.runner import Runner
 
 import mmrednet  # noqa: F401  (lets torch>=2.6 load mmengine checkpoints)
 from mmrednet.apis import (
+    PaddleClasCheckpointError,
     add_runner_arguments,
     load_config,
     parse_runner_args,
@@ -158,7 +160,10 @@ def main(argv=None) -> dict:
     cfg = build_config(args)
     setup_cpu_distributed(cfg, args.launcher)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    return runner.test()
+    try:
+        return runner.test()
+    except PaddleClasCheckpointError as err:  # CHECKPOINT is paddleclas://... and the fetch failed
+        sys.exit(f'error: {err}')
 
 
 if __name__ == '__main__':

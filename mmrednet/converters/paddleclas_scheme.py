@@ -5,9 +5,10 @@ path that starts with ``paddleclas://`` to :func:`load_from_paddleclas`, which
 
 1. finds ``RedNet<depth>_pretrained.pdparams`` in torch's hub cache
    (``torch.hub.get_dir()/checkpoints``), or downloads it there on first use
-   with ``torch.hub.download_url_to_file`` (progress bar; rank 0 first in a
-   distributed run). The download is checked by reading it whole before it
-   takes the cached name: a truncated or foreign file never stays in the cache;
+   (progress bar; rank 0 first in a distributed run; a stalled server times out
+   and a file over :data:`MAX_DOWNLOAD_BYTES` is refused). The download is
+   checked by reading it whole before it takes the cached name: a truncated or
+   foreign file never stays in the cache;
 2. reads it with the converter's numpy-arrays-only reader and maps its keys as
    ``tools/convert_official_checkpoint.py`` does
    (:func:`~mmrednet.converters.load_source`,
@@ -33,6 +34,7 @@ import os.path as osp
 import pickle
 import re
 import urllib.error
+import urllib.request
 import uuid
 from http.client import HTTPException
 from typing import Dict, NamedTuple
@@ -43,6 +45,7 @@ from mmengine.dist import broadcast_object_list, get_dist_info
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import Tensor
+from tqdm import tqdm
 
 PREFIX = 'paddleclas://'
 BASE_URL = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph'
@@ -52,6 +55,10 @@ _NAME = re.compile(r'^RedNet(?P<depth>\d+)$')
 _TRUE, _FALSE = ('1', 'true', 'yes'), ('0', 'false', 'no')
 # What the converter's reader and key mapping raise for a file that is not a RedNet .pdparams.
 _READ_ERRORS = (ValueError, RuntimeError, pickle.UnpicklingError)
+# torch.hub.download_url_to_file has neither: a stalled server would hang a job for good, and
+# a stranger's server could fill the disk.
+DOWNLOAD_TIMEOUT_S = 60.0  # without a byte from the server
+MAX_DOWNLOAD_BYTES = 1 << 30  # the largest, RedNet152_pretrained.pdparams, is about 130 MB
 
 
 class PaddleClasCheckpointError(RuntimeError):
@@ -132,20 +139,52 @@ def _convert(local: str, name: PaddleClasName) -> Dict[str, Tensor]:
     return convert_state_dict(converted, 'imagenet', name.stem_kernel, name.with_head)[0]
 
 
+def _download_file(url: str, dst: str) -> None:
+    """Write ``url``'s body to ``dst``, with a progress bar, a timeout and a size bound.
+
+    Raises:
+        OSError, urllib.error.URLError, http.client.HTTPException: No
+            connection, an HTTP error status or no data for
+            :data:`DOWNLOAD_TIMEOUT_S` (``TimeoutError``).
+        PaddleClasCheckpointError: More than :data:`MAX_DOWNLOAD_BYTES`, or
+            fewer bytes than the server announced.
+    """
+    request = urllib.request.Request(url, headers={'User-Agent': 'mmrednet'})
+    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, \
+            open(dst, 'wb') as out:
+        announced = int(response.headers.get('Content-Length') or 0) or None
+        too_large = (f'{url} is larger than MAX_DOWNLOAD_BYTES={MAX_DOWNLOAD_BYTES}: not a RedNet '
+                     f'.pdparams; nothing was kept in {osp.dirname(dst)}')
+        if (announced or 0) > MAX_DOWNLOAD_BYTES:
+            raise PaddleClasCheckpointError(too_large)
+        written = 0
+        with tqdm(total=announced, unit='B', unit_scale=True, unit_divisor=1024) as bar:
+            while chunk := response.read(1 << 20):
+                written += len(chunk)
+                if written > MAX_DOWNLOAD_BYTES:  # a server that announced less, or nothing
+                    raise PaddleClasCheckpointError(too_large)
+                out.write(chunk)
+                bar.update(len(chunk))
+    # http.client ends a body cut short by a closed connection without an error.
+    if announced is not None and written != announced:
+        raise PaddleClasCheckpointError(
+            f'{url}: the download was truncated ({written} of {announced} bytes); '
+            f'nothing was kept in {osp.dirname(dst)}')
+
+
 def _download(name: PaddleClasName, url: str) -> Dict[str, Tensor]:
     """Download ``url`` into the cache; the file gets its cached name only once it converts."""
     dst = cache_path(name)
     os.makedirs(osp.dirname(dst), exist_ok=True)
-    part = f'{dst}.{uuid.uuid4().hex}.download'  # torch writes its own .partial, then moves
+    part = f'{dst}.{uuid.uuid4().hex}.download'  # jobs sharing the cache never collide
     print_log(f'Downloading {url} to {dst}', logger='current')
     try:
         try:
-            torch.hub.download_url_to_file(url, part, progress=True)
+            _download_file(url, part)
         except (urllib.error.URLError, HTTPException, OSError) as err:
             why = err if isinstance(err, urllib.error.HTTPError) else getattr(err, 'reason', err)
             raise PaddleClasCheckpointError(_how_to_fetch(name, url, str(why))) from None
         try:
-            # http.client does not notice a body shorter than announced; the reader does.
             converted = _convert(part, name)
         except _READ_ERRORS as err:
             raise PaddleClasCheckpointError(
