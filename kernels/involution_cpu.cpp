@@ -106,13 +106,19 @@ std::ostream& operator<<(std::ostream& out, const torch::stable::Device& device)
   return out;
 }
 
-template <typename Error = std::invalid_argument, typename... Parts>
-void check(bool condition, const Parts&... parts) {
-  if (condition) return;
-  std::ostringstream message;
-  (message << ... << parts);
-  throw Error(message.str());
+template <typename... Parts>
+std::string message(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
 }
+
+// A bad argument: std::invalid_argument, the message's parts evaluated only
+// then (as TORCH_CHECK_VALUE).
+#define CHECK_VALUE(condition, ...)                                      \
+  do {                                                                   \
+    if (!(condition)) throw std::invalid_argument(message(__VA_ARGS__)); \
+  } while (false)
 
 // The arguments, checked as mmrednet/ops/_args.py checks them for the Python
 // entry points (same conditions and messages), since C++ callers have no
@@ -123,8 +129,8 @@ int64_t output_size(int64_t size, int64_t kernel, int64_t stride, int64_t paddin
 }
 
 void check_pair(const char* op, const char* name, const Ints& values, int64_t minimum) {
-  check(values.size() == 2, op, ": ", name, " must be 2 ints, got ", list(values));
-  check(values[0] >= minimum && values[1] >= minimum, op, ": ", name, " must be >= ", minimum,
+  CHECK_VALUE(values.size() == 2, op, ": ", name, " must be 2 ints, got ", list(values));
+  CHECK_VALUE(values[0] >= minimum && values[1] >= minimum, op, ": ", name, " must be >= ", minimum,
         ", got ", list(values));
 }
 
@@ -141,53 +147,71 @@ bool is_floating(ScalarType type) {
   }
 }
 
-void check_problem(const char* op, const Tensor& input, const Tensor& weight, const Ints& stride,
-                   const Ints& padding, const Ints& dilation) {
-  check(input.dim() == 4, op, ": input must be (N, C, H, W), got shape ", shape(input));
-  check(weight.dim() == 6, op,
-        ": for a 2-D input, weight must be (N, G, K, K, H_out, W_out), got shape ",
-        shape(weight));
-  check(weight.device() == input.device(), op, ": weight is on ", weight.device(),
-        " but input is on ", input.device(), "; both must be on the same device");
-  check(weight.scalar_type() == input.scalar_type(), op, ": weight dtype ",
-        weight.scalar_type(), " must equal input dtype ", input.scalar_type());
-  check(is_floating(input.scalar_type()), op, ": input must be a floating point tensor, got ",
-        input.scalar_type());
+// A tensor's dtype and device as the C shim codes them: compared without
+// converting them (the messages convert them).
+int32_t dtype_code(const Tensor& t) {
+  int32_t code;
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_dtype(t.get(), &code));
+  return code;
+}
+
+bool same_device(const Tensor& a, const Tensor& b) {
+  int32_t a_type, a_index, b_type, b_index;
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_type(a.get(), &a_type));
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_type(b.get(), &b_type));
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_index(a.get(), &a_index));
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_index(b.get(), &b_index));
+  return a_type == b_type && a_index == b_index;
+}
+
+// Checks the problem and returns the dtype of its tensors.
+ScalarType check_problem(const char* op, const Tensor& input, const Tensor& weight,
+                         const Ints& stride, const Ints& padding, const Ints& dilation) {
+  CHECK_VALUE(input.dim() == 4, op, ": input must be (N, C, H, W), got shape ", shape(input));
+  CHECK_VALUE(weight.dim() == 6, op,
+              ": for a 2-D input, weight must be (N, G, K, K, H_out, W_out), got shape ",
+              shape(weight));
+  CHECK_VALUE(same_device(weight, input), op, ": weight is on ", weight.device(),
+              " but input is on ", input.device(), "; both must be on the same device");
+  CHECK_VALUE(dtype_code(weight) == dtype_code(input), op, ": weight dtype ",
+              weight.scalar_type(), " must equal input dtype ", input.scalar_type());
+  const ScalarType type = input.scalar_type();
+  CHECK_VALUE(is_floating(type), op, ": input must be a floating point tensor, got ", type);
   check_pair(op, "stride", stride, 1);
   check_pair(op, "padding", padding, 0);
   check_pair(op, "dilation", dilation, 1);
-  const int64_t channels = input.size(1), groups = weight.size(1);
-  check(weight.size(0) == input.size(0), op, ": weight batch size ", weight.size(0),
-        " must equal input batch size ", input.size(0));
-  check(groups >= 1 && channels % groups == 0, op, ": the number of groups (weight.shape[1] = ",
-        groups, ") must divide the input channels (", channels, ")");
-  check(weight.size(2) >= 1 && weight.size(3) >= 1, op, ": kernel size must be >= 1, got ",
-        list(weight, 2, 2));
-  check(input.size(2) >= 1 && input.size(3) >= 1, op, ": input spatial size must be >= 1, got ",
-        list(input, 2, 2));
-  const int64_t out_h = output_size(input.size(2), weight.size(2), stride[0], padding[0],
-                                    dilation[0]);
-  const int64_t out_w = output_size(input.size(3), weight.size(3), stride[1], padding[1],
-                                    dilation[1]);
-  check(out_h >= 1 && out_w >= 1, op, ": input spatial size ", list(input, 2, 2),
-        " is too small for kernel ", list(weight, 2, 2), ", padding ", list(padding),
-        ", dilation ", list(dilation));
-  check(weight.size(4) == out_h && weight.size(5) == out_w, op, ": weight spatial size ",
-        list(weight, 4, 2), " must equal the output size [", out_h, ", ", out_w, "] for input ",
-        list(input, 2, 2), ", stride ", list(stride), ", padding ", list(padding), ", dilation ",
-        list(dilation));
+  const auto x = input.sizes(), w = weight.sizes();
+  const int64_t channels = x[1], groups = w[1];
+  CHECK_VALUE(w[0] == x[0], op, ": weight batch size ", w[0], " must equal input batch size ",
+              x[0]);
+  CHECK_VALUE(groups >= 1 && channels % groups == 0, op,
+              ": the number of groups (weight.shape[1] = ", groups,
+              ") must divide the input channels (", channels, ")");
+  CHECK_VALUE(w[2] >= 1 && w[3] >= 1, op, ": kernel size must be >= 1, got ", list(weight, 2, 2));
+  CHECK_VALUE(x[2] >= 1 && x[3] >= 1, op, ": input spatial size must be >= 1, got ",
+              list(input, 2, 2));
+  const int64_t out_h = output_size(x[2], w[2], stride[0], padding[0], dilation[0]);
+  const int64_t out_w = output_size(x[3], w[3], stride[1], padding[1], dilation[1]);
+  CHECK_VALUE(out_h >= 1 && out_w >= 1, op, ": input spatial size ", list(input, 2, 2),
+              " is too small for kernel ", list(weight, 2, 2), ", padding ", list(padding),
+              ", dilation ", list(dilation));
+  CHECK_VALUE(w[4] == out_h && w[5] == out_w, op, ": weight spatial size ", list(weight, 4, 2),
+              " must equal the output size [", out_h, ", ", out_w, "] for input ",
+              list(input, 2, 2), ", stride ", list(stride), ", padding ", list(padding),
+              ", dilation ", list(dilation));
+  return type;
 }
 
 void check_grad_output(const char* op, const Tensor& grad_output, const Tensor& input,
                        const Tensor& weight) {
-  check(grad_output.device() == input.device(), op, ": grad_output is on ",
-        grad_output.device(), " but input is on ", input.device(),
-        "; both must be on the same device");
-  check(grad_output.scalar_type() == input.scalar_type(), op, ": grad_output dtype ",
-        grad_output.scalar_type(), " must equal input dtype ", input.scalar_type());
+  CHECK_VALUE(same_device(grad_output, input), op, ": grad_output is on ", grad_output.device(),
+              " but input is on ", input.device(), "; both must be on the same device");
+  CHECK_VALUE(dtype_code(grad_output) == dtype_code(input), op, ": grad_output dtype ",
+              grad_output.scalar_type(), " must equal input dtype ", input.scalar_type());
   const Ints expected{input.size(0), input.size(1), weight.size(4), weight.size(5)};
-  check(grad_output.sizes().equals(expected), op, ": grad_output must have the output shape ",
-        list(expected), ", got ", shape(grad_output));
+  CHECK_VALUE(grad_output.sizes().equals(expected), op,
+              ": grad_output must have the output shape ", list(expected), ", got ",
+              shape(grad_output));
 }
 
 // Whether `t` is laid out densely with its dimensions in `order` (outermost
@@ -205,6 +229,7 @@ bool dense_in_order(const Tensor& t, std::initializer_list<int64_t> order) {
   return true;
 }
 
+// Whether an (N, C, H, W) tensor is contiguous in the problem's layout.
 bool contiguous(const Tensor& t, bool channels_last) {
   return channels_last ? dense_in_order(t, {0, 2, 3, 1}) : dense_in_order(t, {0, 1, 2, 3});
 }
@@ -221,40 +246,57 @@ MemoryFormat format(bool channels_last) {
 }
 
 // The kernels compute in float32 or float64.
-ScalarType compute_type(const Tensor& t) {
-  const auto type = t.scalar_type();
+ScalarType compute_type(ScalarType type) {
   return type == ScalarType::Float || type == ScalarType::Double ? type : ScalarType::Float;
 }
 
-Tensor cast(const Tensor& t, ScalarType type) {
-  return t.scalar_type() == type ? t : torch::stable::to(t, type);
+// `t` of dtype `type` in dtype `to`.
+Tensor cast(const Tensor& t, ScalarType type, ScalarType to) {
+  return type == to ? t : torch::stable::to(t, to);
 }
 
-// An (N, C, H, W) tensor in the computing dtype and the problem's layout.
-Tensor dense(const Tensor& t, bool channels_last) {
-  const Tensor c = cast(t, compute_type(t));
+// An (N, C, H, W) tensor of dtype `type` in the computing dtype and the problem's layout.
+Tensor dense(const Tensor& t, ScalarType type, bool channels_last) {
+  const Tensor c = cast(t, type, compute_type(type));
   return contiguous(c, channels_last) ? c : torch::stable::contiguous(c, format(channels_last));
 }
 
 // The kernel in the computing dtype: pixel-major kept as it is when channels-last.
-Tensor kernel_tensor(const Tensor& weight, bool channels_last) {
-  const Tensor w = cast(weight, compute_type(weight));
-  return channels_last || contiguous(w, false) ? w : torch::stable::contiguous(w);
+Tensor kernel_tensor(const Tensor& weight, ScalarType type, bool channels_last) {
+  const Tensor w = cast(weight, type, compute_type(type));
+  return channels_last || dense_in_order(w, {0, 1, 2, 3, 4, 5}) ? w : torch::stable::contiguous(w);
 }
 
-Tensor new_empty(const Ints& sizes, const Tensor& like, MemoryFormat memory_format) {
-  return torch::stable::empty(sizes, like.scalar_type(), std::nullopt, like.device(),
-                              std::nullopt, memory_format);
+// A new (uninitialized) tensor of `like`'s dtype and device: contiguous, or
+// channels-last (4-D), with the strides torch.empty gives. By the C shim's
+// empty_strided: torch::stable::empty looks the op up by name in every call,
+// which costs a tiny problem more than its arithmetic.
+Tensor new_empty(const Ints& sizes, const Tensor& like, bool channels_last = false) {
+  const int64_t dims = static_cast<int64_t>(sizes.size());
+  Ints strides(sizes.size(), 1);
+  if (channels_last) {
+    strides = {sizes[2] * sizes[3] * sizes[1], 1, sizes[3] * sizes[1], sizes[1]};
+  } else {
+    for (int64_t d = dims - 2; d >= 0; --d) {
+      strides[d] = strides[d + 1] * std::max<int64_t>(sizes[d + 1], 1);
+    }
+  }
+  int32_t dtype, device_type, device_index;
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_dtype(like.get(), &dtype));
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_type(like.get(), &device_type));
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_index(like.get(), &device_index));
+  AtenTensorHandle handle;
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(
+      dims, sizes.data(), strides.data(), dtype, device_type, device_index, &handle));
+  return Tensor(handle);
 }
 
 Problem make_problem(const Tensor& input, const Tensor& weight, const Ints& stride,
                      const Ints& padding, const Ints& dilation, bool channels_last) {
-  const int64_t channels = input.size(1), groups = weight.size(1);
-  return Problem{input.size(0),  channels,       groups,        channels / groups,
-                 input.size(2),  input.size(3),  weight.size(4), weight.size(5),
-                 weight.size(2), weight.size(3), stride[0],      stride[1],
-                 padding[0],     padding[1],     dilation[0],    dilation[1],
-                 channels_last};
+  const auto x = input.sizes(), w = weight.sizes();
+  return Problem{x[0],      x[1],      w[1],       x[1] / w[1], x[2],       x[3],
+                 w[4],      w[5],      w[2],       w[3],        stride[0],  stride[1],
+                 padding[0], padding[1], dilation[0], dilation[1], channels_last};
 }
 
 template <typename T>
@@ -288,9 +330,9 @@ void run(PassId id, const Problem& p, int64_t rows, const T* a, const T* b, Tens
   // parallel_for splits a range), each chunk with its own scratch: the stable
   // API has no thread id.
   const int64_t tasks = blocks * bands, chunks = std::min(threads, tasks);
-  const Tensor scratch = new_empty({chunks, pass.scratch_elements}, out, MemoryFormat::Contiguous);
-  T* scratch_data = scratch.mutable_data_ptr<T>();
-  T* out_data = out.mutable_data_ptr<T>();
+  const Tensor scratch = new_empty({chunks, pass.scratch_elements}, out);
+  T* scratch_data = static_cast<T*>(scratch.mutable_data_ptr());
+  T* out_data = static_cast<T*>(out.mutable_data_ptr());
   torch::stable::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       T* mine = scratch_data + chunk * pass.scratch_elements;
@@ -303,68 +345,73 @@ void run(PassId id, const Problem& p, int64_t rows, const T* a, const T* b, Tens
 }
 
 template <typename Fn>
-void dispatch(const Tensor& t, Fn&& fn) {
-  if (t.scalar_type() == ScalarType::Float) {
+void dispatch(ScalarType compute, Fn&& fn) {
+  if (compute == ScalarType::Float) {
     fn(float{});
   } else {
     fn(double{});
   }
 }
 
+template <typename T>
+const T* data(const Tensor& t) {
+  return static_cast<const T*>(t.const_data_ptr());
+}
+
 // The three ops. `input` of grad_input and `weight` of grad_weight are read
 // for their shapes (and the kernel's layout) only.
-Tensor involution(const Tensor& input, const Tensor& weight, Ints stride, Ints padding,
-                  Ints dilation) {
-  check_problem("involution", input, weight, stride, padding, dilation);
+Tensor involution(const Tensor& input, const Tensor& weight, const Ints& stride,
+                  const Ints& padding, const Ints& dilation) {
+  const ScalarType type = check_problem("involution", input, weight, stride, padding, dilation);
   const bool cl = pixel_major(weight);
-  const Tensor x = dense(input, cl), w = kernel_tensor(weight, cl);
+  const Tensor x = dense(input, type, cl), w = kernel_tensor(weight, type, cl);
   const Problem p = make_problem(x, w, stride, padding, dilation, cl);
-  Tensor out = new_empty({p.batch, p.channels, p.out_height, p.out_width}, x, format(cl));
-  dispatch(x, [&](auto zero) {
+  Tensor out = new_empty({p.batch, p.channels, p.out_height, p.out_width}, x, cl);
+  dispatch(compute_type(type), [&](auto zero) {
     using T = decltype(zero);
-    run<T>(mmrednet_cpu::kForward, p, p.out_height, x.const_data_ptr<T>(),
-           w.const_data_ptr<T>(), out);
+    run<T>(mmrednet_cpu::kForward, p, p.out_height, data<T>(x), data<T>(w), out);
   });
-  return cast(out, input.scalar_type());
+  return cast(out, compute_type(type), type);
 }
 
 Tensor involution_grad_input(const Tensor& grad_output, const Tensor& input,
-                             const Tensor& weight, Ints stride, Ints padding, Ints dilation) {
-  check_problem("involution_grad_input", input, weight, stride, padding, dilation);
+                             const Tensor& weight, const Ints& stride, const Ints& padding,
+                             const Ints& dilation) {
+  const ScalarType type =
+      check_problem("involution_grad_input", input, weight, stride, padding, dilation);
   check_grad_output("involution_grad_input", grad_output, input, weight);
   const bool cl = pixel_major(weight);
-  const Tensor go = dense(grad_output, cl), w = kernel_tensor(weight, cl);
+  const Tensor go = dense(grad_output, type, cl), w = kernel_tensor(weight, type, cl);
   const Problem p = make_problem(input, w, stride, padding, dilation, cl);
-  Tensor grad_in = new_empty({p.batch, p.channels, p.height, p.width}, go, format(cl));
-  dispatch(go, [&](auto zero) {
+  Tensor grad_in = new_empty({p.batch, p.channels, p.height, p.width}, go, cl);
+  dispatch(compute_type(type), [&](auto zero) {
     using T = decltype(zero);
-    run<T>(mmrednet_cpu::kGradInput, p, p.height, go.const_data_ptr<T>(),
-           w.const_data_ptr<T>(), grad_in);
+    run<T>(mmrednet_cpu::kGradInput, p, p.height, data<T>(go), data<T>(w), grad_in);
   });
-  return cast(grad_in, grad_output.scalar_type());
+  return cast(grad_in, compute_type(type), type);
 }
 
 Tensor involution_grad_weight(const Tensor& grad_output, const Tensor& input,
-                              const Tensor& weight, Ints stride, Ints padding, Ints dilation) {
-  check_problem("involution_grad_weight", input, weight, stride, padding, dilation);
+                              const Tensor& weight, const Ints& stride, const Ints& padding,
+                              const Ints& dilation) {
+  const ScalarType type =
+      check_problem("involution_grad_weight", input, weight, stride, padding, dilation);
   check_grad_output("involution_grad_weight", grad_output, input, weight);
   const bool cl = pixel_major(weight);
-  const Tensor go = dense(grad_output, cl), x = dense(input, cl);
+  const Tensor go = dense(grad_output, type, cl), x = dense(input, type, cl);
   const Problem p = make_problem(x, weight, stride, padding, dilation, cl);
   // In the kernel's layout: pixel-major when channels-last.
   Tensor grad_w =
       cl ? torch::stable::permute(
                new_empty({p.batch, p.out_height, p.out_width, p.groups, p.kernel_h, p.kernel_w},
-                         go, MemoryFormat::Contiguous),
+                         go),
                {0, 3, 4, 5, 1, 2})
-         : new_empty({p.batch, p.groups, p.kernel_h, p.kernel_w, p.out_height, p.out_width}, go,
-                     MemoryFormat::Contiguous);
-  dispatch(go, [&](auto zero) {
+         : new_empty({p.batch, p.groups, p.kernel_h, p.kernel_w, p.out_height, p.out_width}, go);
+  dispatch(compute_type(type), [&](auto zero) {
     using T = decltype(zero);
-    run<T>(mmrednet_cpu::kGradWeight, p, p.out_height, go.const_data_ptr<T>(),
-           x.const_data_ptr<T>(), grad_w);
+    run<T>(mmrednet_cpu::kGradWeight, p, p.out_height, data<T>(go), data<T>(x), grad_w);
   });
-  return cast(grad_w, grad_output.scalar_type());
+  return cast(grad_w, compute_type(type), type);
 }
 
 std::vector<std::string> supported_isa_names() {
@@ -384,8 +431,8 @@ void set_isa(std::string name) {
     }
     supported += (supported.empty() ? "" : ", ") + std::string(isa->name);
   }
-  check<std::runtime_error>(false, "involution: instruction set '", name,
-                            "' is not supported by this CPU; supported: ", supported);
+  throw std::runtime_error(message("involution: instruction set '", name,
+                                   "' is not supported by this CPU; supported: ", supported));
 }
 
 std::string library_version() { return MMREDNET_VERSION; }

@@ -37,7 +37,7 @@ def test_schemas_are_the_ones_spelled_in_schemas_py():
 @needs_library
 def test_ops_and_cpu_kernels_are_defined_in_cpp():
     for name in SCHEMAS:
-        # Defined by the library's TORCH_LIBRARY, not by a Python torch.library.Library.
+        # Defined by the library's STABLE_TORCH_LIBRARY, not by a Python torch.library.Library.
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f'mmrednet::{name}', 'CPU')
         assert 'involution_cpu.cpp' in torch._C._dispatch_dump(f'mmrednet::{name}')
     # Fakes and autograd come from Python on the same ops.
