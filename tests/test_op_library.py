@@ -226,8 +226,9 @@ def _venv_with_torch(version: str) -> Path:
         start = time.monotonic()
         subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
         deps = [f'{name}=={importlib.metadata.version(name)}' for name in TORCH_DEPS]
-        subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps', wheels[-1], *deps],
-                       check=True, capture_output=True, text=True)
+        pip = subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps', wheels[-1],
+                              *deps], capture_output=True, text=True, check=False)
+        assert pip.returncode == 0, f'could not make {venv}: {pip.stderr[-2000:]}'
         done.write_text(wheels[-1])
         print(f'made {venv} in {time.monotonic() - start:.0f} s')
     return python
