@@ -294,9 +294,9 @@ Tensor new_empty(const Ints& sizes, const Tensor& like, bool channels_last = fal
 Problem make_problem(const Tensor& input, const Tensor& weight, const Ints& stride,
                      const Ints& padding, const Ints& dilation, bool channels_last) {
   const auto x = input.sizes(), w = weight.sizes();
-  return Problem{x[0],      x[1],      w[1],       x[1] / w[1], x[2],       x[3],
-                 w[4],      w[5],      w[2],       w[3],        stride[0],  stride[1],
-                 padding[0], padding[1], dilation[0], dilation[1], channels_last};
+  return Problem{x[0], x[1], w[1], x[1] / w[1], x[2], x[3], w[4], w[5], w[2], w[3],
+                 stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
+                 channels_last};
 }
 
 template <typename T>
