@@ -16,6 +16,9 @@ from setuptools import find_packages, setup
 # the configs it points at, and the train/test tools that ``mim train/test`` run.
 MIM_FILES = ('model-index.yml', 'configs', 'tools')
 
+# The oldest torch release the op library loads in (major << 56 | minor << 48).
+TORCH_TARGET_VERSION = '0x020a000000000000'  # 2.10
+
 
 def generated_header(folder):
     """Write the op schemas and the package version into a header the library
@@ -41,11 +44,13 @@ def cpu_extension():
     from torch.utils.cpp_extension import BuildExtension, CppExtension
 
     # Fused multiply-adds where the instruction set has them (ISO C++ mode turns
-    # contraction off).
-    flags = ['-O3', '-std=c++20', '-ffp-contract=fast']
-    if 'OpenMP' in __import__('torch').__config__.parallel_info():
-        # Compile the pragmas against the OpenMP runtime torch already loaded.
-        flags += ['-fopenmp', '-DAT_PARALLEL_OPENMP=1']
+    # contraction off). The binding uses torch's stable ABI only, as torchvision's
+    # _C_stable: TORCH_TARGET_VERSION (torch 2.10, the first release whose stable API
+    # has everything the binding calls) keeps to the C shims that release has, so one
+    # build loads in torch 2.10 and every later release (torch's headers refuse ATen
+    # and c10 then).
+    flags = ['-O3', '-std=c++20', '-ffp-contract=fast',
+             f'-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}']
     # The ops and their CPU kernels, compiled once per instruction set (picked at run time).
     sources = [f'kernels/involution_cpu{part}.cpp'
                for part in ('', '_avx512', '_avx2', '_baseline')]

@@ -1,14 +1,21 @@
 """The op library ``mmrednet/_C.so``: ops defined in C++, loadable without Python.
 
-As torchvision's ops: schemas and CPU kernels in C++ (``TORCH_LIBRARY``), fake
-kernels and autograd from Python. A deployed ``.pt2`` calls the ops in a C++
-program with no Python in the process, so the library must need no Python
-symbol; without it (``MMREDNET_WITH_EXT=0``) the same ops are defined from Python.
+As torchvision's ops: schemas and CPU kernels in C++ (``STABLE_TORCH_LIBRARY``,
+on torch's stable ABI), fake kernels and autograd from Python. A deployed
+``.pt2`` calls the ops in a C++ program with no Python in the process, so the
+library must need no Python symbol; it needs only torch's C shim, so that one
+build serves several torch releases (checked here in a real torch 2.13 venv);
+without it (``MMREDNET_WITH_EXT=0``) the same ops are defined from Python.
 """
+import glob
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,7 +37,7 @@ def test_schemas_are_the_ones_spelled_in_schemas_py():
 @needs_library
 def test_ops_and_cpu_kernels_are_defined_in_cpp():
     for name in SCHEMAS:
-        # Defined by the library's TORCH_LIBRARY, not by a Python torch.library.Library.
+        # Defined by the library's STABLE_TORCH_LIBRARY, not by a Python torch.library.Library.
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f'mmrednet::{name}', 'CPU')
         assert 'involution_cpu.cpp' in torch._C._dispatch_dump(f'mmrednet::{name}')
     # Fakes and autograd come from Python on the same ops.
@@ -121,3 +128,123 @@ print('ok')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             env=env, cwd=ROOT, check=False)
     assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-3000:]
+
+
+@needs_library
+@pytest.mark.skipif(shutil.which('nm') is None, reason='needs binutils nm')
+def test_op_library_needs_only_torchs_c_shim():
+    # The stable ABI: nothing of torch's C++ API (whose symbols change between releases),
+    # only the C functions aoti_torch_* / torch_* besides libc and libstdc++.
+    lines = subprocess.run(['nm', '-D', '--undefined-only', '--demangle', op_library_path()],
+                           check=True, capture_output=True, text=True).stdout.splitlines()
+    symbols = [line.split(maxsplit=1) for line in lines if line.strip()]
+    assert any(name.startswith('operator new') for _, name in symbols)  # nm did read them
+    cpp_api = [name for _, name in symbols if re.search(r'\b(at|c10|torch)::', name)]
+    assert not cpp_api, f'{len(cpp_api)} symbols of torch\'s C++ API, e.g. {cpp_api[:3]}'
+    assert any(name.startswith('aoti_torch_') for _, name in symbols)
+    # Any other unversioned C function would come from torch too.
+    other = [name for kind, name in symbols
+             if kind == 'U' and '@' not in name and '::' not in name and '(' not in name
+             and not name.startswith(('aoti_torch_', 'torch_'))]
+    assert not other, other
+
+
+# A torch release other than the one the library is built against (2.14), as a local
+# CPU wheel; the venv made from it is cached outside the checkout.
+OTHER_TORCH = '2.13.0'
+WHEELS = '/opt/wheels'
+# What importing torch needs (torch's own requirements), at this venv's versions.
+TORCH_DEPS = ('typing-extensions', 'sympy', 'mpmath', 'filelock', 'networkx', 'jinja2',
+              'markupsafe', 'fsspec', 'numpy')
+
+CROSS_VERSION_CHECK = r"""
+import sys, types, torch
+library, ops_dir = sys.argv[1:]
+print(torch.__version__)
+# The reference implementation, imported without mmrednet (and its mm* dependencies).
+package = types.ModuleType('mmrednet_ops')
+package.__path__ = [ops_dir]
+sys.modules['mmrednet_ops'] = package
+from mmrednet_ops.reference import involution_reference
+
+torch.ops.load_library(library)
+ops = torch.ops.mmrednet
+torch.manual_seed(0)
+problems = [  # n, c, groups, (h, w), kernel, stride, padding, dilation, dtype, channels_last
+    (2, 8, 2, (9, 7), 3, 1, 1, 1, torch.float64, False),
+    (1, 16, 4, (11, 10), 5, 2, 2, 1, torch.float64, True),
+    (3, 4, 1, (6, 8), 3, 1, 2, 2, torch.float32, False),
+    (2, 32, 2, (8, 8), 7, 1, 3, 1, torch.float32, True),
+]
+for isa in ops._cpu_supported_isas():
+    ops._cpu_set_isa(isa)
+    assert ops._cpu_isa() == isa
+    for n, c, g, (h, w), k, s, p, d, dtype, channels_last in problems:
+        ho, wo = ((size + 2 * p - d * (k - 1) - 1) // s + 1 for size in (h, w))
+        x = torch.randn(n, c, h, w, dtype=dtype)
+        weight = torch.randn(n, ho, wo, g, k, k, dtype=dtype).permute(0, 3, 4, 5, 1, 2)
+        if channels_last:  # a pixel-major kernel: the channels-last kernels
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            weight = weight.contiguous()
+        grad_out = torch.randn(n, c, ho, wo, dtype=dtype)
+        geometry = ([s, s], [p, p], [d, d])
+        xr, wr = x.double().requires_grad_(), weight.double().requires_grad_()
+        want = involution_reference(xr, wr, s, p, d)
+        want_gx, want_gw = torch.autograd.grad(want, (xr, wr), grad_out.double())
+        tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+        for got, ref in ((ops.involution(x, weight, *geometry), want),
+                         (ops.involution_grad_input(grad_out, x, weight, *geometry), want_gx),
+                         (ops.involution_grad_weight(grad_out, x, weight, *geometry), want_gw)):
+            assert got.dtype == dtype, got.dtype
+            torch.testing.assert_close(got.double(), ref.detach(), **tol)
+try:
+    ops.involution(torch.randn(2, 8, 5, 5), torch.randn(1, 2, 3, 3, 5, 5), [1, 1], [1, 1], [1, 1])
+except ValueError as exc:
+    assert 'weight batch size 1 must equal input batch size 2' in str(exc), exc
+else:
+    raise AssertionError('no error for a batch mismatch')
+print(ops._library_version(), len(ops._cpu_supported_isas()) * len(problems), 'ok')
+"""
+
+
+def _venv_with_torch(version: str) -> Path:
+    """A venv with the local CPU wheel of torch ``version``, made once and cached."""
+    wheels = sorted(glob.glob(os.path.join(WHEELS, f'torch-{version}+cpu-cp{sys.version_info.major}'
+                                                   f'{sys.version_info.minor}-*.whl')))
+    if not wheels:
+        pytest.skip(f'no CPU wheel of torch {version} for this Python in {WHEELS} (the CI '
+                    'image has one); the library was not tried in another torch release')
+    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    venv = cache / 'mmrednet' / 'venvs' / f'torch{version}-cpu'
+    python, done = venv / 'bin' / 'python', venv / '.mmrednet-complete'
+    from filelock import FileLock  # torch's dependency
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(venv) + '.lock'):
+        if done.is_file() and done.read_text() == wheels[-1]:
+            return python
+        shutil.rmtree(venv, ignore_errors=True)  # an interrupted or older one
+        start = time.monotonic()
+        subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
+        deps = [f'{name}=={importlib.metadata.version(name)}' for name in TORCH_DEPS]
+        pip = subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps', wheels[-1],
+                              *deps], capture_output=True, text=True, check=False)
+        assert pip.returncode == 0, f'could not make {venv}: {pip.stderr[-2000:]}'
+        done.write_text(wheels[-1])
+        print(f'made {venv} in {time.monotonic() - start:.0f} s')
+    return python
+
+
+@needs_library
+def test_the_library_built_for_this_torch_serves_another_release():
+    # One build for several torch releases (the stable ABI): the library built against this
+    # torch (2.14) loads in torch 2.13 and gives the reference's forward and gradients there.
+    python = _venv_with_torch(OTHER_TORCH)
+    ops_dir = os.path.dirname(os.path.abspath(native.__file__))  # reference.py's folder
+    result = subprocess.run([str(python), '-c', CROSS_VERSION_CHECK, op_library_path(), ops_dir],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            env={k: v for k, v in os.environ.items() if k != 'PYTHONPATH'})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.split()
+    assert lines[0].startswith(OTHER_TORCH) and lines[-1] == 'ok', result.stdout
+    assert lines[-3] == mmrednet.__version__

@@ -1,7 +1,7 @@
 """The CPU backend: the C++ kernels of the op library (``native.py``), when it was built.
 
-The kernels are registered from C++ (``TORCH_LIBRARY_IMPL(mmrednet, CPU, ...)``
-in ``kernels/involution_cpu.cpp``), which also checks the arguments and
+The kernels are registered from C++ (``STABLE_TORCH_LIBRARY_IMPL(mmrednet, CPU, ...)``
+in ``kernels/involution_cpu.cpp``, on torch's stable ABI), which also checks the arguments and
 computes half and bfloat16 in float32. Two memory layouts are computed in
 place: all tensors contiguous (NCHW), or, when the kernel is pixel-major (what
 a channels-last 1x1 convolution writes, see ``_args.is_pixel_major``),

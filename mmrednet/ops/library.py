@@ -2,7 +2,7 @@
 
 Three ops (forward, grad_input, grad_weight), as torchvision defines its ops:
 the schemas (``schemas.py``) and the CPU kernels come from the compiled op
-library (``native.py``, ``TORCH_LIBRARY`` in ``kernels/involution_cpu.cpp``);
+library (``native.py``, ``STABLE_TORCH_LIBRARY`` in ``kernels/involution_cpu.cpp``);
 without it the schemas are defined here. Registered from Python on the same
 ops: fake kernels and autograd, so that ``torch.compile`` (no graph break),
 ``torch.export`` and ``torch.library.opcheck`` see ordinary operators; the
