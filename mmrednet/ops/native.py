@@ -2,7 +2,7 @@
 
 As torchvision loads its ``_C_stable.so``: a plain shared library (no Python
 module, no Python symbol), opened with ``torch.ops.load_library`` so that its
-``TORCH_LIBRARY`` registrations run. A C++ program (an AOTInductor runner)
+``STABLE_TORCH_LIBRARY`` registrations run. A C++ program (an AOTInductor runner)
 dlopens the same file. It is absent when mmrednet was installed with
 ``MMREDNET_WITH_EXT=0``; setting that variable at run time skips loading it.
 """
