@@ -344,18 +344,31 @@ void run(PassId id, const Problem& p, int64_t rows, const T* a, const T* b, Tens
   });
 }
 
-template <typename Fn>
-void dispatch(ScalarType compute, Fn&& fn) {
-  if (compute == ScalarType::Float) {
-    fn(float{});
-  } else {
-    fn(double{});
-  }
-}
-
 template <typename T>
 const T* data(const Tensor& t) {
   return static_cast<const T*>(t.const_data_ptr());
+}
+
+// Runs pass `id` over `rows` rows with operands `a` and `b` into `out` (all in
+// the computing dtype of `type`); returns `out` in `type`.
+Tensor compute(PassId id, const Problem& p, int64_t rows, const Tensor& a, const Tensor& b,
+               Tensor out, ScalarType type) {
+  const ScalarType computing = compute_type(type);
+  if (computing == ScalarType::Float) {
+    run<float>(id, p, rows, data<float>(a), data<float>(b), out);
+  } else {
+    run<double>(id, p, rows, data<double>(a), data<double>(b), out);
+  }
+  return cast(out, computing, type);
+}
+
+// The checks of a gradient op: its problem and grad_output; returns their dtype.
+ScalarType check_backward(const char* op, const Tensor& grad_output, const Tensor& input,
+                          const Tensor& weight, const Ints& stride, const Ints& padding,
+                          const Ints& dilation) {
+  const ScalarType type = check_problem(op, input, weight, stride, padding, dilation);
+  check_grad_output(op, grad_output, input, weight);
+  return type;
 }
 
 // The three ops. `input` of grad_input and `weight` of grad_weight are read
@@ -367,36 +380,26 @@ Tensor involution(const Tensor& input, const Tensor& weight, const Ints& stride,
   const Tensor x = dense(input, type, cl), w = kernel_tensor(weight, type, cl);
   const Problem p = make_problem(x, w, stride, padding, dilation, cl);
   Tensor out = new_empty({p.batch, p.channels, p.out_height, p.out_width}, x, cl);
-  dispatch(compute_type(type), [&](auto zero) {
-    using T = decltype(zero);
-    run<T>(mmrednet_cpu::kForward, p, p.out_height, data<T>(x), data<T>(w), out);
-  });
-  return cast(out, compute_type(type), type);
+  return compute(mmrednet_cpu::kForward, p, p.out_height, x, w, out, type);
 }
 
 Tensor involution_grad_input(const Tensor& grad_output, const Tensor& input,
                              const Tensor& weight, const Ints& stride, const Ints& padding,
                              const Ints& dilation) {
-  const ScalarType type =
-      check_problem("involution_grad_input", input, weight, stride, padding, dilation);
-  check_grad_output("involution_grad_input", grad_output, input, weight);
+  const ScalarType type = check_backward("involution_grad_input", grad_output, input, weight,
+                                         stride, padding, dilation);
   const bool cl = pixel_major(weight);
   const Tensor go = dense(grad_output, type, cl), w = kernel_tensor(weight, type, cl);
   const Problem p = make_problem(input, w, stride, padding, dilation, cl);
   Tensor grad_in = new_empty({p.batch, p.channels, p.height, p.width}, go, cl);
-  dispatch(compute_type(type), [&](auto zero) {
-    using T = decltype(zero);
-    run<T>(mmrednet_cpu::kGradInput, p, p.height, data<T>(go), data<T>(w), grad_in);
-  });
-  return cast(grad_in, compute_type(type), type);
+  return compute(mmrednet_cpu::kGradInput, p, p.height, go, w, grad_in, type);
 }
 
 Tensor involution_grad_weight(const Tensor& grad_output, const Tensor& input,
                               const Tensor& weight, const Ints& stride, const Ints& padding,
                               const Ints& dilation) {
-  const ScalarType type =
-      check_problem("involution_grad_weight", input, weight, stride, padding, dilation);
-  check_grad_output("involution_grad_weight", grad_output, input, weight);
+  const ScalarType type = check_backward("involution_grad_weight", grad_output, input, weight,
+                                         stride, padding, dilation);
   const bool cl = pixel_major(weight);
   const Tensor go = dense(grad_output, type, cl), x = dense(input, type, cl);
   const Problem p = make_problem(x, weight, stride, padding, dilation, cl);
@@ -407,11 +410,7 @@ Tensor involution_grad_weight(const Tensor& grad_output, const Tensor& input,
                          go),
                {0, 3, 4, 5, 1, 2})
          : new_empty({p.batch, p.groups, p.kernel_h, p.kernel_w, p.out_height, p.out_width}, go);
-  dispatch(compute_type(type), [&](auto zero) {
-    using T = decltype(zero);
-    run<T>(mmrednet_cpu::kGradWeight, p, p.out_height, data<T>(go), data<T>(x), grad_w);
-  });
-  return cast(grad_w, compute_type(type), type);
+  return compute(mmrednet_cpu::kGradWeight, p, p.out_height, go, x, grad_w, type);
 }
 
 std::vector<std::string> supported_isa_names() {

@@ -21,15 +21,15 @@ from mmrednet.deployment.exporter import load_model
 from .det_helpers import DEMO_RETINANET, tiny_dataset
 from .seg_helpers import config, load_tool, shrink_for_cpu
 from .test_onnx_models import (
-    _assert_same_instances,
     _assert_same_metrics,
     _det_cfg,
     _folder_per_class,
     _spread_scores,
     _write,
     assert_same_classifications,
+    assert_same_detections,
     classifier_cfg,
-    evaluate,
+    evaluate_both,
 )
 
 test_tool = load_tool('test.py')
@@ -38,9 +38,7 @@ QUIET = dict(log=lambda _: None)
 
 
 def _both_backends(config_file: str, checkpoint: str, package: str, tmp_path):
-    return (evaluate(config_file, [checkpoint], tmp_path / 'pytorch'),
-            evaluate(config_file, ['--backend', 'aoti', '--package', package],
-                     tmp_path / 'aoti'))
+    return evaluate_both(config_file, checkpoint, package, tmp_path, backend='aoti')
 
 
 @pytest.fixture(scope='module')
@@ -127,12 +125,7 @@ def test_retinanet_package_evaluates_like_pytorch(tmp_path_factory, tmp_path):
     with pytest.raises(ValueError, match=r'\(1, 3, 96, 96\).*export with --dynamic'):
         graph(torch.zeros(1, 3, 128, 96))
 
-    (metrics, preds), (aoti_metrics, aoti_preds) = _both_backends(config_file, checkpoint,
-                                                                  package, tmp_path)
-    assert 'coco/bbox_mAP' in metrics
-    for a, b in zip(preds, aoti_preds, strict=True):
-        _assert_same_instances(a, b, masks=False)
-    _assert_same_metrics(metrics, aoti_metrics, 0.002)
+    assert_same_detections(*_both_backends(config_file, checkpoint, package, tmp_path))
 
 
 # --- the export's discipline -----------------------------------------------------------

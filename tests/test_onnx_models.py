@@ -59,11 +59,16 @@ def evaluate(config_file: str, args, work_dir) -> tuple:
         return metrics, pickle.load(f)
 
 
-def _both_backends(config_file: str, checkpoint: str, onnx_file: str, tmp_path):
-    """tools/test.py with PyTorch and with onnxruntime: ``(metrics, predictions)`` each."""
+BACKEND_OPTIONS = {'onnxruntime': '--onnx', 'aoti': '--package'}  # tools/test.py's file option
+
+
+def evaluate_both(config_file: str, checkpoint: str, exported: str, tmp_path,
+                  backend: str = 'onnxruntime') -> tuple:
+    """tools/test.py with PyTorch and with ``backend`` running ``exported``:
+    ``(metrics, predictions)`` each."""
     return (evaluate(config_file, [checkpoint], tmp_path / 'pytorch'),
-            evaluate(config_file, ['--backend', 'onnxruntime', '--onnx', onnx_file],
-                     tmp_path / 'onnxruntime'))
+            evaluate(config_file, ['--backend', backend, BACKEND_OPTIONS[backend], exported],
+                     tmp_path / backend))
 
 
 def assert_same_classifications(expected: list, got: list) -> None:
@@ -142,7 +147,7 @@ def test_classifier_exports_and_evaluates_like_pytorch(tmp_path):
     [[logits]] = graph(x)
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
 
-    (metrics, preds), (ort_metrics, ort_preds) = _both_backends(config_file, checkpoint,
+    (metrics, preds), (ort_metrics, ort_preds) = evaluate_both(config_file, checkpoint,
                                                                 onnx_file, tmp_path)
     assert 'accuracy/top1' in metrics
     _assert_same_metrics(metrics, ort_metrics, 1e-6)
@@ -186,7 +191,7 @@ def test_segmentor_exports_and_evaluates_like_pytorch(tmp_path):
     diffs = export_onnx(config_file, checkpoint, onnx_file, dynamic=True, log=lambda _: None)
     assert diffs['main'] < 1e-4
 
-    (metrics, preds), (ort_metrics, ort_preds) = _both_backends(config_file, checkpoint,
+    (metrics, preds), (ort_metrics, ort_preds) = evaluate_both(config_file, checkpoint,
                                                                 onnx_file, tmp_path)
     assert 'mIoU' in metrics
     _assert_same_metrics(metrics, ort_metrics, 0.01)  # percent
@@ -230,6 +235,15 @@ def _assert_same_instances(expected: dict, got: dict, masks: bool) -> None:
             assert mask_utils.iou([b['masks'][i]], [a['masks'][j]], [0])[0][0] > 0.99
 
 
+def assert_same_detections(pytorch: tuple, deployed: tuple, masks: bool = False) -> None:
+    """``evaluate_both``'s results on a detector: the same detections and COCO metrics."""
+    (metrics, preds), (deployed_metrics, deployed_preds) = pytorch, deployed
+    assert 'coco/bbox_mAP' in metrics and (not masks or 'coco/segm_mAP' in metrics)
+    _assert_same_metrics(metrics, deployed_metrics, 0.002)
+    for a, b in zip(preds, deployed_preds, strict=True):
+        _assert_same_instances(a, b, masks=masks)
+
+
 def _spread_scores(model) -> None:
     """Untrained RetinaNet scores all sit within 1e-5 of its prior 0.01 (BN without
     statistics shrinks the features, N(0, 0.01) head convs the rest), so float
@@ -255,12 +269,7 @@ def test_retinanet_static_export_evaluates_like_pytorch(shapes, tmp_path):
     with pytest.raises(ValueError, match=r'\(1, 3, 96, 96\).*export with --dynamic'):
         graph(torch.zeros(1, 3, 128, 96))
 
-    (metrics, preds), (ort_metrics, ort_preds) = _both_backends(config_file, checkpoint,
-                                                                onnx_file, tmp_path)
-    assert 'coco/bbox_mAP' in metrics
-    for a, b in zip(preds, ort_preds, strict=True):
-        _assert_same_instances(a, b, masks=False)
-    _assert_same_metrics(metrics, ort_metrics, 0.002)
+    assert_same_detections(*evaluate_both(config_file, checkpoint, onnx_file, tmp_path))
 
 
 def _tame_involutions(model) -> None:
@@ -293,12 +302,8 @@ def test_mask_rcnn_every_learned_layer_in_onnxruntime(shapes, tmp_path):
                 'rpn_head.rpn_cls.weight', 'backbone.stem.0.conv.weight'):
         assert not torch.equal(runtime.state_dict()[key], trained[key]), key
 
-    (metrics, preds), (ort_metrics, ort_preds) = _both_backends(config_file, checkpoint,
-                                                                onnx_file, tmp_path)
-    assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= metrics.keys()
-    _assert_same_metrics(metrics, ort_metrics, 0.002)
-    for a, b in zip(preds, ort_preds, strict=True):
-        _assert_same_instances(a, b, masks=True)
+    assert_same_detections(*evaluate_both(config_file, checkpoint, onnx_file, tmp_path),
+                           masks=True)
 
 
 # --- errors ----------------------------------------------------------------------------
