@@ -19,7 +19,7 @@ from mmrednet.deployment.aoti_runner import build_runner, op_library, run_packag
 from mmrednet.deployment.exporter import load_model
 
 from .det_helpers import DEMO_RETINANET, tiny_dataset
-from .seg_helpers import config, load_tool, shrink_for_cpu
+from .seg_helpers import ROOT, config, load_tool, shrink_for_cpu
 from .test_onnx_models import (
     _assert_same_metrics,
     _det_cfg,
@@ -207,3 +207,22 @@ def test_fresh_process_runs_the_package_with_only_the_op_library(classifier, run
                     str(tmp_path / 'y.pt')], check=True, env=dict(os.environ, PYTHONPATH=''))
     [[expected]] = load_package(package)['main'](x)
     torch.testing.assert_close(torch.load(tmp_path / 'y.pt'), expected, atol=0, rtol=0)
+
+
+def test_the_aoti_models_register_on_import_as_the_onnxruntime_ones():
+    # A config the Runner saved (type='mmrednet.AOTIImageClassifier', ...) builds again
+    # in a new process once its runtime module is imported, as the onnxruntime models do.
+    code = '''
+from mmrednet.registry import MODELS
+from mmrednet.deployment import runtime_classifier, runtime_detectors, runtime_segmentor
+for module, name in ((runtime_classifier, 'ImageClassifier'),
+                     (runtime_segmentor, 'EncoderDecoder'),
+                     (runtime_detectors, 'SingleStageDetector'),
+                     (runtime_detectors, 'TwoStageDetector')):
+    aoti, onnx = MODELS.get('AOTI' + name), MODELS.get('ONNXRuntime' + name)
+    assert aoti is getattr(module, 'AOTI' + name) and issubclass(aoti, onnx), name
+print('ok')
+'''
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            check=False, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-3000:]

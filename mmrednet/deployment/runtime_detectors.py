@@ -12,6 +12,7 @@ from mmdet.models import SingleStageDetector, StandardRoIHead, TwoStageDetector
 
 from mmrednet.registry import MODELS
 
+from .aoti_backend import load_package
 from .ort_backend import load_deployment
 
 
@@ -28,9 +29,11 @@ class ONNXRuntimeSingleStageDetector(SingleStageDetector):
         **kwargs: the arguments of the exported detector (``SingleStageDetector``'s).
     """
 
+    load_graphs = staticmethod(load_deployment)  # graph name -> graph
+
     def __init__(self, onnx_file: str, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.graphs = load_deployment(onnx_file)
+        self.graphs = self.load_graphs(onnx_file)
 
     def predict(self, batch_inputs, batch_data_samples, rescale: bool = True):
         """mmdet's ``predict`` with the head's forward from onnxruntime."""
@@ -75,9 +78,11 @@ class ONNXRuntimeTwoStageDetector(TwoStageDetector):
             ``roi_head.type='mmrednet.ONNXRuntimeRoIHead'``.
     """
 
+    load_graphs = staticmethod(load_deployment)  # graph name -> graph
+
     def __init__(self, onnx_file: str, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.graphs = load_deployment(onnx_file)
+        self.graphs = self.load_graphs(onnx_file)
         self.roi_head.graphs = self.graphs
 
     def predict(self, batch_inputs, batch_data_samples, rescale: bool = True):
@@ -91,3 +96,31 @@ class ONNXRuntimeTwoStageDetector(TwoStageDetector):
         results_list = self.roi_head.predict(feats, rpn_results_list, batch_data_samples,
                                              rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results_list)
+
+
+@MODELS.register_module()
+class AOTISingleStageDetector(ONNXRuntimeSingleStageDetector):
+    """:class:`ONNXRuntimeSingleStageDetector` with its graphs from an AOTInductor package.
+
+    Args:
+        package (str): the ``.pt2`` (``tools/deployment/export_aoti.py``).
+        **kwargs: the arguments of ``SingleStageDetector``.
+    """
+    load_graphs = staticmethod(load_package)
+
+    def __init__(self, package: str, **kwargs) -> None:
+        super().__init__(package, **kwargs)
+
+
+@MODELS.register_module()
+class AOTITwoStageDetector(ONNXRuntimeTwoStageDetector):
+    """:class:`ONNXRuntimeTwoStageDetector` with its graphs from an AOTInductor package.
+
+    Args:
+        package (str): the ``.pt2`` (``tools/deployment/export_aoti.py``).
+        **kwargs: the arguments of ``TwoStageDetector``.
+    """
+    load_graphs = staticmethod(load_package)
+
+    def __init__(self, package: str, **kwargs) -> None:
+        super().__init__(package, **kwargs)
