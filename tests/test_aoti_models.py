@@ -146,18 +146,22 @@ def test_refused_above_tolerance_keeps_existing_file(classifier, tmp_path, capsy
     assert os.listdir(tmp_path) == ['model.pt2']
 
 
-def test_bad_arguments_get_clear_errors(classifier, tmp_path):
+def test_bad_arguments_get_clear_errors(classifier, tmp_path, capsys):
     config_file, checkpoint, package, _ = classifier
     for out, expected in ((tmp_path / 'model.onnx', '.pt2'),
                           (tmp_path / 'missing' / 'model.pt2', 'output directory does not')):
         with pytest.raises(SystemExit) as exc:
             export_tool.main([config_file, checkpoint, '--out', str(out)])
         assert expected in str(exc.value.code)
-    for argv in ([config_file, '--backend', 'aoti'],  # no --package
-                 [config_file, checkpoint, '--backend', 'aoti', '--package', package],
-                 [config_file, checkpoint, '--package', package]):  # pytorch backend
+    for argv, expected in (
+            ([config_file, '--backend', 'aoti'], '--backend aoti needs --package model.pt2'),
+            ([config_file, checkpoint, '--backend', 'aoti', '--package', package],
+             'and no checkpoint'),
+            ([config_file, checkpoint, '--package', package],  # the pytorch backend
+             '--package is for --backend aoti')):
         with pytest.raises(SystemExit):
             test_tool.parse_args(argv)
+        assert expected in capsys.readouterr().err
     seg_config = config('demo/fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
     seg_file = str(tmp_path / 'seg.py')
     seg_config.dump(seg_file)

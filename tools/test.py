@@ -56,8 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'flip averaging as mmpretrain\'s own test tool does')
     args = parse_runner_args(parser, argv)
     exported = dict(onnxruntime=('onnx', 'model.onnx'), aoti=('package', 'model.pt2'))
-    if args.backend == 'pytorch' and (args.checkpoint is None or args.onnx is not None
-                                      or args.package is not None):
+    if args.backend == 'pytorch' and args.checkpoint is None:  # --onnx/--package: below
         parser.error('the pytorch backend needs a checkpoint (and no --onnx or --package)')
     for backend, (option, example) in exported.items():
         given = getattr(args, option) is not None

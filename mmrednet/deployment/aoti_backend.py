@@ -55,7 +55,7 @@ class AOTIGraph:
                 for _, count in self.metadata.groups]
 
 
-def load_package(path: str, num_runners: int = 1) -> Dict[str, AOTIGraph]:
+def load_package(path: str) -> Dict[str, AOTIGraph]:
     """Every graph of the ``.pt2`` at ``path``: graph name -> ``AOTIGraph``.
 
     Checks first that the package fits this process (torch, CPU, op library:
@@ -67,7 +67,7 @@ def load_package(path: str, num_runners: int = 1) -> Dict[str, AOTIGraph]:
     check_compatible(info, path)
     result = {}
     for name in info.graphs:
-        loader = torch._C._aoti.AOTIModelPackageLoader(path, name, False, num_runners, -1)
+        loader = torch._C._aoti.AOTIModelPackageLoader(path, name, False, 1, -1)
         result[name] = AOTIGraph(loader, info.metadata(name), info.inputs[name],
                                  path if name == 'main' else f'the {name} graph of {path}')
     return result

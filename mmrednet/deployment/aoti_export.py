@@ -12,7 +12,6 @@ by rename.
 """
 import os
 import os.path as osp
-import tempfile
 import warnings
 from dataclasses import asdict
 from typing import Callable, Dict, List, Optional, Tuple
@@ -74,7 +73,8 @@ def shape_generic(module: nn.Module) -> nn.Module:
     for parent in list(module.modules()):
         for name, child in parent.named_children():
             if (type(child) is nn.AvgPool2d and child.ceil_mode and child.padding in (0, (0, 0))
-                    and child.kernel_size == child.stride and isinstance(child.stride, int)):
+                    and child.kernel_size == child.stride and isinstance(child.stride, int)
+                    and child.divisor_override is None):
                 setattr(parent, name, CeilModeAvgPool2d(child.stride))
     return module
 
@@ -212,7 +212,7 @@ def temporary_package(module: nn.Module, example: torch.Tensor, directory: str,
         count = len([t for group in graphs.as_groups(module(example)) for t in group])
     files, ops = compile_module(module, example)
     meta = GraphMetadata(name, name, 'main', [('out', count)])
-    path = osp.join(directory or tempfile.mkdtemp(), f'{name}.pt2')
+    path = osp.join(directory, f'{name}.pt2')
     package(path, dict(main=files), PackageInfo(
         graphs=dict(main=asdict(meta)), inputs=dict(main=list(example.shape)), ops=ops,
         threads=torch.get_num_threads()))

@@ -16,7 +16,7 @@ SOURCE = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 
 EXECUTABLE = 'aoti_runner'
 
 
-def build_runner(build_dir: str, jobs: int = 2) -> str:
+def build_runner(build_dir: str) -> str:
     """Configure and build the runner in ``build_dir`` (again only if its sources changed);
     the executable's path. A clear error when cmake or a C++ compiler is missing."""
     cmake = shutil.which('cmake')
@@ -29,7 +29,7 @@ def build_runner(build_dir: str, jobs: int = 2) -> str:
     import torch.utils
     steps = ([cmake, '-S', SOURCE, '-B', build_dir, '-DCMAKE_BUILD_TYPE=Release',
               f'-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}'],
-             [cmake, '--build', build_dir, '--parallel', str(jobs)])
+             [cmake, '--build', build_dir])
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, check=False)
         if done.returncode:
