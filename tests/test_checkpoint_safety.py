@@ -100,6 +100,7 @@ def test_importing_mmrednet_leaves_torchs_allow_list_alone():
 def test_the_scope_keeps_what_the_user_allowed():
     """Globals the user had allowed before a load are still allowed after it."""
     from mmrednet.utils import mmengine_checkpoint_globals
+    before = list(torch.serialization.get_safe_globals())
     torch.serialization.add_safe_globals([np.dtype])
     try:
         with mmengine_checkpoint_globals():
@@ -108,9 +109,9 @@ def test_the_scope_keeps_what_the_user_allowed():
             assert HistoryBuffer in torch.serialization.get_safe_globals()
         allowed = torch.serialization.get_safe_globals()
         assert np.dtype in allowed and HistoryBuffer not in allowed
-    finally:
+    finally:  # the process-wide list as it was, whatever failed
         torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals([g for g in allowed if g is not np.dtype])
+        torch.serialization.add_safe_globals(before)
 
 
 class _Counter(BaseModel):

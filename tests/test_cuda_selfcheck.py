@@ -152,6 +152,20 @@ def test_unwritten_elements_and_failed_launches_fail(kernels, monkeypatch):
     assert torch.equal(got, portable.forward(x, w, *GEOMETRY))
 
 
+def test_a_first_call_during_graph_capture_is_portable_and_checks_later(kernels, monkeypatch):
+    x, w, grad_out = _problem()
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: True)  # as in any capture
+    monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        got = cuda.forward(x, w, *GEOMETRY)
+    assert kernels.launched == [] and cuda._verdicts == {}  # no probe, no verdict
+    assert torch.equal(got, portable.forward(x, w, *GEOMETRY))
+    monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: False)
+    cuda.forward(x, w, *GEOMETRY)
+    assert cuda._verdicts == {('involution_forward_k7s1_f32', None): True}
+
+
 def test_selfcheck_off_runs_the_kernel_unchecked(kernels, monkeypatch):
     monkeypatch.setenv('MMREDNET_CUDA_SELFCHECK', '0')
     x, w, grad_out = _problem()

@@ -239,3 +239,15 @@ def test_sync_bn_becomes_bn_on_cpu_with_one_warning(cpu_process_group, tmp_path)
     assert 'SyncBN' not in repr(cfg.model)
     _seg_forward(cfg)  # trains on the CPU now
     assert cfg.model_wrapper_cfg.device_ids is None
+
+
+def test_the_runners_sync_bn_is_dropped_on_cpu_with_the_warning(cpu_process_group, tmp_path):
+    # cfg.sync_bn makes mmengine's Runner convert every BN to SyncBN after building the model.
+    cfg = Config.fromfile(CITYSCAPES_FPN)
+    cfg.sync_bn = 'torch'
+    log = tmp_path / 'log.txt'
+    MMLogger.get_instance('sync_bn_runner_test', log_file=str(log))
+    setup_cpu_distributed(cfg, 'pytorch')
+    assert 'sync_bn' not in cfg
+    [warning] = [line for line in log.read_text().splitlines() if 'SyncBN' in line]
+    assert 'sync_bn (every BN)' in warning

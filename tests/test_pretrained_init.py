@@ -155,7 +155,8 @@ class _WeightsAtStart(Hook):
     """The model's state when training starts: after init_weights and load_from."""
 
     def before_train(self, runner):
-        self.state = {k: v.clone() for k, v in runner.model.state_dict().items()}
+        # On the CPU: the Runner puts the model on the GPU where there is one.
+        self.state = {k: v.detach().cpu().clone() for k, v in runner.model.state_dict().items()}
 
 
 def test_runner_load_from_keeps_the_checkpoint(tmp_path):

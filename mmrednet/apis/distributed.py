@@ -39,7 +39,8 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     ``device_ids=[LOCAL_RANK]``, which DDP refuses for CPU modules. Without CUDA
     this starts the gloo process group itself (the Runner then sees it is
     already initialised), asks for a DDP wrapper without device ids, and turns
-    SyncBN into BN with a one-line warning (:func:`sync_bn_to_bn`). With CUDA,
+    SyncBN into BN with a one-line warning (:func:`sync_bn_to_bn`; a top-level
+    ``sync_bn``, the Runner's conversion of every BN after building, is dropped). With CUDA,
     or with ``launcher='none'``, it changes nothing.
 
     Args:
@@ -56,6 +57,8 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
         dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
                                 world_size=int(os.environ['WORLD_SIZE']))
     reverted = sync_bn_to_bn(cfg)
+    if cfg.pop('sync_bn', None):  # the Runner would turn every BN into SyncBN after building
+        reverted.append('sync_bn (every BN)')
     if reverted:
         print_log(f'SyncBN needs GPUs (torch refuses it on the CPU): this CPU run of '
                   f'{dist.get_world_size()} processes uses BN, with per-process batch '

@@ -267,11 +267,18 @@ def selfcheck_enabled() -> bool:
 
 def _verified(op: str, kernel: str, dtype: torch.dtype, device: torch.device,
               sm_count: int) -> bool:
-    """Whether entry point ``kernel`` passed its first-use self-check on ``device``."""
+    """Whether entry point ``kernel`` passed its first-use self-check on ``device``.
+
+    Not yet checked during a CUDA graph capture: the check copies to the host,
+    which a capture refuses, so that call takes the portable path and the check
+    waits for a call outside the capture.
+    """
     key = (kernel, device.index)
     if key not in _verdicts:
         if not selfcheck_enabled():
             return True
+        if torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing():
+            return False
         from . import cuda_selfcheck  # imports this module
         problem = cuda_selfcheck.check(op, kernel, dtype, device, sm_count)
         _verdicts[key] = problem is None

@@ -33,10 +33,9 @@ grad_input_op = torch.ops.mmrednet.involution_grad_input
 grad_weight_op = torch.ops.mmrednet.involution_grad_weight
 
 
-def _checked(kernel: Callable, with_grad_output: bool) -> Callable:
+def _checked(kernel: Callable, fallback: Callable, with_grad_output: bool) -> Callable:
     """``kernel`` behind the argument checks; problems with nothing to compute
-    (an empty batch or no channel) go to the portable path, which every device runs."""
-    fallback = getattr(portable, kernel.__name__)
+    (an empty batch or no channel) go to ``fallback``, the portable kernel every device runs."""
 
     @functools.wraps(kernel)
     def run(*args):
@@ -51,13 +50,14 @@ def _checked(kernel: Callable, with_grad_output: bool) -> Callable:
 _KERNELS = {'involution': 'forward', 'involution_grad_input': 'grad_input',
             'involution_grad_weight': 'grad_weight'}
 for _name, _kernel in _KERNELS.items():
-    _grad = _name != 'involution'
+    _grad, _portable = _name != 'involution', getattr(portable, _kernel)
     # The default for every device without its own kernel (and the CPU without the library).
     torch.library.register_kernel(f'mmrednet::{_name}', None,
-                                  _checked(getattr(portable, _kernel), _grad), lib=_LIB)
+                                  _checked(_portable, _portable, _grad), lib=_LIB)
     if cuda.AVAILABLE:
         torch.library.register_kernel(f'mmrednet::{_name}', 'cuda',
-                                      _checked(getattr(cuda, _kernel), _grad), lib=_LIB)
+                                      _checked(getattr(cuda, _kernel), _portable, _grad),
+                                      lib=_LIB)
 
 
 def _channels_last(input: Tensor, weight: Tensor) -> bool:
