@@ -91,7 +91,7 @@ def test_classifier_package_evaluates_like_pytorch(classifier, tmp_path):
         expected = model(x, mode='tensor')
     [[logits]] = graph(x)
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match=r'takes an input of shape \(1, 3, 64, 64\).*--dynamic'):
+    with pytest.raises(ValueError, match=r'takes input of shape \(1, 3, 64, 64\).*--dynamic'):
         graph(torch.zeros(2, 3, 64, 64))
 
     (metrics, preds), (aoti_metrics, aoti_preds) = _both_backends(config_file, checkpoint,

@@ -94,6 +94,19 @@ def test_dynamic_package_with_strided_involution_at_odd_sizes(tmp_path):
             torch.testing.assert_close(out, module(x), atol=1e-5, rtol=1e-5)
 
 
+def test_the_package_takes_float32_as_onnxruntime_does(package):
+    path, module, x = package
+    graph = load_package(path)['main']
+    [[want]] = graph(x)
+    [[half]] = graph(x.half())  # cast up, exactly
+    assert half.dtype == torch.float32 and torch.equal(half, graph(x.half().float())[0][0])
+    with pytest.warns(UserWarning, match='float64 input is rounded to float32'):
+        [[double]] = graph(x.double())
+    assert torch.equal(double, want)
+    with pytest.raises(ValueError, match='takes input as float32.*torch.uint8'):
+        graph(x.to(torch.uint8))
+
+
 @pytest.mark.parametrize('field, value, expected', [
     ('torch', '2.0.0', r'compiled against torch 2\.0\.0, this process has torch'),
     ('machine', 'riscv64', 'compiled for riscv64 CPUs'),

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .aoti_package import PackageInfo, check_compatible
+from .graph_input import graph_input
 from .metadata import GraphMetadata
 
 
@@ -16,6 +17,8 @@ def load_op_library() -> None:
 
 class AOTIGraph:
     """One graph of a package, compiled by AOTInductor (one input, flat outputs).
+
+    It takes float32, as ``OnnxRuntimeGraph`` does (``graph_input``).
 
     Args:
         loader: its ``torch._C._aoti.AOTIModelPackageLoader``.
@@ -29,28 +32,11 @@ class AOTIGraph:
         self.loader, self.metadata, self.input_shape, self.name = (loader, metadata,
                                                                    input_shape, name)
 
-    def _check(self, input: Tensor) -> None:
-        expected = self.input_shape
-        if input.dim() != len(expected) or any(
-                d is not None and d != s for d, s in zip(expected, input.shape, strict=True)):
-            static = all(d is not None for d in expected)
-            shown = tuple('?' if d is None else d for d in expected)
-            raise ValueError(f'{self.name} takes an input of shape {shown}, got '
-                             f'{tuple(input.shape)}'
-                             + ('; export with --dynamic for other batch and image sizes'
-                                if static else ''))
-        divisor = self.metadata.size_divisor
-        if self.metadata.graph == 'main' and any(s % divisor for s in input.shape[2:]):
-            raise ValueError(f'{self.name}: input height and width must be multiples of '
-                             f'{divisor}, got {tuple(input.shape[2:])}; pad the images '
-                             f'(e.g. the data preprocessor\'s pad_size_divisor={divisor})')
-        if input.dtype != torch.float32:
-            raise ValueError(f'{self.name} takes float32 input, got {input.dtype}')
-
     def __call__(self, input: Tensor) -> List[List[Tensor]]:
-        """Run on ``input``; the outputs as groups (``metadata.groups``), on input's device."""
-        self._check(input)
-        outputs = iter(self.loader.run([input.detach().cpu().contiguous()]))
+        """Run on ``input`` (as float32: see ``graph_input``); the outputs as groups
+        (``metadata.groups``), float32 on input's device."""
+        outputs = iter(self.loader.run([graph_input(input, self.input_shape, self.metadata,
+                                                    self.name)]))
         return [[next(outputs).to(input.device) for _ in range(count)]
                 for _, count in self.metadata.groups]
 

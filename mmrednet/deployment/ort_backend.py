@@ -1,12 +1,11 @@
 """The onnxruntime backend: exported graphs in CPU sessions, called with torch tensors."""
 import os.path as osp
-import warnings
 from typing import Dict, List, Optional, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from .graph_input import graph_input
 from .metadata import GraphMetadata
 
 
@@ -28,10 +27,9 @@ def session_options(num_threads: Optional[int] = None):
 class OnnxRuntimeGraph:
     """One exported graph (one input) in an onnxruntime session.
 
-    The graphs take float32 (the exporter's input). A float16 or bfloat16
-    input is cast up (exact); a float64 one is cast down with a warning (the
-    values are rounded to float32); any other dtype (an integer image that
-    skipped the data preprocessor, say) is refused.
+    The graphs take float32 (the exporter's input), as ``graph_input`` makes it:
+    float16 and bfloat16 are cast up, float64 is rounded with a warning, other
+    dtypes are refused.
 
     Args:
         model (str | bytes): the ``.onnx`` file, or its serialized bytes.
@@ -51,32 +49,11 @@ class OnnxRuntimeGraph:
                                            self.name)
         self.input = self.session.get_inputs()[0]
 
-    def _check(self, input: Tensor) -> None:
-        if not input.is_floating_point():
-            raise ValueError(f'{self.name} takes {self.input.name} as float32 (the data '
-                             f'preprocessor\'s output), got {input.dtype}')
-        if input.dtype == torch.float64:
-            warnings.warn(f'{self.name}: the float64 {self.input.name} is rounded to float32, '
-                          'the dtype the graph computes in', stacklevel=3)
-        expected = self.input.shape  # ints where static, names where dynamic
-        if input.dim() != len(expected) or any(
-                isinstance(d, int) and d != s for d, s in zip(expected, input.shape, strict=True)):
-            static = all(isinstance(d, int) for d in expected)
-            raise ValueError(
-                f'{self.name} takes {self.input.name} of shape {tuple(expected)}, got '
-                f'{tuple(input.shape)}'
-                + ('; export with --dynamic for other batch and image sizes' if static else ''))
-        divisor = self.metadata.size_divisor
-        if self.metadata.graph == 'main' and any(s % divisor for s in input.shape[2:]):
-            raise ValueError(f'{self.name}: input height and width must be multiples of '
-                             f'{divisor}, got {tuple(input.shape[2:])}; pad the images '
-                             f'(e.g. the data preprocessor\'s pad_size_divisor={divisor})')
-
     def __call__(self, input: Tensor) -> List[List[Tensor]]:
         """Run on ``input`` (as float32: see the class); the outputs as groups
         (``metadata.groups``), float32 on input's device."""
-        self._check(input)
-        array = np.ascontiguousarray(input.detach().to('cpu', torch.float32).numpy())
+        array = graph_input(input, self.input.shape, self.metadata, self.name,
+                            self.input.name).numpy()
         outputs = iter(self.session.run(None, {self.input.name: array}))
         return [[torch.from_numpy(next(outputs)).to(input.device) for _ in range(count)]
                 for _, count in self.metadata.groups]
