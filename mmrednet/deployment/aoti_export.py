@@ -26,16 +26,16 @@ from .aoti_package import INFO_FILE, PackageInfo
 from .exporter import (
     ATOL,
     RTOL,
-    ExportCheckError,
     GraphExport,
     _check_out,
-    _largest_difference,
-    _output_names,
+    check_against_pytorch,
+    expected_outputs,
+    output_groups,
     prepare_graphs,
 )
 from .metadata import GraphMetadata
 
-BACKEND = 'AOTInductor'
+BACKEND = 'aoti'  # in the check's messages: largest |aoti - pytorch|
 
 
 def called_ops(program: torch.export.ExportedProgram, namespace: str = 'mmrednet') -> List[str]:
@@ -125,27 +125,6 @@ def _input_shape(graph: GraphExport) -> List[Optional[int]]:
             enumerate(graph.example.shape)]
 
 
-def _check(graph: GraphExport, loaded, expected, atol: float, rtol: float,
-           log: Callable[[str], None]) -> float:
-    """Compare the loaded graph with PyTorch on every check input; raise above tolerance."""
-    names = _output_names(graph.module, expected[0])
-    worst, where, all_ok = 0.0, names[0], True
-    for check, reference in zip(graph.checks, expected, strict=True):
-        got = [t for group in loaded(check) for t in group]
-        diff, output, ok = _largest_difference(got, [t for group in reference for t in group],
-                                               names, atol, rtol, backend=BACKEND)
-        all_ok = all_ok and ok
-        if diff >= worst:
-            worst, where = diff, f'{output} on input {tuple(check.shape)}'
-    inputs = ', '.join(str(tuple(check.shape)) for check in graph.checks)
-    log(f'{graph.name}: largest |aoti - pytorch| = {worst:.3g} ({where}; checked on {inputs})')
-    if not all_ok:
-        raise ExportCheckError(
-            f'the {graph.name} graph differs from PyTorch by up to {worst:.3g} ({where}), '
-            f'more than {atol:g} + {rtol:g} * max |pytorch|; nothing was written')
-    return worst
-
-
 def export_aoti(config: str, checkpoint: str, out: str,
                 shape: Optional[Tuple[int, int]] = None, dynamic: bool = False,
                 atol: float = ATOL, rtol: float = RTOL, threads: Optional[int] = None,
@@ -176,12 +155,9 @@ def export_aoti(config: str, checkpoint: str, out: str,
     cfg, kind, divisor, todo = prepare_graphs(config, checkpoint, shape, dynamic, log)
     files, metadata, ops = {}, {}, set()
     for graph in todo:
-        with torch.no_grad():
-            expected = [graphs.as_groups(graph.reference(x)) for x in graph.checks]
-        groups = [(name, len(group)) for name, group in
-                  zip(graph.module.group_names(len(expected[0])), expected[0], strict=True)]
-        metadata[graph.name] = (GraphMetadata(kind, cfg.model.type, graph.name, groups, divisor),
-                                expected)
+        expected = expected_outputs(graph)
+        metadata[graph.name] = (GraphMetadata(kind, cfg.model.type, graph.name,
+                                              output_groups(graph, expected), divisor), expected)
         log(f'{graph.name}: exporting and compiling with AOTInductor ...')
         module = shape_generic(graph.module) if graph.dynamic else graph.module
         files[graph.name], called = compile_module(module, graph.example, graph.dynamic, threads)
@@ -194,8 +170,9 @@ def export_aoti(config: str, checkpoint: str, out: str,
     try:
         package(temp, files, info)
         loaded = load_package(temp)
-        diffs = {graph.name: _check(graph, loaded[graph.name], metadata[graph.name][1],
-                                    atol, rtol, log) for graph in todo}
+        diffs = {graph.name: check_against_pytorch(graph, loaded[graph.name],
+                                                   metadata[graph.name][1], atol, rtol, log,
+                                                   BACKEND) for graph in todo}
         os.replace(temp, out)
     finally:
         if osp.exists(temp):

@@ -136,36 +136,60 @@ def _largest_difference(got: List[Tensor], expected: List[Tensor], names: Sequen
     return worst, where, ok
 
 
+def expected_outputs(graph: GraphExport) -> List[List[List[Tensor]]]:
+    """PyTorch's output groups of ``graph`` on each of its check inputs."""
+    with torch.no_grad():
+        return [graphs.as_groups(graph.reference(x)) for x in graph.checks]
+
+
+def output_groups(graph: GraphExport, expected: List[List[List[Tensor]]]) -> List[tuple]:
+    """``[(group name, output count), ...]`` of ``graph`` (its metadata's ``groups``)."""
+    return [(name, len(group)) for name, group in
+            zip(graph.module.group_names(len(expected[0])), expected[0], strict=True)]
+
+
+def check_against_pytorch(graph: GraphExport, run: Callable, expected: List[List[List[Tensor]]],
+                          atol: float, rtol: float, log: Callable[[str], None],
+                          backend: str = 'onnxruntime') -> float:
+    """Run the exported ``graph`` (``run``: input -> output groups) on its check inputs and
+    compare with PyTorch's ``expected``; the largest difference.
+
+    Raises:
+        ExportCheckError: an output differs by more than ``atol + rtol * max |pytorch|``.
+    """
+    names = _output_names(graph.module, expected[0])
+    worst, where, all_ok = 0.0, names[0], True
+    for check, reference in zip(graph.checks, expected, strict=True):
+        diff, output, ok = _largest_difference(_flat(run(check)), _flat(reference), names,
+                                               atol, rtol, backend)
+        all_ok = all_ok and ok
+        if diff >= worst:
+            worst, where = diff, f'{output} on input {tuple(check.shape)}'
+    inputs = ', '.join(str(tuple(check.shape)) for check in graph.checks)
+    log(f'{graph.name}: largest |{backend} - pytorch| = {worst:.3g} ({where}; checked on '
+        f'{inputs})')
+    if not all_ok:
+        raise ExportCheckError(
+            f'the {graph.name} graph differs from PyTorch by up to {worst:.3g} ({where}), '
+            f'more than {atol:g} + {rtol:g} * max |pytorch|; nothing was written')
+    return worst
+
+
 def export_and_check(graph: GraphExport, metadata: GraphMetadata, atol: float, rtol: float,
                      log: Callable[[str], None]) -> None:
     """Export ``graph``, run it in onnxruntime on its check inputs, compare with PyTorch.
 
     ``metadata`` goes into the graph, its output groups filled in.
     """
-    with torch.no_grad():
-        expected = [graphs.as_groups(graph.reference(x)) for x in graph.checks]
+    expected = expected_outputs(graph)
+    metadata.groups = output_groups(graph, expected)
     names = _output_names(graph.module, expected[0])
-    metadata.groups = [(name, len(group)) for name, group in
-                       zip(graph.module.group_names(len(expected[0])), expected[0], strict=True)]
     log(f'{graph.name}: exporting ({len(names)} outputs) ...')
     graph.proto = to_onnx(graph.module, (graph.example, ), [graph.input_name], names,
                           (graph.dynamic, ) if graph.dynamic else None)
     metadata.write(graph.proto)
     session = OnnxRuntimeGraph(graph.proto.SerializeToString(), name=f'the {graph.name} graph')
-    graph.max_diff, where, all_ok = 0.0, names[0], True
-    for check, reference in zip(graph.checks, expected, strict=True):
-        diff, output, ok = _largest_difference(_flat(session(check)), _flat(reference), names,
-                                               atol, rtol)
-        all_ok = all_ok and ok
-        if diff >= graph.max_diff:
-            graph.max_diff, where = diff, f'{output} on input {tuple(check.shape)}'
-    inputs = ', '.join(str(tuple(check.shape)) for check in graph.checks)
-    log(f'{graph.name}: largest |onnxruntime - pytorch| = {graph.max_diff:.3g} ({where}; '
-        f'checked on {inputs})')
-    if not all_ok:
-        raise ExportCheckError(
-            f'the {graph.name} graph differs from PyTorch by up to {graph.max_diff:.3g} '
-            f'({where}), more than {atol:g} + {rtol:g} * max |pytorch|; nothing was written')
+    graph.max_diff = check_against_pytorch(graph, session, expected, atol, rtol, log)
 
 
 def _rpn_rois(model: nn.Module, input: Tensor, feats: Sequence[Tensor]) -> Tensor:
