@@ -19,7 +19,7 @@ from mmrednet.deployment.aoti_runner import build_runner, op_library, run_packag
 from mmrednet.deployment.exporter import load_model
 
 from .det_helpers import DEMO_RETINANET, tiny_dataset
-from .seg_helpers import ROOT, config, load_tool, shrink_for_cpu
+from .seg_helpers import ROOT, config, load_tool
 from .test_onnx_models import (
     _assert_same_metrics,
     _det_cfg,
@@ -30,6 +30,7 @@ from .test_onnx_models import (
     assert_same_detections,
     classifier_cfg,
     evaluate_both,
+    segmentor_files,
 )
 
 test_tool = load_tool('test.py')
@@ -58,13 +59,7 @@ def classifier(tmp_path_factory):
 def segmentor(tmp_path_factory):
     """The demo FPN segmentor at the test images' size (64x128, static)."""
     tmp_path = tmp_path_factory.mktemp('aoti_segmentor')
-    data = tmp_path / 'cityscapes'
-    load_tool('dataset_converters/make_shapes_cityscapes.py').make_dataset(
-        str(data), num_train=1, num_val=2, width=128, height=64)
-    cfg = config('demo/fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
-    cfg = shrink_for_cpu(cfg, str(data) + '/', str(tmp_path / 'work'), crop=(64, 64))
-    cfg.default_hooks.visualization.draw = False
-    config_file, checkpoint = _write(cfg, tmp_path, 'segmentor')
+    config_file, checkpoint = segmentor_files(tmp_path)
     package = str(tmp_path / 'segmentor.pt2')
     diffs = export_aoti(config_file, checkpoint, package, **QUIET)
     return config_file, checkpoint, package, diffs

@@ -179,14 +179,19 @@ def test_dynamic_export_is_checked_on_a_batch_of_two_different_images(tmp_path, 
 # --- segmentor -------------------------------------------------------------------------
 
 
-def test_segmentor_exports_and_evaluates_like_pytorch(tmp_path):
+def segmentor_files(tmp_path) -> tuple:
+    """The demo FPN segmentor on 64x128 Cityscapes-layout images: ``(config, checkpoint)``."""
     data = tmp_path / 'cityscapes'
     load_tool('dataset_converters/make_shapes_cityscapes.py').make_dataset(
         str(data), num_train=1, num_val=2, width=128, height=64)
     cfg = config('demo/fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
     cfg = shrink_for_cpu(cfg, str(data) + '/', str(tmp_path / 'work'), crop=(64, 64))
     cfg.default_hooks.visualization.draw = False
-    config_file, checkpoint = _write(cfg, tmp_path, 'segmentor')
+    return _write(cfg, tmp_path, 'segmentor')
+
+
+def test_segmentor_exports_and_evaluates_like_pytorch(tmp_path):
+    config_file, checkpoint = segmentor_files(tmp_path)
     onnx_file = str(tmp_path / 'segmentor.onnx')
     diffs = export_onnx(config_file, checkpoint, onnx_file, dynamic=True, log=lambda _: None)
     assert diffs['main'] < 1e-4
