@@ -33,8 +33,7 @@ def package(tmp_path_factory):
                            Involution(16, kernel_size=3, group_channels=8)).eval()
     x = torch.randn(1, 3, 12, 10)
     path = temporary_package(module, x, str(tmp_path_factory.mktemp('package')), 'tiny')
-    with torch.no_grad():
-        return path, module, x
+    return path, module, x
 
 
 def _rewrite(path: str, out, **changes) -> str:

@@ -38,7 +38,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -152,16 +152,13 @@ def _onnx_case(section: str, name: str, module: nn.Module, x: torch.Tensor, thre
                backend: str = 'onnxruntime', translation: dict = None) -> Case:
     """Export ``module`` (a graph wrapper) at ``x``'s shape and check it against PyTorch."""
     with torch.no_grad():
-        expected = graphs.as_groups(module(x))
-    count = sum(len(group) for group in expected)
+        expected = _flat(module(x))
+    count = len(expected)
     proto = to_onnx(module, (x, ), ['input'], [f'out{i}' for i in range(count)],
                     translation_table=translation)
     GraphMetadata(section, name, 'main', [('out', count)]).write(proto)
     graph = OnnxRuntimeGraph(proto.SerializeToString(), num_threads=threads)
-    [got] = graph(x)
-    diff = max((a - b).abs().max().item() for a, b in
-               zip(got, [t for group in expected for t in group], strict=True))
-    return Case(section, name, backend, lambda: graph(x), diff)
+    return Case(section, name, backend, lambda: graph(x), _max_diff(_flat(graph(x)), expected))
 
 
 def _eager_case(section: str, name: str, module: nn.Module, x: torch.Tensor) -> Case:
@@ -324,14 +321,17 @@ def print_ratios(console: Console, ratios: List[Ratio], rounds: int) -> None:
     console.print(table)
 
 
-def write(out_dir: str, rows: List[Row], ratios: List[Ratio]) -> None:
+def write(out_dir: str, rows: List[Row], ratios: List[Ratio]) -> List[str]:
+    """The tables as CSV and the timings as a bar plot in ``out_dir``; the files written."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     os.makedirs(out_dir, exist_ok=True)
+    written = ['deploy_benchmark.csv', 'deploy_benchmark.png']
     write_csv(os.path.join(out_dir, 'deploy_benchmark.csv'), rows)
     if ratios:
         write_csv(os.path.join(out_dir, 'deploy_ratios.csv'), ratios)
+        written.insert(1, 'deploy_ratios.csv')
     sections = list(dict.fromkeys(r.section for r in rows))
     fig, axes = plt.subplots(1, len(sections), figsize=(5.5 * len(sections), 4.2), squeeze=False)
     for ax, section in zip(axes[0], sections, strict=True):
@@ -353,6 +353,7 @@ def write(out_dir: str, rows: List[Row], ratios: List[Ratio]) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, 'deploy_benchmark.png'), dpi=110)
+    return written
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -388,7 +389,7 @@ def make_runner(args: argparse.Namespace, work_dir: str, console: Console) -> Op
     return Runner(build_runner(args.runner_dir), library, work_dir, args.threads)
 
 
-def main(argv=None) -> List[Row]:
+def main(argv=None) -> Tuple[List[Row], list]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -425,9 +426,8 @@ def main(argv=None) -> List[Row]:
     if ratios:
         print_ratios(console, ratios, args.rounds)
     if args.out_dir:
-        write(args.out_dir, rows, ratios)
-        console.print(f'wrote {args.out_dir}/deploy_benchmark.csv, deploy_ratios.csv, '
-                      'deploy_benchmark.png')
+        written = write(args.out_dir, rows, ratios)
+        console.print(f'wrote {", ".join(written)} in {args.out_dir}')
     return rows, ratios
 
 
