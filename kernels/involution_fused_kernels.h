@@ -1,0 +1,380 @@
+// The fused involution CPU kernels, written once and compiled per instruction set.
+//
+// Included by involution_cpu_{avx512,avx2,baseline}.cpp inside their ISA
+// namespace, after involution_cpu_kernels.h (Simd, ceil_div, floor_div).
+//
+// A task generates the kernel of a tile of output pixels, W = S h + b
+// (kernel rows m = g * Kh * Kw + tap), into its scratch, in cache, and uses it
+// there: the kernel never exists as a tensor. The span product is a register-
+// blocked micro-kernel (gemm below): a tile is a few hundred pixels by
+// G*Kh*Kw rows by C/r, too small for a library GEMM's per-call cost and
+// packing to pay off, and torch's matrix multiply is reachable from the
+// stable ABI only through the dispatcher, one tensor wrapper per tile.
+// - forward: a tile of output rows (groups [g0, g1) of one sample): kernel
+//   tile, then the K*K taps summed into the output rows.
+// - grad_input: a band of input rows, written by this task only (a gather
+//   over the output rows that read them, in a fixed order: no atomics,
+//   deterministic); the kernel of those output rows is generated again, tile
+//   by tile (the band's halo costs a fraction of its own rows).
+// - grad_span: a tile of output rows: the kernel's gradient
+//   dW[m, q] = sum_{c in g} grad_out[c, q] * x[c, q + tap offset] in scratch,
+//   then grad_hidden = S^T dW (this tile's pixels), and dW h^T and the row
+//   sums of dW added to the task's partial sums of the span weight and bias.
+// Two layouts: contiguous (NCHW; tiles are tap-major, [m][pixel], the vectors
+// over pixels) and channels-last (tiles pixel-major, [pixel][m], the vectors
+// over channels).
+
+template <typename T>
+struct Fused {
+  using S = Simd<T>;
+  using V = typename S::Vec;
+  static constexpr int L = S::kLanes;
+  static constexpr int MR = 4;        // micro-kernel rows
+  static constexpr int NV = 2;        // micro-kernel column vectors
+  static constexpr int NB = NV * L;   // micro-kernel columns
+
+  // The first `n` values at p (n <= L; none when n <= 0), zeros after them.
+  static V load_part(const T* p, int64_t n) {
+    if (n >= L) return S::load(p);
+    V v{};
+    if (n > 0) std::memcpy(&v, p, n * sizeof(T));
+    return v;
+  }
+
+  // C[r][c] += sum_i A[r * ars + i * ais] * B[i * ldb + c] for r < M, c < cols
+  // (cols <= NB): M x NV accumulators in registers. Each value of C is summed
+  // in the same order (i ascending, one multiply-add each) whatever its block,
+  // so a result does not depend on how a product is tiled.
+  template <int M>
+  static void gemm_block(int64_t K, const T* A, int64_t ars, int64_t ais, const T* B,
+                         int64_t ldb, T* C, int64_t ldc, int64_t cols) {
+    V acc[M][NV];
+    for (int r = 0; r < M; ++r) {
+      for (int v = 0; v < NV; ++v) acc[r][v] = load_part(C + r * ldc + v * L, cols - v * L);
+    }
+    if (cols == NB) {
+      for (int64_t i = 0; i < K; ++i) {
+        V b[NV];
+        for (int v = 0; v < NV; ++v) b[v] = S::load(B + i * ldb + v * L);
+        for (int r = 0; r < M; ++r) {
+          const T a = A[r * ars + i * ais];
+          for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < K; ++i) {
+        V b[NV];
+        for (int v = 0; v < NV; ++v) b[v] = load_part(B + i * ldb + v * L, cols - v * L);
+        for (int r = 0; r < M; ++r) {
+          const T a = A[r * ars + i * ais];
+          for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
+        }
+      }
+    }
+    for (int r = 0; r < M; ++r) {
+      for (int v = 0; v < NV; ++v) {
+        const int64_t lanes = std::min<int64_t>(L, cols - v * L);
+        if (lanes > 0) S::store(C + r * ldc + v * L, acc[r][v], lanes);
+      }
+    }
+  }
+
+  // C (M x N, row stride ldc) += A (M x K, strides ars, ais) * B (K x N, row stride ldb).
+  static void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t ais,
+                   const T* B, int64_t ldb, T* C, int64_t ldc) {
+    for (int64_t c0 = 0; c0 < N; c0 += NB) {
+      const int64_t cols = std::min<int64_t>(NB, N - c0);
+      int64_t r = 0;
+      for (; r + MR <= M; r += MR) {
+        gemm_block<MR>(K, A + r * ars, ars, ais, B + c0, ldb, C + r * ldc + c0, ldc, cols);
+      }
+      for (; r < M; ++r) {
+        gemm_block<1>(K, A + r * ars, ars, ais, B + c0, ldb, C + r * ldc + c0, ldc, cols);
+      }
+    }
+  }
+
+  // y[k] += a * x[k], k < n.
+  static void axpy(T* __restrict y, T a, const T* __restrict x, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
+  }
+  // y[k] += a[k] * x[k], k < n.
+  static void mul_add(T* __restrict y, const T* __restrict a, const T* __restrict x, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) y[k] += a[k] * x[k];
+  }
+  // y[k * step] += a[k] * x[k], k < n (the strided side of a strided tap).
+  static void mul_add_scatter(T* __restrict y, int64_t step, const T* __restrict a,
+                              const T* __restrict x, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) y[k * step] += a[k] * x[k];
+  }
+  // y[k] += a[k] * x[k * step], k < n.
+  static void mul_add_gather(T* __restrict y, const T* __restrict a, const T* __restrict x,
+                             int64_t step, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) y[k] += a[k] * x[k * step];
+  }
+  // sum_k a[k] * b[k], k < n, in vectors of L lanes and then across the lanes:
+  // a fixed order.
+  static T dot(const T* a, const T* b, int64_t n) {
+    V acc{};
+    int64_t k = 0;
+    for (; k + L <= n; k += L) acc += S::load(a + k) * S::load(b + k);
+    if (k < n) acc += load_part(a + k, n - k) * load_part(b + k, n - k);
+    T sum = 0;
+    for (int l = 0; l < L; ++l) sum += acc[l];
+    return sum;
+  }
+
+  // Output columns [*lo, *hi) whose tap at column offset `off` reads inside the input.
+  static void tap_columns(const Problem& p, int64_t off, int64_t* lo, int64_t* hi) {
+    *lo = off >= 0 ? 0 : ceil_div(-off, p.stride_w);
+    *hi = std::min(p.out_width, floor_div(p.width - 1 - off, p.stride_w) + 1);
+  }
+
+  // The kernel of output rows [i0, i1), groups [g0, g1), of sample n into W:
+  // [m][pixel] (NCHW) or [pixel][m] (channels-last), m from g0 * taps.
+  static void kernel_tile(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
+                          int64_t g1, int64_t i0, int64_t i1, T* W) {
+    const Problem& p = f.p;
+    const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), m0 = g0 * p.taps();
+    const int64_t ch = f.hidden, GT = f.kernel_rows();
+    if (!p.channels_last) {
+      for (int64_t m = 0; m < M; ++m) {
+        std::fill(W + m * P, W + (m + 1) * P, f.bias ? a.bias[m0 + m] : T(0));
+      }
+      gemm(M, P, ch, a.span + m0 * ch, ch, 1, a.hidden + n * ch * p.out_plane() + i0 * p.out_width,
+           p.out_plane(), W, P);
+    } else {
+      for (int64_t q = 0; q < P; ++q) {
+        if (f.bias) {
+          std::memcpy(W + q * M, a.bias + m0, M * sizeof(T));
+        } else {
+          std::fill(W + q * M, W + (q + 1) * M, T(0));
+        }
+      }
+      gemm(P, M, ch, a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch, ch, 1,
+           a.span_t + m0, GT, W, M);
+    }
+  }
+
+  static void forward(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
+                      int64_t g1, int64_t i0, int64_t i1, T* W) {
+    const Problem& p = f.p;
+    kernel_tile(f, a, n, g0, g1, i0, i1, W);
+    const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), C = p.channels;
+    const int64_t cg = p.group_channels, kw = p.kernel_w;
+    if (!p.channels_last) {
+      for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
+        const T* wg = W + (c / cg - g0) * p.taps() * P;
+        const T* xc = a.input + (n * C + c) * p.plane();
+        for (int64_t i = i0; i < i1; ++i) {
+          T* o = a.out + ((n * C + c) * p.out_height + i) * p.out_width;
+          std::fill(o, o + p.out_width, T(0));
+          const int64_t top = i * p.stride_h - p.pad_h;
+          for (int64_t u = 0; u < p.kernel_h; ++u) {
+            const int64_t y = top + u * p.dilation_h;
+            if (y < 0 || y >= p.height) continue;
+            for (int64_t v = 0; v < kw; ++v) {
+              const int64_t off = v * p.dilation_w - p.pad_w;
+              int64_t lo, hi;
+              tap_columns(p, off, &lo, &hi);
+              if (lo >= hi) continue;
+              const T* w = wg + (u * kw + v) * P + (i - i0) * p.out_width;
+              const T* x = xc + y * p.width + lo * p.stride_w + off;
+              if (p.stride_w == 1) {
+                mul_add(o + lo, w + lo, x, hi - lo);
+              } else {
+                mul_add_gather(o + lo, w + lo, x, p.stride_w, hi - lo);
+              }
+            }
+          }
+        }
+      }
+      return;
+    }
+    for (int64_t q = 0; q < P; ++q) {
+      const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
+      const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
+      T* o = a.out + ((n * p.out_height + i) * p.out_width + j) * C;
+      std::fill(o + g0 * cg, o + g1 * cg, T(0));
+      for (int64_t g = g0; g < g1; ++g) {
+        const T* w = W + q * M + (g - g0) * p.taps();
+        for (int64_t u = 0; u < p.kernel_h; ++u) {
+          const int64_t y = top + u * p.dilation_h;
+          if (y < 0 || y >= p.height) continue;
+          for (int64_t v = 0; v < kw; ++v) {
+            const int64_t x = left + v * p.dilation_w;
+            if (x < 0 || x >= p.width) continue;
+            axpy(o + g * cg, w[u * kw + v],
+                 a.input + ((n * p.height + y) * p.width + x) * C + g * cg, cg);
+          }
+        }
+      }
+    }
+  }
+
+  static void grad_input(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
+                         int64_t g1, int64_t y0, int64_t y1, T* W) {
+    const Problem& p = f.p;
+    const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
+    T* gx = a.out;
+    if (!p.channels_last) {
+      for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
+        T* rows = gx + ((n * C + c) * p.height + y0) * p.width;
+        std::fill(rows, rows + (y1 - y0) * p.width, T(0));
+      }
+    } else {
+      for (int64_t y = y0; y < y1; ++y) {
+        for (int64_t x = 0; x < p.width; ++x) {
+          T* px = gx + ((n * p.height + y) * p.width + x) * C;
+          std::fill(px + g0 * cg, px + g1 * cg, T(0));
+        }
+      }
+    }
+    // The output rows whose taps read input rows [y0, y1).
+    const int64_t first = std::max<int64_t>(
+        0, ceil_div(y0 + p.pad_h - (p.kernel_h - 1) * p.dilation_h, p.stride_h));
+    const int64_t last = std::min(p.out_height, floor_div(y1 - 1 + p.pad_h, p.stride_h) + 1);
+    const int64_t rows = f.tile_rows();
+    for (int64_t i0 = first; i0 < last; i0 += rows) {
+      const int64_t i1 = std::min(last, i0 + rows);
+      kernel_tile(f, a, n, g0, g1, i0, i1, W);
+      const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps();
+      if (!p.channels_last) {
+        for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
+          const T* wg = W + (c / cg - g0) * p.taps() * P;
+          for (int64_t i = i0; i < i1; ++i) {
+            const T* go = a.grad_output + ((n * C + c) * p.out_height + i) * p.out_width;
+            const int64_t top = i * p.stride_h - p.pad_h;
+            for (int64_t u = 0; u < p.kernel_h; ++u) {
+              const int64_t y = top + u * p.dilation_h;
+              if (y < y0 || y >= y1) continue;
+              T* gxr = gx + ((n * C + c) * p.height + y) * p.width;
+              for (int64_t v = 0; v < kw; ++v) {
+                const int64_t off = v * p.dilation_w - p.pad_w;
+                int64_t lo, hi;
+                tap_columns(p, off, &lo, &hi);
+                if (lo >= hi) continue;
+                const T* w = wg + (u * kw + v) * P + (i - i0) * p.out_width;
+                T* g = gxr + lo * p.stride_w + off;
+                if (p.stride_w == 1) {
+                  mul_add(g, w + lo, go + lo, hi - lo);
+                } else {
+                  mul_add_scatter(g, p.stride_w, w + lo, go + lo, hi - lo);
+                }
+              }
+            }
+          }
+        }
+        continue;
+      }
+      for (int64_t q = 0; q < P; ++q) {
+        const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
+        const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
+        const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
+        for (int64_t g = g0; g < g1; ++g) {
+          const T* w = W + q * M + (g - g0) * p.taps();
+          for (int64_t u = 0; u < p.kernel_h; ++u) {
+            const int64_t y = top + u * p.dilation_h;
+            if (y < y0 || y >= y1) continue;
+            for (int64_t v = 0; v < kw; ++v) {
+              const int64_t x = left + v * p.dilation_w;
+              if (x < 0 || x >= p.width) continue;
+              axpy(gx + ((n * p.height + y) * p.width + x) * C + g * cg, w[u * kw + v],
+                   go + g * cg, cg);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  static void grad_span(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t,
+                        int64_t, int64_t i0, int64_t i1, T* scratch) {
+    const Problem& p = f.p;
+    const int64_t P = (i1 - i0) * p.out_width, M = f.kernel_rows(), ch = f.hidden;
+    const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
+    T* dW = scratch;
+    T* gh = a.out;
+    if (!p.channels_last) {
+      // dW[m][q]: the group's channels in order, each tap's row at once.
+      std::fill(dW, dW + M * P, T(0));
+      for (int64_t c = 0; c < C; ++c) {
+        T* wg = dW + c / cg * p.taps() * P;
+        const T* xc = a.input + (n * C + c) * p.plane();
+        for (int64_t i = i0; i < i1; ++i) {
+          const T* go = a.grad_output + ((n * C + c) * p.out_height + i) * p.out_width;
+          const int64_t top = i * p.stride_h - p.pad_h;
+          for (int64_t u = 0; u < p.kernel_h; ++u) {
+            const int64_t y = top + u * p.dilation_h;
+            if (y < 0 || y >= p.height) continue;
+            for (int64_t v = 0; v < kw; ++v) {
+              const int64_t off = v * p.dilation_w - p.pad_w;
+              int64_t lo, hi;
+              tap_columns(p, off, &lo, &hi);
+              if (lo >= hi) continue;
+              T* w = wg + (u * kw + v) * P + (i - i0) * p.out_width;
+              const T* x = xc + y * p.width + lo * p.stride_w + off;
+              if (p.stride_w == 1) {
+                mul_add(w + lo, go + lo, x, hi - lo);
+              } else {
+                mul_add_gather(w + lo, go + lo, x, p.stride_w, hi - lo);
+              }
+            }
+          }
+        }
+      }
+      for (int64_t m = 0; m < M; ++m) {
+        T sum = 0;
+        for (int64_t q = 0; q < P; ++q) sum += dW[m * P + q];
+        a.grad_bias[m] += sum;
+      }
+      // grad_hidden (ch x P, rows of its planes) = S^T dW.
+      T* ghp = gh + n * ch * p.out_plane() + i0 * p.out_width;
+      for (int64_t k = 0; k < ch; ++k) {
+        std::fill(ghp + k * p.out_plane(), ghp + k * p.out_plane() + P, T(0));
+      }
+      gemm(ch, P, M, a.span_t, M, 1, dW, P, ghp, p.out_plane());
+      // partial grad_span (M x ch) += dW h^T, with h^T (P x ch) transposed here.
+      T* ht = scratch + f.tile_elements();
+      const T* hp = a.hidden + n * ch * p.out_plane() + i0 * p.out_width;
+      for (int64_t k = 0; k < ch; ++k) {
+        for (int64_t q = 0; q < P; ++q) ht[q * ch + k] = hp[k * p.out_plane() + q];
+      }
+      gemm(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch);
+      return;
+    }
+    // dW[q][m]: per pixel and group, a dot product over the group's channels.
+    for (int64_t q = 0; q < P; ++q) {
+      const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
+      const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
+      const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
+      for (int64_t g = 0; g < p.groups; ++g) {
+        T* w = dW + q * M + g * p.taps();
+        for (int64_t u = 0; u < p.kernel_h; ++u) {
+          const int64_t y = top + u * p.dilation_h;
+          for (int64_t v = 0; v < kw; ++v) {
+            const int64_t x = left + v * p.dilation_w;
+            w[u * kw + v] = y < 0 || y >= p.height || x < 0 || x >= p.width
+                                ? T(0)
+                                : dot(go + g * cg,
+                                      a.input + ((n * p.height + y) * p.width + x) * C + g * cg,
+                                      cg);
+          }
+        }
+      }
+    }
+    for (int64_t q = 0; q < P; ++q) {
+      for (int64_t m = 0; m < M; ++m) a.grad_bias[m] += dW[q * M + m];
+    }
+    const T* hp = a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch;
+    T* ghp = gh + (n * p.out_plane() + i0 * p.out_width) * ch;
+    std::fill(ghp, ghp + P * ch, T(0));
+    gemm(P, ch, M, dW, M, 1, a.span, ch, ghp, ch);  // grad_hidden = dW S
+    gemm(M, ch, P, dW, 1, M, hp, ch, a.grad_span, ch);  // partial grad_span += dW^T h
+  }
+};
+
+template <typename T>
+constexpr FusedKernels<T> fused_kernels() {
+  return {&Fused<T>::forward, &Fused<T>::grad_input, &Fused<T>::grad_span};
+}
