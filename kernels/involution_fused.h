@@ -55,15 +55,40 @@ struct FusedProblem {
     return std::clamp<int64_t>(std::max(tile_rows() * p.stride_h, 3 * halo), 1, p.height);
   }
   int64_t input_bands() const { return (p.height + input_band() - 1) / input_band(); }
-  // Scratch of a forward or grad_input task: its kernel tile.
-  int64_t kernel_tile_elements() const {
-    return tile_groups() * p.taps() * tile_rows() * p.out_width;
+  // Input rows that output rows [i0, i0 + rows) read, at most.
+  int64_t band_input_rows(int64_t rows) const {
+    return std::min(p.height, (rows - 1) * p.stride_h + (p.kernel_h - 1) * p.dilation_h + 1);
   }
-  // Scratch of a grad_span task: the kernel's gradient for a tile of all
-  // groups, then a transposed tile of hidden (NCHW).
+  // Values of a phase of an input row split into stride_w phases (zero padded,
+  // see Fused::fill_phases): the output row rounded up to vectors of up to
+  // kMaxLanes lanes, plus the taps' reach.
+  static constexpr int64_t kMaxLanes = 16;
+  int64_t phase_length() const {
+    return (p.out_width + kMaxLanes - 1) / kMaxLanes * kMaxLanes +
+           (p.kernel_w - 1) * p.dilation_w / p.stride_w + 1;
+  }
+  int64_t phase_row() const { return p.stride_w * phase_length(); }
+  // Scratch of a forward or grad_input task: the pack, its kernel tile (with a
+  // vector of slack: a row's last vector may read past the tile) and, NCHW,
+  // one channel's input rows in phases.
+  int64_t kernel_tile_elements() const {
+    return tile_groups() * p.taps() * tile_rows() * p.out_width + kMaxLanes;
+  }
+  // A micro-kernel's operand columns packed to full vectors (2 vectors wide),
+  // for products whose columns end inside a vector.
+  int64_t pack_elements() const {
+    return 2 * kMaxLanes * std::max({hidden, kernel_rows(), tile_rows() * p.out_width});
+  }
+  int64_t forward_scratch_elements() const {
+    return pack_elements() + kernel_tile_elements() + band_input_rows(tile_rows()) * phase_row();
+  }
+  // Scratch of a grad_span task: the pack, the kernel's gradient for a tile of
+  // all groups, a transposed tile of hidden and, NCHW, every channel's input
+  // rows in phases.
   int64_t tile_elements() const { return kernel_rows() * tile_rows() * p.out_width; }
   int64_t span_scratch_elements() const {
-    return tile_elements() + tile_rows() * p.out_width * hidden;
+    return pack_elements() + tile_elements() + tile_rows() * p.out_width * hidden +
+           p.channels * band_input_rows(tile_rows()) * phase_row();
   }
 };
 

@@ -182,7 +182,7 @@ void run_banded(mmrednet_cpu::FusedFn<T> fn, const FusedProblem& f, const FusedA
                 int64_t rows, int64_t band, const Tensor& like) {
   const int64_t bands = (rows + band - 1) / band, group_chunks = f.group_chunks();
   const int64_t tasks = f.p.batch * group_chunks * bands;
-  for_each_item<T>(tasks, f.kernel_tile_elements(), like, [&](int64_t t, T* scratch) {
+  for_each_item<T>(tasks, f.forward_scratch_elements(), like, [&](int64_t t, T* scratch) {
     const int64_t n = t / (group_chunks * bands), g = t / bands % group_chunks, b = t % bands;
     const int64_t g0 = g * f.tile_groups();
     fn(f, a, n, g0, std::min(f.p.groups, g0 + f.tile_groups()), b * band,

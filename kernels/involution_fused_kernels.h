@@ -42,9 +42,9 @@ struct Fused {
   }
 
   // C[r][c] += sum_i A[r * ars + i * ais] * B[i * ldb + c] for r < M, c < cols
-  // (cols <= NB): M x NV accumulators in registers. Each value of C is summed
-  // in the same order (i ascending, one multiply-add each) whatever its block,
-  // so a result does not depend on how a product is tiled.
+  // (cols <= NB; B readable NB columns wide): M x NV accumulators in registers.
+  // Each value of C is summed in the same order (i ascending, one multiply-add
+  // each) whatever its block, so a result does not depend on the tiling.
   template <int M>
   static void gemm_block(int64_t K, const T* A, int64_t ars, int64_t ais, const T* B,
                          int64_t ldb, T* C, int64_t ldc, int64_t cols) {
@@ -52,23 +52,12 @@ struct Fused {
     for (int r = 0; r < M; ++r) {
       for (int v = 0; v < NV; ++v) acc[r][v] = load_part(C + r * ldc + v * L, cols - v * L);
     }
-    if (cols == NB) {
-      for (int64_t i = 0; i < K; ++i) {
-        V b[NV];
-        for (int v = 0; v < NV; ++v) b[v] = S::load(B + i * ldb + v * L);
-        for (int r = 0; r < M; ++r) {
-          const T a = A[r * ars + i * ais];
-          for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
-        }
-      }
-    } else {
-      for (int64_t i = 0; i < K; ++i) {
-        V b[NV];
-        for (int v = 0; v < NV; ++v) b[v] = load_part(B + i * ldb + v * L, cols - v * L);
-        for (int r = 0; r < M; ++r) {
-          const T a = A[r * ars + i * ais];
-          for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
-        }
+    for (int64_t i = 0; i < K; ++i) {
+      V b[NV];
+      for (int v = 0; v < NV; ++v) b[v] = S::load(B + i * ldb + v * L);
+      for (int r = 0; r < M; ++r) {
+        const T a = A[r * ars + i * ais];
+        for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
       }
     }
     for (int r = 0; r < M; ++r) {
@@ -79,17 +68,29 @@ struct Fused {
     }
   }
 
-  // C (M x N, row stride ldc) += A (M x K, strides ars, ais) * B (K x N, row stride ldb).
+  // C (M x N, row stride ldc) += A (M x K, strides ars, ais) * B (K x N, row
+  // stride ldb). The last columns, when they end inside a block, are packed
+  // (K x NB, zero padded) into `pack` (FusedProblem::pack_elements).
   static void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t ais,
-                   const T* B, int64_t ldb, T* C, int64_t ldc) {
+                   const T* B, int64_t ldb, T* C, int64_t ldc, T* pack) {
     for (int64_t c0 = 0; c0 < N; c0 += NB) {
       const int64_t cols = std::min<int64_t>(NB, N - c0);
+      const T* panel = B + c0;
+      int64_t ld = ldb;
+      if (cols < NB) {
+        for (int64_t i = 0; i < K; ++i) {
+          std::memcpy(pack + i * NB, B + i * ldb + c0, cols * sizeof(T));
+          std::fill(pack + i * NB + cols, pack + (i + 1) * NB, T(0));
+        }
+        panel = pack;
+        ld = NB;
+      }
       int64_t r = 0;
       for (; r + MR <= M; r += MR) {
-        gemm_block<MR>(K, A + r * ars, ars, ais, B + c0, ldb, C + r * ldc + c0, ldc, cols);
+        gemm_block<MR>(K, A + r * ars, ars, ais, panel, ld, C + r * ldc + c0, ldc, cols);
       }
       for (; r < M; ++r) {
-        gemm_block<1>(K, A + r * ars, ars, ais, B + c0, ldb, C + r * ldc + c0, ldc, cols);
+        gemm_block<1>(K, A + r * ars, ars, ais, panel, ld, C + r * ldc + c0, ldc, cols);
       }
     }
   }
@@ -124,6 +125,49 @@ struct Fused {
     return sum;
   }
 
+  // An input row zero padded and split into stride_w phases of `length`
+  // values: padded column k (input column k - pad_w) at k % stride_w * length
+  // + k / stride_w, so that the taps of a run of output columns read a run of
+  // one phase: tap v of column j is phase (v * dilation_w) % stride_w, value
+  // j + (v * dilation_w) / stride_w.
+  static void fill_phases(const Problem& p, int64_t length, const T* src, T* dst) {
+    const int64_t s = p.stride_w;
+    std::fill(dst, dst + s * length, T(0));
+    if (s == 1) {
+      const int64_t count = std::clamp<int64_t>(length - p.pad_w, 0, p.width);
+      std::memcpy(dst + p.pad_w, src, count * sizeof(T));
+      return;
+    }
+    for (int64_t col = 0; col < p.width; ++col) {
+      const int64_t k = col + p.pad_w;
+      if (k / s < length) dst[k % s * length + k / s] = src[col];
+    }
+  }
+  // Where the tap columns start in a phased row, v = 0, 1, ...: no division
+  // in the loops over taps.
+  struct PhaseOffsets {
+    PhaseOffsets(const Problem& p, int64_t length)
+        : length(length), stride(p.stride_w), step_phase(p.dilation_w % p.stride_w),
+          step_value(p.dilation_w / p.stride_w) {}
+    int64_t offset() const { return phase * length + value; }
+    void next() {
+      phase += step_phase;
+      value += step_value;
+      if (phase >= stride) {
+        phase -= stride;
+        ++value;
+      }
+    }
+    int64_t length, stride, step_phase, step_value, phase = 0, value = 0;
+  };
+  // Input rows [*first, *last] that output rows [i0, i1) read (clipped to the input).
+  static void band_rows(const Problem& p, int64_t i0, int64_t i1, int64_t* first,
+                        int64_t* last) {
+    *first = std::max<int64_t>(0, i0 * p.stride_h - p.pad_h);
+    *last = std::min(p.height - 1,
+                     (i1 - 1) * p.stride_h - p.pad_h + (p.kernel_h - 1) * p.dilation_h);
+  }
+
   // Output columns [*lo, *hi) whose tap at column offset `off` reads inside the input.
   static void tap_columns(const Problem& p, int64_t off, int64_t* lo, int64_t* hi) {
     *lo = off >= 0 ? 0 : ceil_div(-off, p.stride_w);
@@ -133,7 +177,7 @@ struct Fused {
   // The kernel of output rows [i0, i1), groups [g0, g1), of sample n into W:
   // [m][pixel] (NCHW) or [pixel][m] (channels-last), m from g0 * taps.
   static void kernel_tile(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
-                          int64_t g1, int64_t i0, int64_t i1, T* W) {
+                          int64_t g1, int64_t i0, int64_t i1, T* W, T* pack) {
     const Problem& p = f.p;
     const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), m0 = g0 * p.taps();
     const int64_t ch = f.hidden, GT = f.kernel_rows();
@@ -141,8 +185,8 @@ struct Fused {
       for (int64_t m = 0; m < M; ++m) {
         std::fill(W + m * P, W + (m + 1) * P, f.bias ? a.bias[m0 + m] : T(0));
       }
-      gemm(M, P, ch, a.span + m0 * ch, ch, 1, a.hidden + n * ch * p.out_plane() + i0 * p.out_width,
-           p.out_plane(), W, P);
+      gemm(M, P, ch, a.span + m0 * ch, ch, 1,
+           a.hidden + n * ch * p.out_plane() + i0 * p.out_width, p.out_plane(), W, P, pack);
     } else {
       for (int64_t q = 0; q < P; ++q) {
         if (f.bias) {
@@ -152,69 +196,84 @@ struct Fused {
         }
       }
       gemm(P, M, ch, a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch, ch, 1,
-           a.span_t + m0, GT, W, M);
+           a.span_t + m0, GT, W, M, pack);
     }
   }
 
   static void forward(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
-                      int64_t g1, int64_t i0, int64_t i1, T* W) {
+                      int64_t g1, int64_t i0, int64_t i1, T* scratch) {
     const Problem& p = f.p;
-    kernel_tile(f, a, n, g0, g1, i0, i1, W);
+    T* pack = scratch;
+    T* W = pack + f.pack_elements();
+    kernel_tile(f, a, n, g0, g1, i0, i1, W, pack);
     const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), C = p.channels;
     const int64_t cg = p.group_channels, kw = p.kernel_w;
     if (!p.channels_last) {
+      // Per channel: its input rows in phases, then L output columns at a time
+      // summed over the taps in registers.
+      const int64_t length = f.phase_length(), row = f.phase_row();
+      int64_t first, last;
+      band_rows(p, i0, i1, &first, &last);
+      T* rows = W + f.kernel_tile_elements();
       for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
         const T* wg = W + (c / cg - g0) * p.taps() * P;
         const T* xc = a.input + (n * C + c) * p.plane();
+        for (int64_t y = first; y <= last; ++y) {
+          fill_phases(p, length, xc + y * p.width, rows + (y - first) * row);
+        }
         for (int64_t i = i0; i < i1; ++i) {
           T* o = a.out + ((n * C + c) * p.out_height + i) * p.out_width;
-          std::fill(o, o + p.out_width, T(0));
           const int64_t top = i * p.stride_h - p.pad_h;
-          for (int64_t u = 0; u < p.kernel_h; ++u) {
-            const int64_t y = top + u * p.dilation_h;
-            if (y < 0 || y >= p.height) continue;
-            for (int64_t v = 0; v < kw; ++v) {
-              const int64_t off = v * p.dilation_w - p.pad_w;
-              int64_t lo, hi;
-              tap_columns(p, off, &lo, &hi);
-              if (lo >= hi) continue;
-              const T* w = wg + (u * kw + v) * P + (i - i0) * p.out_width;
-              const T* x = xc + y * p.width + lo * p.stride_w + off;
-              if (p.stride_w == 1) {
-                mul_add(o + lo, w + lo, x, hi - lo);
-              } else {
-                mul_add_gather(o + lo, w + lo, x, p.stride_w, hi - lo);
+          for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
+            V acc{};
+            for (int64_t u = 0; u < p.kernel_h; ++u) {
+              const int64_t y = top + u * p.dilation_h;
+              if (y < 0 || y >= p.height) continue;
+              const T* x = rows + (y - first) * row + j0;
+              const T* w = wg + u * kw * P + (i - i0) * p.out_width + j0;
+              PhaseOffsets tap(p, length);
+              for (int64_t v = 0; v < kw; ++v, tap.next()) {
+                acc += S::load(w + v * P) * S::load(x + tap.offset());
               }
             }
+            S::store(o + j0, acc, std::min<int64_t>(L, p.out_width - j0));
           }
         }
       }
       return;
     }
+    // Channels-last: per pixel and group, L channels at a time summed over the
+    // taps in registers.
     for (int64_t q = 0; q < P; ++q) {
       const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
       const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
       T* o = a.out + ((n * p.out_height + i) * p.out_width + j) * C;
-      std::fill(o + g0 * cg, o + g1 * cg, T(0));
       for (int64_t g = g0; g < g1; ++g) {
         const T* w = W + q * M + (g - g0) * p.taps();
-        for (int64_t u = 0; u < p.kernel_h; ++u) {
-          const int64_t y = top + u * p.dilation_h;
-          if (y < 0 || y >= p.height) continue;
-          for (int64_t v = 0; v < kw; ++v) {
-            const int64_t x = left + v * p.dilation_w;
-            if (x < 0 || x >= p.width) continue;
-            axpy(o + g * cg, w[u * kw + v],
-                 a.input + ((n * p.height + y) * p.width + x) * C + g * cg, cg);
+        for (int64_t c0 = 0; c0 < cg; c0 += L) {
+          const int64_t lanes = std::min<int64_t>(L, cg - c0);
+          V acc{};
+          for (int64_t u = 0; u < p.kernel_h; ++u) {
+            const int64_t y = top + u * p.dilation_h;
+            if (y < 0 || y >= p.height) continue;
+            for (int64_t v = 0; v < kw; ++v) {
+              const int64_t x = left + v * p.dilation_w;
+              if (x < 0 || x >= p.width) continue;
+              const T* xp = a.input + ((n * p.height + y) * p.width + x) * C + g * cg + c0;
+              acc += w[u * kw + v] * load_part(xp, lanes);
+            }
           }
+          S::store(o + g * cg + c0, acc, lanes);
         }
       }
     }
   }
 
   static void grad_input(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
-                         int64_t g1, int64_t y0, int64_t y1, T* W) {
+                         int64_t g1, int64_t y0, int64_t y1, T* scratch) {
     const Problem& p = f.p;
+    T* pack = scratch;
+    T* W = pack + f.pack_elements();
     const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
     T* gx = a.out;
     if (!p.channels_last) {
@@ -237,7 +296,7 @@ struct Fused {
     const int64_t rows = f.tile_rows();
     for (int64_t i0 = first; i0 < last; i0 += rows) {
       const int64_t i1 = std::min(last, i0 + rows);
-      kernel_tile(f, a, n, g0, g1, i0, i1, W);
+      kernel_tile(f, a, n, g0, g1, i0, i1, W, pack);
       const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps();
       if (!p.channels_last) {
         for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
@@ -293,31 +352,45 @@ struct Fused {
     const Problem& p = f.p;
     const int64_t P = (i1 - i0) * p.out_width, M = f.kernel_rows(), ch = f.hidden;
     const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
-    T* dW = scratch;
+    T* pack = scratch;
+    T* dW = pack + f.pack_elements();
     T* gh = a.out;
     if (!p.channels_last) {
-      // dW[m][q]: the group's channels in order, each tap's row at once.
-      std::fill(dW, dW + M * P, T(0));
+      // dW[m][q]: every channel's input rows in phases, then per tap L output
+      // columns at a time summed over the group's channels in registers.
+      const int64_t length = f.phase_length(), row = f.phase_row();
+      int64_t first, last;
+      band_rows(p, i0, i1, &first, &last);
+      const int64_t band = last - first + 1;
+      T* rows = dW + f.tile_elements() + P * ch;
       for (int64_t c = 0; c < C; ++c) {
-        T* wg = dW + c / cg * p.taps() * P;
-        const T* xc = a.input + (n * C + c) * p.plane();
+        for (int64_t y = first; y <= last; ++y) {
+          fill_phases(p, length, a.input + ((n * C + c) * p.height + y) * p.width,
+                      rows + (c * band + y - first) * row);
+        }
+      }
+      for (int64_t g = 0; g < p.groups; ++g) {
         for (int64_t i = i0; i < i1; ++i) {
-          const T* go = a.grad_output + ((n * C + c) * p.out_height + i) * p.out_width;
           const int64_t top = i * p.stride_h - p.pad_h;
+          const T* go = a.grad_output + ((n * C + g * cg) * p.out_height + i) * p.out_width;
           for (int64_t u = 0; u < p.kernel_h; ++u) {
             const int64_t y = top + u * p.dilation_h;
-            if (y < 0 || y >= p.height) continue;
-            for (int64_t v = 0; v < kw; ++v) {
-              const int64_t off = v * p.dilation_w - p.pad_w;
-              int64_t lo, hi;
-              tap_columns(p, off, &lo, &hi);
-              if (lo >= hi) continue;
-              T* w = wg + (u * kw + v) * P + (i - i0) * p.out_width;
-              const T* x = xc + y * p.width + lo * p.stride_w + off;
-              if (p.stride_w == 1) {
-                mul_add(w + lo, go + lo, x, hi - lo);
-              } else {
-                mul_add_gather(w + lo, go + lo, x, p.stride_w, hi - lo);
+            PhaseOffsets tap(p, length);
+            for (int64_t v = 0; v < kw; ++v, tap.next()) {
+              T* w = dW + (g * p.taps() + u * kw + v) * P + (i - i0) * p.out_width;
+              if (y < 0 || y >= p.height) {
+                std::fill(w, w + p.out_width, T(0));
+                continue;
+              }
+              const T* x = rows + (g * cg * band + y - first) * row + tap.offset();
+              for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
+                const int64_t lanes = std::min<int64_t>(L, p.out_width - j0);
+                V acc{};
+                for (int64_t c = 0; c < cg; ++c) {
+                  acc += load_part(go + c * p.out_plane() + j0, lanes) *
+                         S::load(x + c * band * row + j0);
+                }
+                S::store(w + j0, acc, lanes);
               }
             }
           }
@@ -333,14 +406,14 @@ struct Fused {
       for (int64_t k = 0; k < ch; ++k) {
         std::fill(ghp + k * p.out_plane(), ghp + k * p.out_plane() + P, T(0));
       }
-      gemm(ch, P, M, a.span_t, M, 1, dW, P, ghp, p.out_plane());
+      gemm(ch, P, M, a.span_t, M, 1, dW, P, ghp, p.out_plane(), pack);
       // partial grad_span (M x ch) += dW h^T, with h^T (P x ch) transposed here.
-      T* ht = scratch + f.tile_elements();
+      T* ht = dW + f.tile_elements();  // before the phased rows
       const T* hp = a.hidden + n * ch * p.out_plane() + i0 * p.out_width;
       for (int64_t k = 0; k < ch; ++k) {
         for (int64_t q = 0; q < P; ++q) ht[q * ch + k] = hp[k * p.out_plane() + q];
       }
-      gemm(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch);
+      gemm(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch, pack);
       return;
     }
     // dW[q][m]: per pixel and group, a dot product over the group's channels.
@@ -369,8 +442,8 @@ struct Fused {
     const T* hp = a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch;
     T* ghp = gh + (n * p.out_plane() + i0 * p.out_width) * ch;
     std::fill(ghp, ghp + P * ch, T(0));
-    gemm(P, ch, M, dW, M, 1, a.span, ch, ghp, ch);  // grad_hidden = dW S
-    gemm(M, ch, P, dW, 1, M, hp, ch, a.grad_span, ch);  // partial grad_span += dW^T h
+    gemm(P, ch, M, dW, M, 1, a.span, ch, ghp, ch, pack);  // grad_hidden = dW S
+    gemm(M, ch, P, dW, 1, M, hp, ch, a.grad_span, ch, pack);  // partial grad_span += dW^T h
   }
 };
 
