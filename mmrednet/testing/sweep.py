@@ -96,7 +96,7 @@ class Problem:
 
 @dataclass
 class Outcome:
-    """One op of one case in one dtype. ``worst`` is max |error| / tolerance (pass: <= 1)."""
+    """One op of one case in one dtype. ``worst`` is ``max |error| / tolerance`` (pass: <= 1)."""
     case: str
     dtype: str
     op: str

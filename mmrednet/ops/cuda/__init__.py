@@ -14,7 +14,7 @@ Modules, each with one job:
   ``grad_input``, ``grad_weight``), falling back to the portable path.
 
 ``mmrednet.ops.library`` registers :func:`forward`, :func:`grad_input` and
-:func:`grad_weight` for CUDA tensors when :data:`AVAILABLE`. Compiling,
+:func:`grad_weight` for CUDA tensors when ``AVAILABLE``. Compiling,
 loading and launching are :mod:`~mmrednet.ops.cuda.launcher`'s ``load``,
 ``launch`` and ``sm_count``, called through that module (the CPU tests put
 the host emulation in their place there).

@@ -4,14 +4,14 @@ The kernels are proven on the CPU in CI (compiled as the launcher compiles them,
 run on the host under sanitizers in every dtype); what only a GPU can show is
 checked here, one module a step:
 
-* :mod:`.environment`: the device and versions, and every entry point compiled
+* ``environment``: the device and versions, and every entry point compiled
   by CuPy for this device (registers, resident blocks, no spills);
-* :mod:`.first_use`: the launcher's first-use self-check passes, and what it
+* ``first_use``: the launcher's first-use self-check passes, and what it
   costs the first call;
-* :mod:`.gpu_tests`: the repository's ``gpu`` tests and compute-sanitizer;
-* :mod:`.bandwidth`: the benchmark's CUDA section beside the traffic model;
-* :mod:`.launch_params`: the launch parameters swept for speed and correctness;
-* :mod:`.steps`: running the steps and writing the report.
+* ``gpu_tests``: the repository's ``gpu`` tests and compute-sanitizer;
+* ``bandwidth``: the benchmark's CUDA section beside the traffic model;
+* ``launch_params``: the launch parameters swept for speed and correctness;
+* ``steps``: running the steps and writing the report.
 
 The random sweep is CI's (:mod:`mmrednet.testing.sweep`), with the GPU as executor.
 """
