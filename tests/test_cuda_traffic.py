@@ -25,7 +25,7 @@ def test_model_counts_the_loads_of_the_emulated_kernels(params):
                 emulator.launch(launch, *problem.operands[op], sweep.result_shape(problem, op),
                                 threads)
                 model = traffic.traffic(op, *problem.shapes, torch.float32, case.sm_count,
-                                             params)
+                                        params)
                 assert emulator.loads == tuple(model.loads[k] for k in OPERANDS[op]), (
                     case.describe(), op)
                 assert model.kernel == launch.kernel
@@ -47,7 +47,7 @@ def test_rednet50_stages():
     # Eight channels a thread share each kernel value: the 16-channel groups read w twice
     # (less the taps outside the input, which the kernels skip).
     t = traffic.traffic('forward', (32, 64, 56, 56), (32, 4, 7, 7, 56, 56), (1, 1), (3, 3),
-                             (1, 1), torch.float16, 132)
+                        (1, 1), torch.float16, 132)
     w_elements = w // 2
     assert 1.8 * w_elements < t.loads['weight'] < 2 * w_elements
 

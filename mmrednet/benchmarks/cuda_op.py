@@ -17,12 +17,10 @@ from mmrednet.ops import involution_reference
 from . import traffic
 from .cuda_baseline import baseline
 from .cuda_timing import cuda_ms
-from .op import STAGES
+from .op import STAGE_GEOMETRY, STAGES
 
 CUDA_TARGETS = dict(copy_fraction=0.7, baseline_speedup=3.0, retina_time_ratio=1.0)
 CUDA_DTYPES = {'fp32': torch.float32, 'fp16': torch.float16}
-_GEOMETRY = ([1, 1], [3, 3], [1, 1])  # stride, padding, dilation of the stage involutions
-
 
 
 @dataclass
@@ -43,21 +41,21 @@ class CudaOpRow:
 def _op_calls(x, w, grad_out):
     """Forward and backward of ours, (a) and (b), as (direction, {name: fn})."""
     ops = torch.ops.mmrednet
-    shapes = (x.shape, w.shape, *_GEOMETRY)
+    shapes = (x.shape, w.shape, *STAGE_GEOMETRY)
     xr, wr = x.detach().requires_grad_(), w.detach().requires_grad_()
-    ref_out = involution_reference(xr, wr, *_GEOMETRY)
+    ref_out = involution_reference(xr, wr, *STAGE_GEOMETRY)
 
     def reference_backward():
         torch.autograd.grad(ref_out, (xr, wr), grad_out, retain_graph=True)
 
     return [
         ('forward', dict(
-            ours=lambda: ops.involution(x, w, *_GEOMETRY),
-            reference=lambda: involution_reference(x, w, *_GEOMETRY),
+            ours=lambda: ops.involution(x, w, *STAGE_GEOMETRY),
+            reference=lambda: involution_reference(x, w, *STAGE_GEOMETRY),
             baseline=lambda: baseline('forward', x, w, *shapes))),
         ('backward', dict(
-            ours=lambda: (ops.involution_grad_input(grad_out, x, w, *_GEOMETRY),
-                          ops.involution_grad_weight(grad_out, x, w, *_GEOMETRY)),
+            ours=lambda: (ops.involution_grad_input(grad_out, x, w, *STAGE_GEOMETRY),
+                          ops.involution_grad_weight(grad_out, x, w, *STAGE_GEOMETRY)),
             reference=reference_backward,
             baseline=lambda: (baseline('grad_input', grad_out, w, *shapes),
                               baseline('grad_weight', grad_out, x, *shapes)))),
@@ -67,8 +65,7 @@ def _op_calls(x, w, grad_out):
 def _minimal_bytes(x: torch.Tensor, w: torch.Tensor) -> Dict[str, int]:
     """DRAM floor of forward and of backward (grad_input + grad_weight), by the traffic model."""
     sm_count = torch.cuda.get_device_properties(x.device).multi_processor_count
-    floor = {op: traffic.traffic(op, x.shape, w.shape, *_GEOMETRY, x.dtype,
-                                      sm_count).minimal
+    floor = {op: traffic.traffic(op, x.shape, w.shape, *STAGE_GEOMETRY, x.dtype, sm_count).minimal
              for op in ('forward', 'grad_input', 'grad_weight')}
     return dict(forward=floor['forward'], backward=floor['grad_input'] + floor['grad_weight'])
 

@@ -28,8 +28,7 @@ TARGETS = dict(copy_fraction=0.5, op_memory_ratio=0.1, train_ratio=1.0, infer_ra
 LAYOUTS = ('channels_last', 'contiguous')
 KERNELS = ('forward', 'grad_input', 'grad_weight')
 COPY_BYTES = 256 * 2**20
-_STAGE_GEOMETRY = ([1, 1], [3, 3], [1, 1])  # stride, padding, dilation of the stage involutions
-
+STAGE_GEOMETRY = ([1, 1], [3, 3], [1, 1])  # stride, padding, dilation of the stage involutions
 
 
 @dataclass
@@ -67,7 +66,7 @@ def _stage_tensors(batch: int, channels: int, size: int, layout: str):
 
 def _kernel_calls(x, w, grad_out) -> Dict[str, Callable[[], object]]:
     """The op's three kernels through the dispatch point, as autograd calls them."""
-    ops, geometry = torch.ops.mmrednet, _STAGE_GEOMETRY
+    ops, geometry = torch.ops.mmrednet, STAGE_GEOMETRY
     return dict(forward=lambda: ops.involution(x, w, *geometry),
                 grad_input=lambda: ops.involution_grad_input(grad_out, x, w, *geometry),
                 grad_weight=lambda: ops.involution_grad_weight(grad_out, x, w, *geometry))

@@ -79,7 +79,7 @@ def traffic(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
             params: LaunchParams = PARAMS) -> Traffic:
     """The traffic of ``planning.plan(op, ...)`` (2-D layout, as the launcher sees it)."""
     launch = planning.plan(op, input_shape, weight_shape, stride, padding, dilation, dtype,
-                       sm_count, params)
+                           sm_count, params)
     n, c, h, w = input_shape
     _, g, kh, kw, ho, wo = weight_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
