@@ -74,6 +74,12 @@ struct FusedProblem {
   int64_t kernel_tile_elements() const {
     return tile_groups() * p.taps() * tile_rows() * p.out_width + kMaxLanes;
   }
+  // Scratch of a grad_input task: as forward's, then its band of input rows
+  // of each of its channels, phased (NCHW).
+  int64_t grad_input_scratch_elements() const {
+    return pack_elements() + kernel_tile_elements() +
+           tile_groups() * p.group_channels * input_band() * phase_row();
+  }
   // A micro-kernel's operand columns packed to full vectors (2 vectors wide),
   // for products whose columns end inside a vector.
   int64_t pack_elements() const {

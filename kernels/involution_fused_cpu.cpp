@@ -175,18 +175,18 @@ void for_each_item(int64_t count, int64_t scratch_elements, const Tensor& like,
   });
 }
 
-// Forward and grad_input: tasks of (sample, group chunk, row band); `bands`
-// bands of `band` rows of `rows`.
+// Forward and grad_input: tasks of (sample, group chunk, row band), bands of
+// `band` rows of `rows`, each task with `scratch` elements of scratch.
 template <typename T>
 void run_banded(mmrednet_cpu::FusedFn<T> fn, const FusedProblem& f, const FusedArgs<T>& a,
-                int64_t rows, int64_t band, const Tensor& like) {
+                int64_t rows, int64_t band, int64_t scratch, const Tensor& like) {
   const int64_t bands = (rows + band - 1) / band, group_chunks = f.group_chunks();
   const int64_t tasks = f.p.batch * group_chunks * bands;
-  for_each_item<T>(tasks, f.forward_scratch_elements(), like, [&](int64_t t, T* scratch) {
+  for_each_item<T>(tasks, scratch, like, [&](int64_t t, T* mine) {
     const int64_t n = t / (group_chunks * bands), g = t / bands % group_chunks, b = t % bands;
     const int64_t g0 = g * f.tile_groups();
     fn(f, a, n, g0, std::min(f.p.groups, g0 + f.tile_groups()), b * band,
-       std::min(rows, (b + 1) * band), scratch);
+       std::min(rows, (b + 1) * band), mine);
   });
 }
 
@@ -203,7 +203,7 @@ Tensor involution_fused(const Tensor& input, const Tensor& hidden, const Tensor&
     using T = decltype(zero);
     run_banded<T>(kernels<T>().forward, o.f,
                   o.args<T>(nullptr, static_cast<T*>(out.mutable_data_ptr())), p.out_height,
-                  o.f.tile_rows(), out);
+                  o.f.tile_rows(), o.f.forward_scratch_elements(), out);
   };
   compute_type(type) == ScalarType::Float ? run(float{}) : run(double{});
   return cast(out, compute_type(type), type);
@@ -227,7 +227,7 @@ Tensor involution_fused_grad_input(const Tensor& grad_output, const Tensor& inpu
     using T = decltype(zero);
     run_banded<T>(kernels<T>().grad_input, o.f,
                   o.args<T>(data<T>(go), static_cast<T*>(grad_in.mutable_data_ptr())),
-                  p.height, o.f.input_band(), grad_in);
+                  p.height, o.f.input_band(), o.f.grad_input_scratch_elements(), grad_in);
   };
   compute_type(type) == ScalarType::Float ? run(float{}) : run(double{});
   return cast(grad_in, compute_type(type), type);

@@ -41,6 +41,14 @@ struct Fused {
     return v;
   }
 
+  // The first `n` values at p (none when n <= 0), zeros after them: one full
+  // load where a vector from p stays before `end`.
+  static V load_upto(const T* p, int64_t n, const T* end) {
+    if (n >= L) return S::load(p);
+    if (p + L > end) return load_part(p, n);
+    return S::lane_index() < static_cast<typename S::Index>(n) ? S::load(p) : V{};
+  }
+
   // C[r][c] += sum_i A[r * ars + i * ais] * B[i * ldb + c] for r < M, c < cols
   // (cols <= NB; B readable NB columns wide): M x NV accumulators in registers.
   // Each value of C is summed in the same order (i ascending, one multiply-add
@@ -99,20 +107,6 @@ struct Fused {
   static void axpy(T* __restrict y, T a, const T* __restrict x, int64_t n) {
     for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
   }
-  // y[k] += a[k] * x[k], k < n.
-  static void mul_add(T* __restrict y, const T* __restrict a, const T* __restrict x, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) y[k] += a[k] * x[k];
-  }
-  // y[k * step] += a[k] * x[k], k < n (the strided side of a strided tap).
-  static void mul_add_scatter(T* __restrict y, int64_t step, const T* __restrict a,
-                              const T* __restrict x, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) y[k * step] += a[k] * x[k];
-  }
-  // y[k] += a[k] * x[k * step], k < n.
-  static void mul_add_gather(T* __restrict y, const T* __restrict a, const T* __restrict x,
-                             int64_t step, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) y[k] += a[k] * x[k * step];
-  }
   // sum_k a[k] * b[k], k < n, in vectors of L lanes and then across the lanes:
   // a fixed order.
   static T dot(const T* a, const T* b, int64_t n) {
@@ -166,12 +160,6 @@ struct Fused {
     *first = std::max<int64_t>(0, i0 * p.stride_h - p.pad_h);
     *last = std::min(p.height - 1,
                      (i1 - 1) * p.stride_h - p.pad_h + (p.kernel_h - 1) * p.dilation_h);
-  }
-
-  // Output columns [*lo, *hi) whose tap at column offset `off` reads inside the input.
-  static void tap_columns(const Problem& p, int64_t off, int64_t* lo, int64_t* hi) {
-    *lo = off >= 0 ? 0 : ceil_div(-off, p.stride_w);
-    *hi = std::min(p.out_width, floor_div(p.width - 1 - off, p.stride_w) + 1);
   }
 
   // The kernel of output rows [i0, i1), groups [g0, g1), of sample n into W:
@@ -276,11 +264,13 @@ struct Fused {
     T* W = pack + f.pack_elements();
     const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
     T* gx = a.out;
+    // NCHW: each channel's rows [y0, y1) are summed in phased rows (see
+    // fill_phases), whole vectors at a time, and written out at the end.
+    const int64_t length = f.phase_length(), row = f.phase_row(), band = y1 - y0;
+    T* sums = W + f.kernel_tile_elements();
+    const T* go_end = a.grad_output + p.batch * C * p.out_plane();
     if (!p.channels_last) {
-      for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
-        T* rows = gx + ((n * C + c) * p.height + y0) * p.width;
-        std::fill(rows, rows + (y1 - y0) * p.width, T(0));
-      }
+      std::fill(sums, sums + (g1 - g0) * cg * band * row, T(0));
     } else {
       for (int64_t y = y0; y < y1; ++y) {
         for (int64_t x = 0; x < p.width; ++x) {
@@ -299,26 +289,27 @@ struct Fused {
       kernel_tile(f, a, n, g0, g1, i0, i1, W, pack);
       const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps();
       if (!p.channels_last) {
+        // A row's last vector reads past the tile: finite values there.
+        std::fill(W + M * P, W + M * P + L, T(0));
         for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
           const T* wg = W + (c / cg - g0) * p.taps() * P;
+          T* sums_c = sums + (c - g0 * cg) * band * row;
           for (int64_t i = i0; i < i1; ++i) {
             const T* go = a.grad_output + ((n * C + c) * p.out_height + i) * p.out_width;
             const int64_t top = i * p.stride_h - p.pad_h;
             for (int64_t u = 0; u < p.kernel_h; ++u) {
               const int64_t y = top + u * p.dilation_h;
               if (y < y0 || y >= y1) continue;
-              T* gxr = gx + ((n * C + c) * p.height + y) * p.width;
-              for (int64_t v = 0; v < kw; ++v) {
-                const int64_t off = v * p.dilation_w - p.pad_w;
-                int64_t lo, hi;
-                tap_columns(p, off, &lo, &hi);
-                if (lo >= hi) continue;
-                const T* w = wg + (u * kw + v) * P + (i - i0) * p.out_width;
-                T* g = gxr + lo * p.stride_w + off;
-                if (p.stride_w == 1) {
-                  mul_add(g, w + lo, go + lo, hi - lo);
-                } else {
-                  mul_add_scatter(g, p.stride_w, w + lo, go + lo, hi - lo);
+              const T* w = wg + u * kw * P + (i - i0) * p.out_width;
+              T* dst = sums_c + (y - y0) * row;
+              PhaseOffsets tap(p, length);
+              for (int64_t v = 0; v < kw; ++v, tap.next()) {
+                for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
+                  // Lanes past the row: grad_output zeros, so they add nothing.
+                  const V product = S::load(w + v * P + j0) *
+                                    load_upto(go + j0, p.out_width - j0, go_end);
+                  T* d = dst + tap.offset() + j0;
+                  S::store(d, S::load(d) + product);
                 }
               }
             }
@@ -342,6 +333,17 @@ struct Fused {
                    go + g * cg, cg);
             }
           }
+        }
+      }
+    }
+    if (p.channels_last) return;
+    for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
+      for (int64_t y = y0; y < y1; ++y) {
+        const T* src = sums + ((c - g0 * cg) * band + y - y0) * row;
+        T* dst = gx + ((n * C + c) * p.height + y) * p.width;
+        for (int64_t col = 0; col < p.width; ++col) {  // padded column k = col + pad_w
+          const int64_t k = col + p.pad_w, m = k / p.stride_w;
+          dst[col] = m < length ? src[k % p.stride_w * length + m] : T(0);
         }
       }
     }
@@ -369,6 +371,7 @@ struct Fused {
                       rows + (c * band + y - first) * row);
         }
       }
+      const T* go_end = a.grad_output + p.batch * C * p.out_plane();
       for (int64_t g = 0; g < p.groups; ++g) {
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t top = i * p.stride_h - p.pad_h;
@@ -387,7 +390,7 @@ struct Fused {
                 const int64_t lanes = std::min<int64_t>(L, p.out_width - j0);
                 V acc{};
                 for (int64_t c = 0; c < cg; ++c) {
-                  acc += load_part(go + c * p.out_plane() + j0, lanes) *
+                  acc += load_upto(go + c * p.out_plane() + j0, lanes, go_end) *
                          S::load(x + c * band * row + j0);
                 }
                 S::store(w + j0, acc, lanes);
