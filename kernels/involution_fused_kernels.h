@@ -107,16 +107,33 @@ struct Fused {
   static void axpy(T* __restrict y, T a, const T* __restrict x, int64_t n) {
     for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
   }
-  // sum_k a[k] * b[k], k < n, in vectors of L lanes and then across the lanes:
-  // a fixed order.
-  static T dot(const T* a, const T* b, int64_t n) {
-    V acc{};
-    int64_t k = 0;
-    for (; k + L <= n; k += L) acc += S::load(a + k) * S::load(b + k);
-    if (k < n) acc += load_part(a + k, n - k) * load_part(b + k, n - k);
-    T sum = 0;
-    for (int l = 0; l < L; ++l) sum += acc[l];
-    return sum;
+  // The sums across the lanes of v[0], ..., v[L - 1], as the lanes of one
+  // vector: log2(L) stages, each adding the halves of pairs of vectors (two
+  // shuffles and an add per pair), a fixed order. Lane l of the result sums
+  // the vector at bit-reversed position l, so v is read in that order.
+  static V reduce_lanes(const V* v) {
+    V w[L];
+    for (int l = 0; l < L; ++l) w[l] = v[bit_reversed(l)];
+    reduce_stage<L / 2>(w, L);
+    return w[0];
+  }
+  static constexpr int bit_reversed(int l) {
+    int r = 0;
+    for (int bit = 1; bit < L; bit <<= 1) r = (r << 1) | ((l & bit) ? 1 : 0);
+    return r;
+  }
+  template <int H>
+  static void reduce_stage(V* w, int count) {
+    using Mask = typename S::Mask;
+    constexpr Mask first = S::make_mask([](int l) { return l % (2 * H) < H ? l : L + l - H; },
+                                        std::make_index_sequence<L>());
+    constexpr Mask second = S::make_mask([](int l) { return l % (2 * H) < H ? l + H : L + l; },
+                                         std::make_index_sequence<L>());
+    for (int k = 0; k < count / 2; ++k) {
+      w[k] = __builtin_shuffle(w[2 * k], w[2 * k + 1], first) +
+             __builtin_shuffle(w[2 * k], w[2 * k + 1], second);
+    }
+    if constexpr (H > 1) reduce_stage<H / 2>(w, count / 2);
   }
 
   // An input row zero padded and split into stride_w phases of `length`
@@ -419,23 +436,35 @@ struct Fused {
       gemm(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch, pack);
       return;
     }
-    // dW[q][m]: per pixel and group, a dot product over the group's channels.
+    // dW[q][m]: per pixel and group, products over the group's channels for
+    // L taps at a time, summed across their lanes together (reduce_lanes).
+    const T* x_end = a.input + p.batch * p.plane() * C;
+    const T* go_end = a.grad_output + p.batch * p.out_plane() * C;
     for (int64_t q = 0; q < P; ++q) {
       const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
       const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
       const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
       for (int64_t g = 0; g < p.groups; ++g) {
         T* w = dW + q * M + g * p.taps();
-        for (int64_t u = 0; u < p.kernel_h; ++u) {
-          const int64_t y = top + u * p.dilation_h;
-          for (int64_t v = 0; v < kw; ++v) {
-            const int64_t x = left + v * p.dilation_w;
-            w[u * kw + v] = y < 0 || y >= p.height || x < 0 || x >= p.width
-                                ? T(0)
-                                : dot(go + g * cg,
-                                      a.input + ((n * p.height + y) * p.width + x) * C + g * cg,
-                                      cg);
+        int64_t u = 0, v = 0;  // tap t0 + k
+        for (int64_t t0 = 0; t0 < p.taps(); t0 += L) {
+          V products[L];
+          for (int k = 0; k < L; ++k) {
+            products[k] = V{};
+            if (t0 + k >= p.taps()) continue;
+            const int64_t y = top + u * p.dilation_h, x = left + v * p.dilation_w;
+            if (++v == kw) {
+              v = 0;
+              ++u;
+            }
+            if (y < 0 || y >= p.height || x < 0 || x >= p.width) continue;
+            const T* xp = a.input + ((n * p.height + y) * p.width + x) * C + g * cg;
+            for (int64_t c0 = 0; c0 < cg; c0 += L) {
+              products[k] += load_upto(go + g * cg + c0, cg - c0, go_end) *
+                             load_upto(xp + c0, cg - c0, x_end);
+            }
           }
+          S::store(w + t0, reduce_lanes(products), std::min<int64_t>(L, p.taps() - t0));
         }
       }
     }
