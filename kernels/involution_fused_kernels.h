@@ -179,6 +179,13 @@ struct Fused {
                      (i1 - 1) * p.stride_h - p.pad_h + (p.kernel_h - 1) * p.dilation_h);
   }
 
+  // The taps [*lo, *hi) of one axis that read inside [0, size) from `start`.
+  static void taps_inside(int64_t start, int64_t dilation, int64_t kernel, int64_t size,
+                          int64_t* lo, int64_t* hi) {
+    *lo = start >= 0 ? 0 : ceil_div(-start, dilation);
+    *hi = std::max(*lo, std::min(kernel, floor_div(size - 1 - start, dilation) + 1));
+  }
+
   // The kernel of output rows [i0, i1), groups [g0, g1), of sample n into W:
   // [m][pixel] (NCHW) or [pixel][m] (channels-last), m from g0 * taps.
   static void kernel_tile(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
@@ -248,24 +255,29 @@ struct Fused {
       return;
     }
     // Channels-last: per pixel and group, L channels at a time summed over the
-    // taps in registers.
+    // taps in registers; the taps inside the input are a rectangle [u_lo,
+    // u_hi) x [v_lo, v_hi), found once per pixel for all groups.
+    const T* x_end = a.input + p.batch * p.plane() * C;
+    const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
     for (int64_t q = 0; q < P; ++q) {
       const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
       const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
+      int64_t u_lo, u_hi, v_lo, v_hi;
+      taps_inside(top, p.dilation_h, p.kernel_h, p.height, &u_lo, &u_hi);
+      taps_inside(left, p.dilation_w, kw, p.width, &v_lo, &v_hi);
       T* o = a.out + ((n * p.out_height + i) * p.out_width + j) * C;
+      const T* x0 = a.input + ((n * p.height + top + u_lo * p.dilation_h) * p.width + left +
+                               v_lo * p.dilation_w) * C;
       for (int64_t g = g0; g < g1; ++g) {
         const T* w = W + q * M + (g - g0) * p.taps();
         for (int64_t c0 = 0; c0 < cg; c0 += L) {
           const int64_t lanes = std::min<int64_t>(L, cg - c0);
           V acc{};
-          for (int64_t u = 0; u < p.kernel_h; ++u) {
-            const int64_t y = top + u * p.dilation_h;
-            if (y < 0 || y >= p.height) continue;
-            for (int64_t v = 0; v < kw; ++v) {
-              const int64_t x = left + v * p.dilation_w;
-              if (x < 0 || x >= p.width) continue;
-              const T* xp = a.input + ((n * p.height + y) * p.width + x) * C + g * cg + c0;
-              acc += w[u * kw + v] * load_part(xp, lanes);
+          for (int64_t u = u_lo; u < u_hi; ++u) {
+            const T* xr = x0 + (u - u_lo) * row_step + g * cg + c0;
+            const T* wr = w + u * kw;
+            for (int64_t v = v_lo; v < v_hi; ++v) {
+              acc += wr[v] * load_upto(xr + (v - v_lo) * col_step, lanes, x_end);
             }
           }
           S::store(o + g * cg + c0, acc, lanes);
