@@ -68,10 +68,24 @@ std::string message(const Parts&... parts) {
     if (!(condition)) throw std::invalid_argument(::mmrednet_cpu::binding::message(__VA_ARGS__)); \
   } while (false)
 
-// Length of one output axis, as for a convolution with the same geometry.
-inline int64_t output_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding,
-                           int64_t dilation) {
-  return (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+// Bounds: a stride, padding or dilation value fits 32 bits (the CUDA kernels'
+// coordinates), and the padded problem, (C + G * Kh * Kw) * (H + 2 * pad_h) *
+// (W + 2 * pad_w) values, at most 2^40: every scratch size and index of the
+// kernels is a small multiple of it (rows and columns of a pass's window span
+// the padded input at most, see make_problem's stride), so none wraps in 64
+// bits. Those are computed with saturating arithmetic, before any other
+// product of the geometry.
+constexpr int64_t kMaxGeometry = 2147483647;           // 2^31 - 1
+constexpr int64_t kMaxPaddedProblem = int64_t{1} << 40;
+
+// a + b and a * b for a, b >= 0, INT64_MAX where they overflow.
+inline int64_t saturating_add(int64_t a, int64_t b) {
+  int64_t sum;
+  return __builtin_add_overflow(a, b, &sum) ? INT64_MAX : sum;
+}
+inline int64_t saturating_mul(int64_t a, int64_t b) {
+  int64_t product;
+  return __builtin_mul_overflow(a, b, &product) ? INT64_MAX : product;
 }
 
 inline void check_pair(const char* op, const char* name, const Ints& values, int64_t minimum) {
@@ -79,6 +93,36 @@ inline void check_pair(const char* op, const char* name, const Ints& values, int
                        list(values));
   MMREDNET_CHECK_VALUE(values[0] >= minimum && values[1] >= minimum, op, ": ", name,
                        " must be >= ", minimum, ", got ", list(values));
+  MMREDNET_CHECK_VALUE(values[0] <= kMaxGeometry && values[1] <= kMaxGeometry, op, ": ", name,
+                       " must be <= ", kMaxGeometry, " (2^31 - 1), got ", list(values));
+}
+
+// The padded problem of `channels` channels, `groups` groups of a kernel
+// `kernel` (Kh, Kw) on an input `size` (H, W) with `padding`: at most
+// kMaxPaddedProblem values. Returns the padded input (H, W).
+inline Ints check_padded_problem(const char* op, int64_t channels, int64_t groups,
+                                 const Ints& kernel, const Ints& size, const Ints& padding) {
+  const Ints padded{saturating_add(size[0], 2 * padding[0]),
+                    saturating_add(size[1], 2 * padding[1])};
+  const int64_t values = saturating_mul(
+      saturating_add(channels, saturating_mul(groups, saturating_mul(kernel[0], kernel[1]))),
+      saturating_mul(padded[0], padded[1]));
+  MMREDNET_CHECK_VALUE(values <= kMaxPaddedProblem, op,
+                       ": the padded problem, (channels + groups * Kh * Kw) * "
+                       "(H + 2 * padding[0]) * (W + 2 * padding[1]) = (", channels, " + ",
+                       groups, " * ", kernel[0], " * ", kernel[1], ") * (", size[0], " + 2 * ",
+                       padding[0], ") * (", size[1], " + 2 * ", padding[1],
+                       "), must be at most 2^40 values");
+  return padded;
+}
+
+// Length of one output axis, as for a convolution with the same geometry; 0
+// where the input is too small. `padded` (the padded input length) is at most
+// kMaxPaddedProblem, so nothing overflows: the kernel span dilation * (kernel - 1)
+// is compared by division first.
+inline int64_t output_size(int64_t padded, int64_t kernel, int64_t stride, int64_t dilation) {
+  if (kernel - 1 > (padded - 1) / dilation) return 0;
+  return (padded - dilation * (kernel - 1) - 1) / stride + 1;
 }
 
 // What ATen's isFloatingType accepts (and the stable ABI of TORCH_TARGET_VERSION

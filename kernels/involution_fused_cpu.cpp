@@ -88,10 +88,10 @@ ScalarType check_fused(const char* op, const Tensor& input, const Tensor& hidden
                        hidden.size(1), " must equal weight.shape[1] (", weight.size(1), ")");
   MMREDNET_CHECK_VALUE(input.size(2) >= 1 && input.size(3) >= 1, op,
                        ": input spatial size must be >= 1, got ", list(input, 2, 2));
-  const int64_t out_h =
-      output_size(input.size(2), kernel_size[0], stride[0], padding[0], dilation[0]);
-  const int64_t out_w =
-      output_size(input.size(3), kernel_size[1], stride[1], padding[1], dilation[1]);
+  const Ints padded = check_padded_problem(op, channels, groups, kernel_size,
+                                           {input.size(2), input.size(3)}, padding);
+  const int64_t out_h = output_size(padded[0], kernel_size[0], stride[0], dilation[0]);
+  const int64_t out_w = output_size(padded[1], kernel_size[1], stride[1], dilation[1]);
   MMREDNET_CHECK_VALUE(out_h >= 1 && out_w >= 1, op, ": input spatial size ", list(input, 2, 2),
                        " is too small for kernel ", list(kernel_size), ", padding ",
                        list(padding), ", dilation ", list(dilation));
@@ -133,8 +133,13 @@ struct Operands {
     if (b) bias = torch::stable::contiguous(cast(*b, type, compute_type(type)));
     const auto s = input.sizes();
     const int64_t groups = w.size(0) / (kernel_size[0] * kernel_size[1]);
+    // A stride longer than the padded input (one output row or column) is
+    // shortened to it, as for the involution ops: the same result, and the
+    // phased rows then span a few padded inputs at most.
+    const int64_t stride_h = std::min(stride[0], s[2] + 2 * padding[0]);
+    const int64_t stride_w = std::min(stride[1], s[3] + 2 * padding[1]);
     f = FusedProblem{Problem{s[0], s[1], groups, s[1] / groups, s[2], s[3], h.size(2), h.size(3),
-                             kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
+                             kernel_size[0], kernel_size[1], stride_h, stride_w, padding[0],
                              padding[1], dilation[0], dilation[1], cl},
                      h.size(1), b.has_value()};
   }
