@@ -349,20 +349,24 @@ struct Fused {
         }
         continue;
       }
+      // Channels-last: per pixel, the rectangle of taps inside the band.
+      const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
       for (int64_t q = 0; q < P; ++q) {
         const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
         const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
+        int64_t u_lo, u_hi, v_lo, v_hi;
+        taps_inside(top - y0, p.dilation_h, p.kernel_h, y1 - y0, &u_lo, &u_hi);
+        taps_inside(left, p.dilation_w, kw, p.width, &v_lo, &v_hi);
+        if (u_lo >= u_hi || v_lo >= v_hi) continue;
         const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
+        T* x0 = gx + ((n * p.height + top + u_lo * p.dilation_h) * p.width + left +
+                      v_lo * p.dilation_w) * C;
         for (int64_t g = g0; g < g1; ++g) {
           const T* w = W + q * M + (g - g0) * p.taps();
-          for (int64_t u = 0; u < p.kernel_h; ++u) {
-            const int64_t y = top + u * p.dilation_h;
-            if (y < y0 || y >= y1) continue;
-            for (int64_t v = 0; v < kw; ++v) {
-              const int64_t x = left + v * p.dilation_w;
-              if (x < 0 || x >= p.width) continue;
-              axpy(gx + ((n * p.height + y) * p.width + x) * C + g * cg, w[u * kw + v],
-                   go + g * cg, cg);
+          for (int64_t u = u_lo; u < u_hi; ++u) {
+            T* xr = x0 + (u - u_lo) * row_step + g * cg;
+            for (int64_t v = v_lo; v < v_hi; ++v) {
+              axpy(xr + (v - v_lo) * col_step, w[u * kw + v], go + g * cg, cg);
             }
           }
         }
