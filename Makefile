@@ -26,6 +26,14 @@ STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1
 OPENMIM     := openmim==0.3.9
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
+# openmim 0.3.9 (and mmengine's `mmrednet::` lookup) expect a package next to its metadata,
+# <distribution location>/mmrednet. An editable install (PEP 660) puts only the metadata
+# there and serves the package from the checkout through an import hook, so mim finds no
+# model index: link the checkout's package there, unless a real package is there already.
+MIM_LINK    = site=$$($(PY) -c "import importlib.metadata as m; \
+                print(m.distribution('mmrednet').locate_file(''))") && \
+              { [ -d "$$site/mmrednet" ] && [ ! -L "$$site/mmrednet" ] || \
+                ln -sfn "$(CURDIR)/mmrednet" "$$site/mmrednet"; }
 # Where the demos write (and make onnx-demo / deploy-demo read) their work dirs.
 DEMO_DIR    ?= work_dirs/demo
 SEG_DEMO_DIR ?= work_dirs/seg_demo
@@ -48,6 +56,7 @@ $(STAMP): Makefile setup.py setup.cfg pyproject.toml $(wildcard kernels/involuti
 	$(PY) -m pip install -q $(STACK)
 	$(PY) -m pip install -q --no-build-isolation -e ".[tests,docs,mim]"
 	$(PY) -m pip install -q --no-deps $(OPENMIM)
+	@$(MIM_LINK)
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
 lint: install

@@ -244,8 +244,9 @@ def model_zoo_page(models: List[Dict], prefix: str, docs: str) -> str:
         f'({docs}user_guides/imagenet.md)).', '',
         *imagenet_table(groups['ImageNet-1k'], prefix), '',
         '### COCO object detection and instance segmentation', '',
-        f"FLOPs at {inputs['COCO']} (H x W, the input of the original's tables). RedNet-50 backbones, 1x schedule; \"involution "
-        'FPN" makes the FPN\'s 3x3 output convs involutions, the involution heads also the '
+        f"FLOPs at {inputs['COCO']} (H x W, the input of the original's tables). RedNet-50 "
+        'backbones, 1x schedule; "involution FPN" makes the FPN\'s 3x3 output convs '
+        'involutions, the involution heads also the '
         'RPN head\'s 3x3 conv and Mask R-CNN\'s four mask-head convs '
         f'([detection guide]({docs}user_guides/detection.md)).', '',
         no_weights.format(data='COCO'), '',
