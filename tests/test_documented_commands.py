@@ -25,7 +25,7 @@ from .test_mim import MIM, _env, _listed, _model_names, installed  # noqa: F401 
 PAGES = ('README.md', 'docs/get_started.md', 'configs/rednet/README.md')
 # Commands that change the machine or the environment: what they name is all that is checked.
 SETUP = ('git', 'cd', 'source', 'ln')
-BLOCK = re.compile(r'^```(\w*)\n(.*?)^```\n?(.*?)(?=\n\n|\Z)', re.M | re.S)
+BLOCK = re.compile(r'^```(\w*)\n(.*?)^```$', re.M | re.S)
 
 
 class Walk(NamedTuple):
@@ -109,8 +109,9 @@ def _check_pip(argv: List[str], problems: List[str], where: str) -> None:
 def walk(text: str, page: str) -> Walk:
     """The commands of ``text`` (a Markdown page), sorted into what to check and run."""
     walk = Walk([], [], [], [])
-    for lang, body, after in BLOCK.findall(text):
-        promised = re.match(r'It prints `([^`]+)`', after)
+    for block in BLOCK.finditer(text):
+        lang, body = block.groups()
+        promised = re.match(r'\s*It prints `([^`]+)`', text[block.end():])
         if lang == 'python':
             walk.python.append((body, None))
             continue
