@@ -42,7 +42,7 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     ``device_ids=[LOCAL_RANK]``, which DDP refuses for CPU modules. Without CUDA
     this starts the gloo process group itself (the Runner then sees it is
     already initialised), asks for a DDP wrapper without device ids (one whose gradients
-    match its buckets: :class:`StrideMatchedDistributedDataParallel`), and turns
+    match its buckets: ``StrideMatchedDistributedDataParallel``), and turns
     SyncBN into BN with a one-line warning (:func:`sync_bn_to_bn`; a top-level
     ``sync_bn``, the Runner's conversion of every BN after building, is dropped). With CUDA,
     or with ``launcher='none'``, it changes nothing.
