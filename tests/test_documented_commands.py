@@ -30,6 +30,7 @@ BLOCK = re.compile(r'^```(\w*)\n(.*?)^```$', re.M | re.S)
 
 class Walk(NamedTuple):
     problems: List[str]                     # what is wrong with the page's commands
+    runs: List[Tuple[List[str], str]]       # (make or bash argv, where) to dry-run
     tools: List[Tuple[str, List[str]]]      # (tool, argv) whose command line must parse
     python: List[Tuple[str, Optional[str]]]  # (code, the output the page promises)
     mim_searches: List[List[str]]           # mim arguments to run
@@ -82,16 +83,25 @@ def _check_paths(argv: List[str], problems: List[str], where: str) -> None:
             problems.append(f'{where}: no file {token}')
 
 
-def _check_make(argv: List[str], problems: List[str], where: str) -> None:
-    # Dry run with this interpreter: every target and variable is accepted, and every
-    # script of the recipe exists.
-    proc = subprocess.run(['make', '-n', *argv[1:], f'PY={sys.executable}'], cwd=ROOT,
-                          capture_output=True, text=True, check=False)
-    if proc.returncode:
-        problems.append(f'{where}: make -n fails: {proc.stderr.strip()[-300:]}')
-    for script in set(re.findall(r'\btools/[\w./-]+\.(?:sh|py)\b', proc.stdout)):
-        if not osp.isfile(osp.join(ROOT, script)):
-            problems.append(f'{where}: its recipe runs {script}, which does not exist')
+def dry_runs(walk: 'Walk') -> List[str]:
+    """The problems of the page's make targets (``make -n``: every target and variable is
+    accepted, every script of the recipe exists) and shell scripts (``bash -n``)."""
+    problems = []
+    for argv, where in walk.runs:
+        if argv[0] == 'bash':
+            proc = subprocess.run(['bash', '-n', osp.join(ROOT, argv[1])], capture_output=True,
+                                  text=True, check=False)
+            if proc.returncode:
+                problems.append(f'{where}: {proc.stderr.strip()}')
+            continue
+        proc = subprocess.run(['make', '-n', *argv[1:], f'PY={sys.executable}'], cwd=ROOT,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode:
+            problems.append(f'{where}: make -n fails: {proc.stderr.strip()[-300:]}')
+        for script in set(re.findall(r'\btools/[\w./-]+\.(?:sh|py)\b', proc.stdout)):
+            if not osp.isfile(osp.join(ROOT, script)):
+                problems.append(f'{where}: its recipe runs {script}, which does not exist')
+    return problems
 
 
 def _check_pip(argv: List[str], problems: List[str], where: str) -> None:
@@ -108,7 +118,7 @@ def _check_pip(argv: List[str], problems: List[str], where: str) -> None:
 
 def walk(text: str, page: str) -> Walk:
     """The commands of ``text`` (a Markdown page), sorted into what to check and run."""
-    walk = Walk([], [], [], [])
+    walk = Walk([], [], [], [], [])
     for block in BLOCK.finditer(text):
         lang, body = block.groups()
         promised = re.match(r'\s*It prints `([^`]+)`', text[block.end():])
@@ -125,7 +135,7 @@ def walk(text: str, page: str) -> Walk:
             if program in SETUP:
                 continue
             if program == 'make':
-                _check_make(argv, walk.problems, where)
+                walk.runs.append((argv, where))
             elif program == 'pip':
                 _check_pip(argv, walk.problems, where)
             elif program == 'python' and argv[1] == '-c':
@@ -136,10 +146,8 @@ def walk(text: str, page: str) -> Walk:
                     walk.tools.append((argv[1], argv[2:]))
             elif program == 'bash' and argv[1].startswith('tools/'):
                 _check_paths(argv[1:], walk.problems, where)
-                syntax = subprocess.run(['bash', '-n', osp.join(ROOT, argv[1])],
-                                        capture_output=True, text=True, check=False)
-                if osp.isfile(osp.join(ROOT, argv[1])) and syntax.returncode:
-                    walk.problems.append(f'{where}: {syntax.stderr.strip()}')
+                if osp.isfile(osp.join(ROOT, argv[1])):
+                    walk.runs.append((argv, where))
             elif program == 'mim' and argv[1:3] == ['search', 'mmrednet']:
                 walk.mim_searches.append(argv[1:])
             elif program == 'mim' and argv[1] in ('train', 'test') and argv[2] == 'mmrednet':
@@ -156,7 +164,7 @@ WALKS = {page: walk(_read(page), page) for page in PAGES}
 
 @pytest.mark.parametrize('page', PAGES)
 def test_documented_commands_name_what_exists(page):
-    assert WALKS[page].problems == []
+    assert WALKS[page].problems + dry_runs(WALKS[page]) == []
 
 
 # One process parses every tool's command line: argparse's parse_args is replaced by one
@@ -271,10 +279,11 @@ def test_the_walker_catches_broken_commands(tmp_path):
         'curl https://example.com',
         '```', ''])
     result = walk(page, 'scratch.md')
-    assert len(result.problems) == 7, result.problems
+    problems = result.problems + dry_runs(result)
+    assert len(problems) == 7, problems
     for expected in ('no file configs/rednet/no_such_config.py', 'no file tools/no_such_script.sh',
                      'make -n fails', "no extra ['no_such_extra']", 'mmdet==9.9.9',
                      'no config named no_such_config.py', 'does not know'):
-        assert any(expected in problem for problem in result.problems), expected
+        assert any(expected in problem for problem in problems), expected
     refused = parse_tool_commands(result.tools[:1])
     assert len(refused) == 1 and '--no-such-option' in refused[0]
