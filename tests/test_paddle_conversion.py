@@ -3,6 +3,7 @@ import os
 import os.path as osp
 import pickle
 import pickletools
+import stat
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -380,3 +381,17 @@ def test_memo_references_of_a_real_file_stay_readable(paddle_rednet26, tmp_path)
     arrays = load_pdparams(str(path))
     for key, array in arrays.items():
         np.testing.assert_array_equal(array, paddle_rednet26.state[key])
+
+
+def test_the_output_gets_a_new_files_permissions(paddle_rednet26, tmp_path, convert):
+    """Not mkstemp's 0o600: other users and containers read the converted weights."""
+    dst = tmp_path / 'converted.pth'
+    old = os.umask(0o022)
+    try:
+        assert convert(paddle_rednet26.path, dst).returncode == 0
+        assert stat.S_IMODE(dst.stat().st_mode) == 0o644
+        os.chmod(dst, 0o640)  # the user's choice survives --force
+        assert convert(paddle_rednet26.path, dst, '--force').returncode == 0
+        assert stat.S_IMODE(dst.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
