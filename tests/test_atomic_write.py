@@ -50,3 +50,11 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(RuntimeError, match='disk full'):
         atomic_write(str(path), fail)
     assert path.read_bytes() == b'old' and os.listdir(tmp_path) == ['weights.pth']
+
+
+def test_the_cuda_check_reports_too(tmp_path, umask):
+    """Every atomic writer of the package goes through atomic_write (mkstemp gave 0o600)."""
+    from mmrednet.testing import report
+    umask(0o022)
+    report.write_json(tmp_path / 'check.json', [report.Check('op', 'pass')])
+    assert _mode(tmp_path / 'check.json') == 0o644
