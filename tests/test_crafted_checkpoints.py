@@ -49,6 +49,7 @@ def _dtype(code, state):
 _OBJECT_FIELD = _dtype('V16', (3, '|', None, ('a', 'b'), {'a': (np.dtype('O'), 0),
                                                           'b': (np.dtype('f8'), 8)}, 16, 1, 0))
 _SHARED = b'\0' * 65536
+_SHARED_STR = _SHARED.decode('latin1')
 _CRAFTED = {  # name: (value, why it is refused)
     'object-field': (_array((2, ), _OBJECT_FIELD, b'\x41' * 32), "dtype 'V16'"),
     # A float dtype whose state gives it a subarray (its kind stays 'f').
@@ -67,6 +68,9 @@ _CRAFTED = {  # name: (value, why it is refused)
     # One memoized 64 KiB string as the data of 1000 arrays: 64 MiB from a 100 KiB file.
     'shared-data': ([_array((16384, ), np.dtype('f4'), _SHARED) for _ in range(1000)],
                     'made of the bytes of another'),
+    # The same with Python 2's str data (latin1), which is encoded afresh for each array.
+    'shared-str-data': ([_array((16384, ), np.dtype('f4'), _SHARED_STR) for _ in range(1000)],
+                        'made of the bytes of another'),
     # numpy's dtype classes are not globals a checkpoint may name.
     'dtype-class': (np.dtypes.ObjectDType, 'Unsupported global'),
 }

@@ -19,7 +19,7 @@ import io
 import pickle
 import pickletools
 import re
-from typing import BinaryIO, Dict, Optional
+from typing import BinaryIO, Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class NumpyArrayUnpickler(pickle.Unpickler):
         # A state dict holds arrays only: no numpy scalars.
         self._numpy = NumpyStandIns(self._claim).globals(scalars=False)
 
-    def _claim(self, data: bytes, nbytes: int) -> None:
+    def _claim(self, data: Union[bytes, str], nbytes: int) -> None:
         # Arrays may share one memoized byte string: together they may not
         # claim more bytes than the file has.
         if nbytes > self._budget:

@@ -34,7 +34,7 @@ import functools
 import pickle
 import threading
 from contextvars import ContextVar
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional, TypeVar, Union
 
 import torch
 from mmengine.logging import HistoryBuffer
@@ -101,7 +101,7 @@ class _ScopedLoad(NumpyStandIns):
     def __init__(self) -> None:
         super().__init__(self._claim)
         self.made_stand_ins = False
-        self._claimed: Dict[int, bytes] = {}
+        self._claimed: Dict[int, Union[bytes, str]] = {}
         self.allowed = {f'{HistoryBuffer.__module__}.{HistoryBuffer.__qualname__}': HistoryBuffer,
                         'builtins.getattr': _history_buffer_method,
                         'builtins.bytes': _empty_bytes, **self.globals()}
@@ -109,7 +109,7 @@ class _ScopedLoad(NumpyStandIns):
         # names with a line break, which a pickle's GLOBAL cannot spell.
         self.allowed.update({f'\n{cls.__qualname__}': cls for cls in _STAND_INS})
 
-    def _claim(self, data: bytes, nbytes: int) -> None:
+    def _claim(self, data: Union[bytes, str], nbytes: int) -> None:
         # numpy pickles each array with bytes of its own; CPython shares only its
         # 0- and 1-byte strings. Arrays copied out of one memoized string would
         # each take its size: a small file could ask for any amount of memory.

@@ -24,7 +24,7 @@ objects.
 import math
 import pickle
 import re
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Union
 
 import numpy as np
 
@@ -73,16 +73,16 @@ class PickledArray:
 
     __slots__ = ('array', 'claim')
 
-    def __init__(self, claim: Callable[[bytes, int], None]) -> None:
+    def __init__(self, claim: Callable[[Union[bytes, str], int], None]) -> None:
         self.array, self.claim = None, claim
 
     def __setstate__(self, state) -> None:
         if self.array is not None or not isinstance(state, tuple) or len(state) != 5:
             raise RefusedPickleError('refusing an array state that is not numpy\'s '
                                      '(1, shape, dtype, is_fortran, data)')
-        version, shape, dtype, fortran, data = state
-        if isinstance(data, str):  # Python 2's str, decoded as latin1
-            data = data.encode('latin1')
+        version, shape, dtype, fortran, pickled = state
+        # Python 2's str, decoded as latin1; claimed as the pickle's object (one per memo entry).
+        data = pickled.encode('latin1') if isinstance(pickled, str) else pickled
         if (version != 1 or not isinstance(shape, tuple)
                 or not all(type(s) is int and s >= 0 for s in shape)
                 or not isinstance(dtype, PickledDtype) or dtype.dtype is None
@@ -94,7 +94,7 @@ class PickledArray:
         if nbytes != len(data):
             raise RefusedPickleError(f'an array of shape {shape} and dtype {dtype.code} needs '
                                      f'{nbytes} bytes; the file gives {len(data)}')
-        self.claim(data, nbytes)
+        self.claim(pickled, nbytes)
         array = np.frombuffer(data, dtype.dtype).reshape(shape, order='F' if fortran else 'C')
         self.array = array.astype(dtype.dtype.newbyteorder('='), order='K', copy=True)
 
@@ -120,13 +120,14 @@ class NumpyStandIns:
     """What one load resolves numpy's globals to (see the module docstring).
 
     Args:
-        claim (Callable[[bytes, int], None]): Called with each array's data
-            before it is copied; raises :class:`RefusedPickleError` to refuse
-            it. It bounds what arrays may take when a pickle gives many of them
-            one memoized byte string.
+        claim (Callable[[bytes | str, int], None]): Called with each array's
+            data as the pickle gave it (one object per memo entry) and its size
+            in bytes, before it is copied; raises :class:`RefusedPickleError`
+            to refuse it. It bounds what arrays may take when a pickle gives
+            many of them one memoized byte string.
     """
 
-    def __init__(self, claim: Callable[[bytes, int], None]) -> None:
+    def __init__(self, claim: Callable[[Union[bytes, str], int], None]) -> None:
         self.claim = claim
 
     def reconstruct(self, subtype, shape, code) -> PickledArray:
