@@ -19,14 +19,18 @@ from .fused_helpers import channels_last, composed, fused_problem
 
 needs_library = pytest.mark.skipif(not cpu.AVAILABLE, reason='the op library was not built')
 
-# kernel, stride, dilation, group channels, groups, hidden, size, bias
+# kernel, stride, dilation, group channels, groups, hidden, size, bias. Contiguous
+# problems with output rows of 32 pixels or more run the NCHW kernels, narrower
+# ones the channels-last kernels (on copies).
 GEOMETRIES = [
     (7, 1, 1, 16, 2, 8, (10, 9), True),     # RedNet's: K=7, 16 channels a group, r=4
-    (7, 2, 1, 16, 2, 8, (13, 11), False),
+    (7, 1, 1, 16, 2, 8, (6, 40), True),
+    (7, 2, 1, 16, 2, 8, (13, 70), False),
     (3, 1, 1, 8, 3, 6, (9, 20), True),
-    (3, 2, 2, 4, 2, 3, (11, 7), True),
-    (5, 1, 2, 3, 2, 5, (8, 11), False),     # channels far from a vector
+    (3, 2, 2, 4, 2, 3, (5, 75), True),
+    (5, 1, 2, 3, 2, 5, (4, 37), False),     # channels far from a vector
     (5, 2, 1, 20, 1, 5, (7, 7), True),
+    (3, 2, 2, 4, 2, 3, (11, 7), True),
     (1, 1, 1, 4, 2, 2, (5, 6), True),
     (7, 1, 1, 4, 40, 16, (4, 30), True),    # one row of all groups exceeds a tile
     (3, 1, 1, 2, 4, 2, (1, 1), True),       # one pixel
@@ -87,7 +91,7 @@ def test_matches_the_composition_in_float64(geometry, layout):
 @pytest.mark.parametrize('isa', cpu.supported_isas() if cpu.AVAILABLE else [])
 @pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-@pytest.mark.parametrize('geometry', GEOMETRIES[:6], ids=str)
+@pytest.mark.parametrize('geometry', GEOMETRIES[:7], ids=str)
 def test_every_instruction_set(geometry, dtype, layout, isa):
     before = cpu.isa()
     cpu.set_isa(isa)
@@ -119,13 +123,14 @@ def test_random_geometries_match_the_composition():
 
 
 @needs_library
+@pytest.mark.parametrize('width', [18, 40])
 @pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
-def test_results_do_not_depend_on_the_thread_count(layout):
+def test_results_do_not_depend_on_the_thread_count(layout, width):
     # The span weight's gradient sums over every pixel: its partial sums are
     # split by the problem, not by the threads, so results are bitwise equal.
-    x, h, w, b, kwargs = fused_problem(n=2, c=32, groups=2, size=(23, 18), kernel=7,
+    x, h, w, b, kwargs = fused_problem(n=2, c=32, groups=2, size=(23, width), kernel=7,
                                        hidden=8, dtype=torch.float32, requires_grad=False)
-    grad_out = torch.randn(2, 32, 23, 18)
+    grad_out = torch.randn(2, 32, 23, width)
     if layout == 'channels_last':
         x, h, grad_out = channels_last(x, h, grad_out)
     threads = torch.get_num_threads()
