@@ -20,10 +20,13 @@ from .seg_helpers import ROOT
 USER_PAGES = ('README.md', 'configs/rednet/README.md', 'docs/index.md', 'docs/get_started.md',
               'docs/model_zoo.md', 'docs/user_guides/python_api.md',
               'docs/user_guides/imagenet.md', 'docs/user_guides/detection.md',
-              'docs/user_guides/segmentation.md')
+              'docs/user_guides/segmentation.md', 'docs/user_guides/cuda.md',
+              'docs/user_guides/operator_design.md', 'docs/user_guides/performance.md',
+              *sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'docs/notes/*.md'))))
 # Words of how the project is run, which mean nothing to a user.
-PROCESS_WORDS = re.compile(r'\bSPEC\b|this README|\btarget (?:<|>|of)|\bmissed\b|\bissue \d|'
-                           r'the issue|asked for|\bthis project\b', re.I)
+PROCESS_WORDS = re.compile(r'\bSPEC\b|§|this README|\btarget (?:<|>|of)|\|\s*targets?\s*\||'
+                           r'\bmissed\b|\bissue \d|#\d+\b|the issue|asked for|\bthis project\b|'
+                           r'\bsessions?\b', re.I)
 # A path of this repository (not the original's `det/configs/...`).
 REPO_PATH = re.compile(r'(?<![\w/])(?:docs|configs|tools)/[\w./-]*\w')
 # A call in inline code, `name(...)` or `package.module.name(...)`; not a formula `g(c) = ...`.
