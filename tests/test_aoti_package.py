@@ -11,18 +11,12 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from mmrednet.deployment import aoti_package
-from mmrednet.deployment.aoti_backend import load_package
-from mmrednet.deployment.aoti_export import (
-    CeilModeAvgPool2d,
-    called_ops,
-    compile_module,
-    shape_generic,
-    temporary_package,
-)
-from mmrednet.deployment.aoti_export import package as package_files
-from mmrednet.deployment.aoti_package import IncompatiblePackageError, PackageInfo
-from mmrednet.deployment.metadata import GraphMetadata
+from mmrednet.deployment import GraphMetadata, load_package
+from mmrednet.deployment.aoti import package as aoti_package
+from mmrednet.deployment.aoti.export import called_ops, compile_module, temporary_package
+from mmrednet.deployment.aoti.export import package as package_files
+from mmrednet.deployment.aoti.package import IncompatiblePackageError, PackageInfo
+from mmrednet.deployment.rewrites import CeilModeAvgPool2d, shape_generic
 from mmrednet.models import Involution
 
 
@@ -132,6 +126,6 @@ def test_files_that_are_not_our_packages(package, tmp_path):
     with pytest.raises(ValueError, match='not written by mmrednet.*export_aoti.py'):
         load_package(str(foreign))
     with pytest.raises(ValueError, match='unreadable extra/mmrednet.json'):
-        load_package(_rewrite(package[0], tmp_path / 'future.pt2', format=2))
+        load_package(_rewrite(package[0], tmp_path / 'future.pt2', format=3))
     with pytest.raises(FileNotFoundError, match='AOTInductor package not found'):
         load_package(str(tmp_path / 'none.pt2'))

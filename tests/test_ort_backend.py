@@ -6,8 +6,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from mmrednet.deployment import OnnxRuntimeGraph
-from mmrednet.deployment.metadata import GraphMetadata
+from mmrednet.deployment import GraphMetadata, OnnxRuntimeGraph
+from mmrednet.deployment.onnx.export import write_metadata
 
 
 @pytest.fixture(scope='module')
@@ -18,7 +18,7 @@ def identity():
                               [helper.make_tensor_value_info('input', TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info('out', TensorProto.FLOAT, shape)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 18)], ir_version=10)
-    GraphMetadata('classifier', 'ImageClassifier', 'main', [('out', 1)]).write(model)
+    write_metadata(GraphMetadata('classifier', 'ImageClassifier', 'main', [('out', 1)]), model)
     onnx.checker.check_model(model)
     return OnnxRuntimeGraph(model.SerializeToString(), name='the identity graph')
 

@@ -1,16 +1,18 @@
 """Deployed CPU latency of RedNet-50 against ResNet-50 in one run: PyTorch eager,
 AOTInductor packages (``.pt2``, loaded in Python and by the C++ runner) and ONNX in onnxruntime.
 
-Sections (all at batch 1, ``--threads`` threads everywhere, random weights):
+The logic of ``tools/benchmark_deploy.py``. Sections (all at batch 1, ``threads``
+threads everywhere, random weights):
 
 - ``op``: one RedNet-50 stage's 7x7 involution layer (16 channels a group) in
-  ONNX, as ``mmrednet.deployment.involution_onnx`` writes it (one strided
+  ONNX, as ``mmrednet.deployment.onnx.translation`` writes it (one strided
   ``Slice`` per tap + ``Mul`` + ``Add``) against a ``Pad`` + ``Gather``
   (im2col-like) form, with PyTorch eager beside them: the measurement that
   chose the first form.
 - ``classifier``: RedNet-50 (``mmrednet.RedNet`` depth 50, 3x3 stem involution)
   + global pooling + linear head against mmpretrain's ResNet-50 classifier, 224x224.
-- ``retinanet``: ``configs/rednet/retinanet_rednet50_fpn_1x_coco.py`` against
+- ``retinanet``: ``configs/rednet/retinanet_rednet50_fpn_1x_coco.py`` (the tool
+  passes its path) against
   mmdet's ``retinanet_r50_fpn_1x_coco``, 800x1333 padded to 800x1344 as mmdet's
   preprocessor does (tensor outputs; no NMS).
 
@@ -19,26 +21,21 @@ wrappers; ONNX with its translation and folding, ``.pt2`` with
 ``torch.export`` + AOTInductor and frozen weights), checked against PyTorch,
 and timed in rounds that visit every case once, in the opposite order every
 other round (a busy machine slows all alike). Ratios are medians of the
-per-round ratios of the two cases. The C++ runner (``tools/deployment/cpp``)
-is built into ``--runner-dir`` when the op library it loads is there; it
-times its own runs (``--serve``).
+per-round ratios of the two cases. The C++ runner (its sources: the tool
+passes ``tools/deployment/cpp``) is built into ``runner_dir`` when the op
+library it loads is there; it times its own runs (``--serve``).
 
-Prints tables; with ``--out-dir`` writes ``deploy_benchmark.csv``,
-``deploy_ratios.csv`` and ``deploy_benchmark.png``.
-
-Example::
-
-    python tools/benchmark_deploy.py --rounds 5 --out-dir work_dirs/benchmark_deploy
-    python tools/benchmark_deploy.py --sections op      # the ONNX op forms alone
+``run`` prints tables and, with ``out_dir``, writes ``deploy_benchmark.csv``,
+``deploy_ratios.csv`` (with a model section) and ``deploy_benchmark.png``.
 """
-import argparse
+import contextlib
 import os
 import re
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -52,18 +49,20 @@ from rich.progress import Progress
 from rich.table import Table
 from torch import nn
 
-from mmrednet.deployment import OnnxRuntimeGraph, graphs
-from mmrednet.deployment.aoti_backend import load_package
-from mmrednet.deployment.aoti_export import temporary_package
-from mmrednet.deployment.aoti_runner import ServedPackage, build_runner, op_library, run_package
-from mmrednet.deployment.exporter import to_onnx
-from mmrednet.deployment.involution_onnx import grouped_padded_input
-from mmrednet.deployment.metadata import GraphMetadata
+from mmrednet.deployment import GraphMetadata, OnnxRuntimeGraph, graphs, load_package
+from mmrednet.deployment.aoti.export import temporary_package
+from mmrednet.deployment.aoti.runner import (
+    ServedPackage,
+    build_runner,
+    run_package,
+    runner_op_library,
+)
+from mmrednet.deployment.onnx.export import to_onnx, write_metadata
+from mmrednet.deployment.onnx.translation import grouped_padded_input
 from mmrednet.deployment.rewrites import export_friendly
 from mmrednet.models import Involution
 from mmrednet.utils import model_config, write_csv
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # RedNet-50 stages: (channels of the involution, feature size at 224x224).
 STAGES = [(64, 56), (128, 28), (256, 14), (512, 7)]
 EAGER, ORT, PT2, PT2_CPP = 'pytorch eager', 'onnxruntime', '.pt2 (Python)', '.pt2 (C++)'
@@ -141,11 +140,13 @@ def _max_diff(got: List[torch.Tensor], expected: List[torch.Tensor]) -> float:
 
 @dataclass
 class Runner:
-    """The C++ runner and the op library it loads; ``work_dir`` for packages and tensors."""
+    """The C++ runner and the op library it loads; ``work_dir`` for packages and tensors;
+    ``processes`` closes the runner processes it serves packages in, whatever happens."""
     executable: str
     op_library: str
     work_dir: str
     threads: int
+    processes: contextlib.ExitStack
 
 
 def _onnx_case(section: str, name: str, module: nn.Module, x: torch.Tensor, threads: int,
@@ -156,7 +157,7 @@ def _onnx_case(section: str, name: str, module: nn.Module, x: torch.Tensor, thre
     count = len(expected)
     proto = to_onnx(module, (x, ), ['input'], [f'out{i}' for i in range(count)],
                     translation_table=translation)
-    GraphMetadata(section, name, 'main', [('out', count)]).write(proto)
+    write_metadata(GraphMetadata(section, name, 'main', [('out', count)]), proto)
     graph = OnnxRuntimeGraph(proto.SerializeToString(), num_threads=threads)
     return Case(section, name, backend, lambda: graph(x), _max_diff(_flat(graph(x)), expected))
 
@@ -180,8 +181,8 @@ def _aoti_cases(section: str, name: str, module: nn.Module, x: torch.Tensor, wor
     if runner is not None:
         got = run_package(runner.executable, runner.op_library, path, x, runner.work_dir,
                           threads=runner.threads)
-        served = ServedPackage(runner.executable, runner.op_library, path, x, runner.work_dir,
-                               runner.threads)
+        served = runner.processes.enter_context(ServedPackage(
+            runner.executable, runner.op_library, path, x, runner.work_dir, runner.threads))
         cases.append(Case(section, name, PT2_CPP, served, _max_diff(got, expected),
                           self_timed=True))
     return cases
@@ -356,80 +357,104 @@ def write(out_dir: str, rows: List[Row], ratios: List[Ratio]) -> List[str]:
     return written
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--sections', nargs='+', default=['op', 'classifier', 'retinanet'],
-                        choices=['op', 'classifier', 'retinanet'])
-    parser.add_argument('--backends', nargs='+', default=[ORT, PT2, PT2_CPP],
-                        choices=[ORT, PT2, PT2_CPP],
-                        help='deployed backends of the model sections (eager always runs)')
-    parser.add_argument('--threads', type=int, default=2,
-                        help='onnxruntime intra-op threads, torch threads, the runner\'s threads')
-    parser.add_argument('--rounds', type=int, default=10, help='timed runs of every case')
-    parser.add_argument('--runner-dir', default='work_dirs/aoti_runner',
-                        help='where the C++ runner is built (cmake)')
-    parser.add_argument('--classifier-shape', type=int, nargs=2, default=(224, 224),
-                        metavar=('H', 'W'))
-    parser.add_argument('--retinanet-shape', type=int, nargs=2, default=(800, 1344),
-                        metavar=('H', 'W'))
-    parser.add_argument('--out-dir', help='write deploy_benchmark.csv, deploy_ratios.csv and '
-                        'deploy_benchmark.png')
-    return parser.parse_args(argv)
+SECTIONS = ('op', 'classifier', 'retinanet')
+BACKENDS = (ORT, PT2, PT2_CPP)
 
 
-def make_runner(args: argparse.Namespace, work_dir: str, console: Console) -> Optional[Runner]:
+@dataclass
+class Options:
+    """What ``run`` measures, and where (``tools/benchmark_deploy.py``'s arguments).
+
+    Args:
+        sections (list): of ``SECTIONS``.
+        backends (list): the deployed backends of the model sections (of
+            ``BACKENDS``; eager always runs).
+        threads (int): onnxruntime intra-op threads, torch threads, the runner's.
+        rounds (int): timed runs of every case.
+        classifier_shape, retinanet_shape (tuple): ``(H, W)`` of the model sections.
+        retinanet_config (str): the RedNet-50 RetinaNet config (``retinanet`` section).
+        runner_source (str, optional): the C++ runner's CMake project; without
+            it, no ``.pt2 (C++)`` cases.
+        runner_dir (str): where the runner is built.
+        out_dir (str, optional): where the CSV files and the plot go.
+    """
+    sections: Sequence[str] = SECTIONS
+    backends: Sequence[str] = BACKENDS
+    threads: int = 2
+    rounds: int = 10
+    classifier_shape: Tuple[int, int] = (224, 224)
+    retinanet_shape: Tuple[int, int] = (800, 1344)
+    retinanet_config: Optional[str] = None
+    runner_source: Optional[str] = None
+    runner_dir: str = 'work_dirs/aoti_runner'
+    out_dir: Optional[str] = None
+    console: Console = field(default_factory=Console)
+
+
+def make_runner(options: Options, work_dir: str,
+                processes: contextlib.ExitStack) -> Optional[Runner]:
     """The C++ runner, built, and the op library; None (said why) when it cannot run."""
-    if PT2_CPP not in args.backends or not ({'classifier', 'retinanet'} & set(args.sections)):
+    console = options.console
+    if PT2_CPP not in options.backends or not ({'classifier', 'retinanet'}
+                                               & set(options.sections)):
         return None
-    library = op_library()
-    if library is None:
-        console.print('no C++ runner: the op library is not built (setup.py build_ext)')
+    library = runner_op_library()
+    if library is None or options.runner_source is None:
+        console.print('no C++ runner: ' + ('the op library is not built (setup.py build_ext)'
+                                           if library is None else 'no runner sources given'))
         return None
-    console.print(f'building the C++ runner in {args.runner_dir} ...')
-    return Runner(build_runner(args.runner_dir), library, work_dir, args.threads)
+    console.print(f'building the C++ runner in {options.runner_dir} ...')
+    return Runner(build_runner(options.runner_source, options.runner_dir), library, work_dir,
+                  options.threads, processes)
 
 
-def main(argv=None) -> Tuple[List[Row], list]:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+def _cases(options: Options, work_dir: str, runner: Optional[Runner]) -> List[Case]:
+    """Every case of ``options.sections``, exported and checked."""
+    cases = op_cases(options.threads) if 'op' in options.sections else []
+    common = dict(threads=options.threads, backends=options.backends, work_dir=work_dir,
+                  runner=runner)
+    if 'classifier' in options.sections:
+        cases += model_cases('classifier', {
+            'RedNet-50': rednet50_classifier_cfg(),
+            'ResNet-50 (mmpretrain)': get_config('mmpretrain::resnet/resnet50_8xb32_in1k.py'),
+        }, graphs.CLASSIFIER, options.classifier_shape, **common)
+    if 'retinanet' in options.sections:
+        if options.retinanet_config is None:
+            raise ValueError('the retinanet section needs retinanet_config (the RedNet-50 '
+                             'RetinaNet config file)')
+        cases += model_cases('retinanet', {
+            'RedNet-50 RetinaNet': Config.fromfile(options.retinanet_config),
+            'ResNet-50 RetinaNet (mmdet)': get_config('mmdet::retinanet/'
+                                                      'retinanet_r50_fpn_1x_coco.py'),
+        }, graphs.DETECTOR, options.retinanet_shape, **common)
+    return cases
+
+
+def run(options: Options) -> Tuple[List[Row], List[Ratio]]:
+    """Export, check and time every case of ``options``; print the tables (and write
+    them with ``options.out_dir``): ``(rows, ratios)``."""
+    for name, chosen, known in (('sections', options.sections, SECTIONS),
+                                ('backends', options.backends, BACKENDS)):
+        unknown = [item for item in chosen if item not in known]
+        if unknown:
+            raise ValueError(f'{name} must be of {list(known)}, got {unknown}')
+    if options.threads < 1 or options.rounds < 1:
+        raise ValueError(f'threads and rounds must be >= 1, got {options.threads} and '
+                         f'{options.rounds}')
+    torch.set_num_threads(options.threads)
     torch.manual_seed(0)
-    console = Console()
-    cases = []
-    with tempfile.TemporaryDirectory(prefix='benchmark_deploy_') as work_dir:
-        runner = make_runner(args, work_dir, console)
+    console = options.console
+    with tempfile.TemporaryDirectory(prefix='benchmark_deploy_') as work_dir, \
+            contextlib.ExitStack() as processes:
+        runner = make_runner(options, work_dir, processes)
         console.print('exporting and checking ...')
-        if 'op' in args.sections:
-            cases += op_cases(args.threads)
-        options = dict(threads=args.threads, backends=args.backends, work_dir=work_dir,
-                       runner=runner)
-        if 'classifier' in args.sections:
-            cases += model_cases('classifier', {
-                'RedNet-50': rednet50_classifier_cfg(),
-                'ResNet-50 (mmpretrain)': get_config('mmpretrain::resnet/'
-                                                     'resnet50_8xb32_in1k.py'),
-            }, graphs.CLASSIFIER, args.classifier_shape, **options)
-        if 'retinanet' in args.sections:
-            rednet = os.path.join(ROOT, 'configs', 'rednet', 'retinanet_rednet50_fpn_1x_coco.py')
-            cases += model_cases('retinanet', {
-                'RedNet-50 RetinaNet': Config.fromfile(rednet),
-                'ResNet-50 RetinaNet (mmdet)': get_config('mmdet::retinanet/'
-                                                          'retinanet_r50_fpn_1x_coco.py'),
-            }, graphs.DETECTOR, args.retinanet_shape, **options)
-        try:
-            run_rounds(cases, args.rounds, console)
-        finally:
-            for case in cases:
-                if isinstance(case.run, ServedPackage):
-                    case.run.close()
+        cases = _cases(options, work_dir, runner)
+        run_rounds(cases, options.rounds, console)
     rows, ratios = rows_of(cases), paired_ratios(cases)
-    print_rows(console, rows, args.threads)
+    print_rows(console, rows, options.threads)
     if ratios:
-        print_ratios(console, ratios, args.rounds)
-    if args.out_dir:
-        written = write(args.out_dir, rows, ratios)
-        console.print(f'wrote {", ".join(written)} in {args.out_dir}')
+        print_ratios(console, ratios, options.rounds)
+    if options.out_dir:
+        written = write(options.out_dir, rows, ratios)
+        console.print(f'wrote {", ".join(written)} in {options.out_dir}')
     return rows, ratios
-
-
-if __name__ == '__main__':
-    main()

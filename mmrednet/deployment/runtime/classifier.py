@@ -1,45 +1,35 @@
-"""mmpretrain's ImageClassifier with its logits from onnxruntime."""
+"""mmpretrain's ImageClassifier with its logits from a deployed graph."""
 from mmpretrain.models import ImageClassifier
 
 from mmrednet.registry import MODELS
 
-from .aoti_backend import load_package
-from .ort_backend import load_deployment
+from ..backends import load_graphs
+from .aliases import register_aliases
 
 
 @MODELS.register_module()
-class ONNXRuntimeImageClassifier(ImageClassifier):
-    """:class:`~mmpretrain.models.ImageClassifier` whose network runs in onnxruntime.
+class DeployedImageClassifier(ImageClassifier):
+    """:class:`~mmpretrain.models.ImageClassifier` whose network runs in a deployed backend.
 
-    Built from the exported config's ``model`` (``runtime.onnxruntime_model_cfg``);
-    the data preprocessor and the head's softmax/top-k are mmpretrain's.
+    Built from the exported config's ``model`` (``runtime_model_cfg``); the
+    data preprocessor and the head's softmax/top-k are mmpretrain's.
 
     Args:
-        onnx_file (str): the exported ``.onnx`` (``main`` graph: image -> logits).
+        deployment (str): the exported file (``main`` graph: image -> logits).
+        backend (str): ``'onnxruntime'`` (an ``.onnx``) or ``'aoti'`` (a ``.pt2``).
         **kwargs: the arguments of ``ImageClassifier``.
     """
 
-    load_graphs = staticmethod(load_deployment)  # graph name -> graph
-
-    def __init__(self, onnx_file: str, **kwargs) -> None:
+    def __init__(self, deployment: str, backend: str, **kwargs) -> None:
+        graphs = load_graphs(deployment, backend)
         super().__init__(**kwargs)
-        self.graphs = self.load_graphs(onnx_file)
+        self.graphs = graphs
 
     def predict(self, inputs, data_samples=None, **kwargs):
-        """As ``ImageClassifier.predict`` (``head.predict``), the logits from onnxruntime."""
+        """As ``ImageClassifier.predict`` (``head.predict``), the logits from the graph."""
         [[logits]] = self.graphs['main'](inputs)
         return self.head._get_predictions(logits, data_samples)
 
 
-@MODELS.register_module()
-class AOTIImageClassifier(ONNXRuntimeImageClassifier):
-    """:class:`ONNXRuntimeImageClassifier` with its graphs from an AOTInductor package.
-
-    Args:
-        package (str): the ``.pt2`` (``tools/deployment/export_aoti.py``).
-        **kwargs: the arguments of ``ImageClassifier``.
-    """
-    load_graphs = staticmethod(load_package)
-
-    def __init__(self, package: str, **kwargs) -> None:
-        super().__init__(package, **kwargs)
+register_aliases(DeployedImageClassifier, onnxruntime='ONNXRuntimeImageClassifier',
+                 aoti='AOTIImageClassifier')

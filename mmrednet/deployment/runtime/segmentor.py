@@ -1,46 +1,36 @@
-"""mmseg's EncoderDecoder with its logits from onnxruntime."""
+"""mmseg's EncoderDecoder with its logits from a deployed graph."""
 from mmseg.models import EncoderDecoder
 
 from mmrednet.registry import MODELS
 
-from .aoti_backend import load_package
-from .ort_backend import load_deployment
+from ..backends import load_graphs
+from .aliases import register_aliases
 
 
 @MODELS.register_module()
-class ONNXRuntimeEncoderDecoder(EncoderDecoder):
-    """:class:`~mmseg.models.EncoderDecoder` whose ``encode_decode`` runs in onnxruntime.
+class DeployedEncoderDecoder(EncoderDecoder):
+    """:class:`~mmseg.models.EncoderDecoder` whose ``encode_decode`` runs in a deployed backend.
 
     The exported graph is ``encode_decode`` itself (image -> logits at input
     resolution), so mmseg's whole and slide inference, test-time padding,
     cropping and resizing to the original image stay mmseg's.
 
     Args:
-        onnx_file (str): the exported ``.onnx`` (``main`` graph).
+        deployment (str): the exported file (``main`` graph).
+        backend (str): ``'onnxruntime'`` (an ``.onnx``) or ``'aoti'`` (a ``.pt2``).
         **kwargs: the arguments of ``EncoderDecoder``.
     """
 
-    load_graphs = staticmethod(load_deployment)  # graph name -> graph
-
-    def __init__(self, onnx_file: str, **kwargs) -> None:
+    def __init__(self, deployment: str, backend: str, **kwargs) -> None:
+        graphs = load_graphs(deployment, backend)
         super().__init__(**kwargs)
-        self.graphs = self.load_graphs(onnx_file)
+        self.graphs = graphs
 
     def encode_decode(self, inputs, batch_img_metas):
-        """``(N, 3, H, W) -> (N, num_classes, H, W)`` logits, from onnxruntime."""
+        """``(N, 3, H, W) -> (N, num_classes, H, W)`` logits, from the graph."""
         [[seg_logits]] = self.graphs['main'](inputs)
         return seg_logits
 
 
-@MODELS.register_module()
-class AOTIEncoderDecoder(ONNXRuntimeEncoderDecoder):
-    """:class:`ONNXRuntimeEncoderDecoder` with its graphs from an AOTInductor package.
-
-    Args:
-        package (str): the ``.pt2`` (``tools/deployment/export_aoti.py``).
-        **kwargs: the arguments of ``EncoderDecoder``.
-    """
-    load_graphs = staticmethod(load_package)
-
-    def __init__(self, package: str, **kwargs) -> None:
-        super().__init__(package, **kwargs)
+register_aliases(DeployedEncoderDecoder, onnxruntime='ONNXRuntimeEncoderDecoder',
+                 aoti='AOTIEncoderDecoder')

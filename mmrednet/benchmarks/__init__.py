@@ -1,0 +1,1 @@
+"""Benchmarks behind tools/benchmark_*.py."""
