@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from mmrednet.deployment import export_aoti, load_model, load_package
 from mmrednet.deployment.aoti.package import PackageInfo
@@ -27,6 +28,7 @@ from .test_onnx_models import (
     assert_same_classifications,
     assert_same_detections,
     classifier_cfg,
+    evaluate,
     evaluate_both,
     segmentor_files,
 )
@@ -163,6 +165,52 @@ def test_bad_arguments_get_clear_errors(classifier, tmp_path, capsys):
     assert os.listdir(tmp_path) == ['seg.py']
 
 
+def _variant(config_file: str, path, change) -> str:
+    """``config_file`` with ``change(cfg)`` applied, written to ``path``."""
+    cfg = Config.fromfile(config_file)
+    change(cfg)
+    cfg.dump(str(path))
+    return str(path)
+
+
+def test_static_package_is_tested_at_its_batch_size(classifier, tmp_path, capsys):
+    """The guide's recipe as written: export without --dynamic, then tools/test.py with the
+    config's own batch size (3 here): it tests with batch 1 and says so."""
+    config_file, _, package, _ = classifier
+    batch3 = _variant(config_file, tmp_path / 'batch3.py',
+                      lambda cfg: cfg.test_dataloader.update(batch_size=3))
+    metrics, predictions = evaluate(batch3, ['--backend', 'aoti', '--package', package],
+                                    tmp_path / 'work')
+    assert 'accuracy/top1' in metrics and len(predictions) == 9
+    assert (f'{package} takes batches of 1 (exported without --dynamic): testing with '
+            'batch_size=1') in capsys.readouterr().out
+
+
+def test_images_the_package_does_not_take_give_one_line(classifier, tmp_path):
+    config_file, _, package, _ = classifier
+
+    def crop_32(cfg):
+        cfg.test_dataloader.dataset.pipeline[2].crop_size = 32
+
+    small = _variant(config_file, tmp_path / 'small.py', crop_32)
+    with pytest.raises(SystemExit) as exc:
+        test_tool.main([small, '--backend', 'aoti', '--package', package,
+                        '--work-dir', str(tmp_path / 'work')])
+    message = str(exc.value.code)
+    assert message.startswith('error: ') and '\n' not in message
+    assert ('takes input of shape (1, 3, 64, 64), got (1, 3, 32, 32); export with --dynamic '
+            'for other batch and image sizes') in message
+
+
+def test_a_package_of_other_num_classes_is_refused(classifier, tmp_path):
+    config_file, _, package, _ = classifier
+    five = _variant(config_file, tmp_path / 'five.py',
+                    lambda cfg: cfg.model.head.update(num_classes=5))
+    with pytest.raises(ValueError, match=r'exported with head\.num_classes=3, but the config '
+                       r'has head\.num_classes=5; give the config it was exported from'):
+        test_tool.main([five, '--backend', 'aoti', '--package', package])
+
+
 # --- without Python ----------------------------------------------------------------------
 
 
@@ -215,8 +263,6 @@ def test_the_older_model_names_build_the_backend_neutral_model(classifier):
     # A config the Runner saved (type='mmrednet.AOTIImageClassifier', package=...)
     # builds again, as the backend-neutral model; so does the onnxruntime name.
     config_file, _, package, _ = classifier
-    from mmengine.config import Config
-
     from mmrednet.deployment.runtime.classifier import DeployedImageClassifier
     from mmrednet.registry import MODELS
     model_cfg = Config.fromfile(config_file).model
