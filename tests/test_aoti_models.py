@@ -263,9 +263,12 @@ def test_the_older_model_names_build_the_backend_neutral_model(classifier):
     # A config the Runner saved (type='mmrednet.AOTIImageClassifier', package=...)
     # builds again, as the backend-neutral model; so does the onnxruntime name.
     config_file, _, package, _ = classifier
+    from mmengine.registry import init_default_scope
+
     from mmrednet.deployment.runtime.classifier import DeployedImageClassifier
     from mmrednet.registry import MODELS
     model_cfg = Config.fromfile(config_file).model
+    init_default_scope('mmpretrain')
     model = MODELS.build(dict(model_cfg, type='mmrednet.AOTIImageClassifier', package=package))
     assert type(model) is DeployedImageClassifier and set(model.graphs) == {'main'}
     with pytest.raises(TypeError, match='ONNXRuntimeImageClassifier needs onnx_file='):

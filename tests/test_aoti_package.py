@@ -227,6 +227,8 @@ class NotInstalled:  # finds them first; importing them fails as for a missing p
             return importlib.machinery.ModuleSpec(name, self)
     def create_module(self, spec):
         raise ModuleNotFoundError(f'No module named {spec.name!r} (blocked)')
+    def exec_module(self, module):
+        pass
 sys.meta_path.insert(0, NotInstalled())
 import torch
 from mmrednet.deployment import load_graphs, runtime_model_cfg
