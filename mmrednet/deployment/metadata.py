@@ -83,6 +83,10 @@ def num_classes_of(model_cfg: Mapping, prefix: str = '') -> Dict[str, int]:
             found[path] = value
         elif isinstance(value, Mapping):
             found.update(num_classes_of(value, f'{path}.'))
+        elif isinstance(value, (list, tuple)):  # e.g. mmseg's auxiliary heads
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    found.update(num_classes_of(item, f'{path}.{index}.'))
     return found
 
 
