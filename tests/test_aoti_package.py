@@ -1,6 +1,7 @@
 """An AOTInductor package that cannot run here is refused with an error that says why
 (another CPU instruction set, torch release or machine, a missing op library, not our
 file), before any of its compiled code is loaded."""
+import contextlib
 import copy
 import json
 import os
@@ -20,6 +21,7 @@ from mmrednet.deployment.aoti import package as aoti_package
 from mmrednet.deployment.aoti.export import called_ops, compile_module, temporary_package
 from mmrednet.deployment.aoti.export import package as package_files
 from mmrednet.deployment.aoti.package import IncompatiblePackageError, PackageInfo
+from mmrednet.deployment.aoti.runner import ServedPackage
 from mmrednet.deployment.rewrites import CeilModeAvgPool2d, shape_generic
 from mmrednet.models import Involution
 
@@ -246,3 +248,19 @@ assert not {'onnx', 'onnxscript', 'onnxruntime'} & set(sys.modules)
     assert done.returncode == 0, done.stderr[-3000:]
     with torch.no_grad():
         torch.testing.assert_close(torch.load(out), module(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_served_package_ends_with_its_context(package, tmp_path):
+    """The benchmark enters each runner process into an ExitStack as it starts it, so an
+    export that fails later ends the processes already started."""
+    runner = tmp_path / 'runner'
+    runner.write_text('#!/bin/sh\nwhile read line; do echo 2.5; done\n')  # 2.5 ms a run
+    runner.chmod(0o755)
+    with pytest.raises(RuntimeError, match='a later export failed'):
+        with contextlib.ExitStack() as processes:
+            served = processes.enter_context(ServedPackage(
+                str(runner), 'op_library.so', package[0], package[2], str(tmp_path), 1))
+            assert served() == 0.0025
+            raise RuntimeError('a later export failed')
+    assert served.process.poll() is not None
+    served.close()  # again: nothing left to close
