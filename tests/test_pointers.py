@@ -22,6 +22,7 @@ USER_PAGES = ('README.md', 'configs/rednet/README.md', 'docs/index.md', 'docs/ge
               'docs/user_guides/imagenet.md', 'docs/user_guides/detection.md',
               'docs/user_guides/segmentation.md', 'docs/user_guides/cuda.md',
               'docs/user_guides/operator_design.md', 'docs/user_guides/performance.md',
+              'docs/user_guides/deployment.md',
               *sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'docs/notes/*.md'))))
 # Words of how the project is run, which mean nothing to a user.
 PROCESS_WORDS = re.compile(r'\bSPEC\b|§|this README|\btarget (?:<|>|of)|\|\s*targets?\s*\||'
