@@ -6,14 +6,22 @@ forked from this process, which has imported everything once (a fresh
 interpreter per restart would spend most of the test importing torch and
 mmengine). The plan (JSON) holds:
 
-- ``config``: the config to train; ``reference_work_dir``: where an uninterrupted
-  run trains first; ``work_dir``: where the killed runs train.
-- ``kills``: a list of ``{"fraction": f}`` (SIGKILL from this process after
-  ``f`` times the uninterrupted run's duration) or ``{"at": phase, "call": n}`` (the child kills itself at the
-  ``n``-th time it reaches ``phase``): ``mid_write`` (half of a checkpoint or
-  of ``last_checkpoint`` on disk, before the fsync), ``before_rename``
-  (complete but not renamed), ``prune`` (before an old checkpoint is removed),
-  ``validation`` (a validation iteration).
+- ``config``: the config to train (``iterations`` in all); ``reference_work_dir``:
+  where an uninterrupted run trains first; ``work_dir``: where the killed runs train.
+- ``kills``: a list of
+
+  - ``{"fraction": f}``: SIGKILL from this process after ``f`` times the
+    uninterrupted run's duration (so also while the run starts);
+  - ``{"iteration": k, "delay": d}``: SIGKILL ``d`` iteration-times (the
+    uninterrupted run's duration over ``iterations``) after the child starts
+    training iteration ``k`` (counted from 0 over the whole run; the first one
+    it trains if it resumed later): it lands in that iteration, a later one, a
+    validation or a checkpoint write;
+  - ``{"at": phase, "call": n}``: the child kills itself the ``n``-th time it
+    reaches ``phase``: ``mid_write`` (half of a checkpoint or of
+    ``last_checkpoint`` on disk, before the fsync), ``before_rename`` (complete
+    but not renamed), ``prune`` (before an old checkpoint is removed),
+    ``validation`` (a validation iteration).
 
 It writes ``results.json`` beside the plan: per kill, how the child ended and
 what ``last_checkpoint`` named afterwards (and whether that file loaded);
@@ -24,6 +32,7 @@ import os
 import os.path as osp
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -70,7 +79,18 @@ def _is_temporary_fd(fd, *_) -> bool:
 
 def _arm(kill: dict) -> None:
     from mmengine.fileio import LocalBackend
-    from mmengine.runner.loops import ValLoop
+    from mmengine.runner.loops import EpochBasedTrainLoop, ValLoop
+    if 'iteration' in kill:
+        original, armed = EpochBasedTrainLoop.run_iter, []
+
+        def run_iter(self, *args, **kwargs):
+            if not armed and self.iter >= kill['iteration']:
+                armed.append(threading.Timer(kill['seconds'], _die))
+                armed[0].start()
+            return original(self, *args, **kwargs)
+
+        EpochBasedTrainLoop.run_iter = run_iter
+        return
     phase, call = kill['at'], kill['call']
     if phase == 'mid_write':
         _kill_on_call(os, 'fsync', call, _is_temporary_fd)
@@ -92,7 +112,7 @@ def _run(argv, kill=None) -> int:
     if pid == 0:
         code = 1
         try:
-            if kill is not None and 'at' in kill:
+            if kill is not None and 'after' not in kill:
                 _arm(kill)
             train.main(argv)
             code = 0
@@ -140,6 +160,9 @@ def main(plan_path: str) -> None:
     for kill in plan['kills']:
         if 'fraction' in kill:
             kill = dict(kill, after=kill['fraction'] * results['reference_seconds'])
+        elif 'delay' in kill:
+            kill = dict(kill, seconds=kill['delay'] * results['reference_seconds']
+                        / plan['iterations'])
         status = _run(argv, kill)
         results['kills'].append(dict(kill=kill, status=status,
                                      signaled=os.WIFSIGNALED(status)

@@ -43,22 +43,29 @@ def test_sigkill_at_random_moments_resumes_to_the_same_weights(shapes, tmp_path)
     """24 seeded random moments and 6 chosen ones (in the middle of writing a checkpoint or
     ``last_checkpoint``, before their rename, before an old checkpoint is removed, during
     validation): after each kill, ``last_checkpoint`` is absent or names a complete checkpoint."""
-    cfg = demo_cfg(shapes, str(tmp_path / 'unused'))
+    cfg = demo_cfg(shapes, str(tmp_path / 'unused'), epochs=5)
     cfg.default_hooks.checkpoint.max_keep_ckpts = 1  # mmengine removed the old one first
     config = write_cfg(cfg, tmp_path / 'cfg.py')
     rng = random.Random(23)
-    # SIGKILL after a fraction of the uninterrupted run's time (the driver times it first).
-    kills = [dict(fraction=round(rng.uniform(0.05, 0.6), 3)) for _ in range(24)]
+    # Random moments over the training's 15 iterations (in order, so that the kills walk
+    # through the whole run: an iteration, then a delay of up to one iteration's time) and
+    # a few while the run starts (a fraction of its uninterrupted duration).
+    kills = [dict(iteration=k, delay=round(rng.random(), 3))
+             for k in sorted(rng.randrange(15) for _ in range(20))]
+    for i in range(4):
+        kills.insert(6 * i + 1, dict(fraction=round(rng.uniform(0.05, 0.3), 3)))
     chosen = [dict(at='mid_write', call=1), dict(at='before_rename', call=2),
               dict(at='validation', call=1), dict(at='mid_write', call=2),
               dict(at='prune', call=1), dict(at='before_rename', call=1)]
     for i, kill in enumerate(chosen):
-        kills.insert(4 * i + 2, kill)
+        kills.insert(4 * i + 3, kill)
     plan = tmp_path / 'plan.json'
     plan.write_text(json.dumps(dict(config=config, reference_work_dir=str(tmp_path / 'ref'),
-                                    work_dir=str(tmp_path / 'work'), kills=kills)))
+                                    work_dir=str(tmp_path / 'work'), iterations=15,
+                                    kills=kills)))
     proc = subprocess.run([sys.executable, '-m', 'tests.kill_resume_driver', str(plan)],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900,
+                          check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / 'results.json').read_text())
     assert results['reference_status'] == 0 and results['final_status'] == 0, \
@@ -69,8 +76,8 @@ def test_sigkill_at_random_moments_resumes_to_the_same_weights(shapes, tmp_path)
     assert sum(k['signaled'] for k in results['kills']) >= 20, results['kills']
     # The runs made progress between kills: checkpoints of several epochs were resumed.
     assert len({k.get('iter') for k in results['kills']}) >= 3, results['kills']
-    expected = trained_state(tmp_path / 'ref' / 'epoch_3.pth')
-    assert differing(expected, trained_state(tmp_path / 'work' / 'epoch_3.pth')) == []
+    expected = trained_state(tmp_path / 'ref' / 'epoch_5.pth')
+    assert differing(expected, trained_state(tmp_path / 'work' / 'epoch_5.pth')) == []
     assert glob.glob(str(tmp_path / 'work' / '.*.mmrednet-tmp')) == []  # swept on restart
 
 
@@ -104,7 +111,7 @@ def test_signals_save_stop_requeue_and_the_job_resumes(shapes, tmp_path):
                PATH=f'{scontrol.parent}{os.pathsep}{os.environ["PATH"]}')
     reference = subprocess.run([sys.executable, TRAIN, config, '--work-dir',
                                 str(tmp_path / 'ref')], cwd=ROOT, env=_env(),
-                               capture_output=True, text=True, timeout=600)
+                               capture_output=True, text=True, timeout=600, check=False)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     work = tmp_path / 'work'
@@ -117,7 +124,8 @@ def test_signals_save_stop_requeue_and_the_job_resumes(shapes, tmp_path):
             proc = _start(config, work, env, log)
             try:
                 # After an epoch's checkpoint: the signal handlers are installed.
-                _wait_for(lambda: pointer.exists() and pointer.read_text() != before
+                _wait_for(lambda before=before: pointer.exists()
+                          and pointer.read_text() != before
                           and 'epoch_' in pointer.read_text(), proc, log_path)
                 proc.send_signal(signum)
                 assert proc.wait(timeout=300) == 128 + signum, log_path.read_text()[-3000:]
