@@ -168,12 +168,15 @@ printf '%s\\n' "$PYTHONPATH" > "$SRUN_RECORD.pythonpath"
 """
 
 
-@pytest.mark.parametrize('script, positional, tool', [
-    ('slurm_train.sh', ['cfg.py', 'work_dirs/x'], ['cfg.py', '--work-dir=work_dirs/x']),
-    ('slurm_test.sh', ['cfg.py', 'ckpt.pth'], ['cfg.py', 'ckpt.pth']),
+@pytest.mark.parametrize('script, positional, tool, extra', [
+    # Training resumes from the work dir's last checkpoint: a requeued job goes on.
+    ('slurm_train.sh', ['cfg.py', 'work_dirs/x'], ['cfg.py', '--work-dir=work_dirs/x'],
+     ['--resume']),
+    ('slurm_test.sh', ['cfg.py', 'ckpt.pth'], ['cfg.py', 'ckpt.pth'], []),
 ])
-def test_slurm_scripts_pass_what_mmdet_passes(tmp_path, script, positional, tool):
-    """mmdet 3.3.0's tools/slurm_{train,test}.sh arguments, seen by a stand-in srun."""
+def test_slurm_scripts_pass_what_mmdet_passes(tmp_path, script, positional, tool, extra):
+    """mmdet 3.3.0's tools/slurm_{train,test}.sh arguments (and --resume), seen by a stand-in
+    srun."""
     srun = tmp_path / 'bin' / 'srun'
     srun.parent.mkdir()
     srun.write_text(FAKE_SRUN)
@@ -191,7 +194,8 @@ def test_slurm_scripts_pass_what_mmdet_passes(tmp_path, script, positional, tool
         '-p', 'gpu_part', '--job-name=red50', '--gres=gpu:4', '--ntasks=16',
         '--ntasks-per-node=4', '--cpus-per-task=6', '--kill-on-bad-exit=1',
         '--quotatype=auto', '--time=1:00:00',
-        sys.executable, '-u', tool_py, *tool, '--launcher', 'slurm', '--cfg-options', 'a=1']
+        sys.executable, '-u', tool_py, *tool, '--launcher', 'slurm', *extra,
+        '--cfg-options', 'a=1']
     assert (tmp_path / 'srun_args.pythonpath').read_text().strip() == f'{ROOT}:/elsewhere'
 
     # The defaults are mmdet's: 8 GPUs, 8 per node, 5 CPUs per task, no extra srun args.
