@@ -29,7 +29,9 @@ def add_resume_hooks(cfg: Config) -> None:
     Args:
         cfg (Config): The config the Runner will be built from (edited in place).
     """
-    hooks = cfg.setdefault('default_hooks', {})
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = {}
+    hooks = cfg.default_hooks
     for name, hook in RESUME_HOOKS.items():
         if name not in hooks:
             hooks[name] = dict(hook)
