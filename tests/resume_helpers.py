@@ -24,7 +24,7 @@ def tiny_shapes_imagenet(tmp_path_factory) -> str:
 
 def demo_cfg(data_root: str, work_dir: str, epochs: int = 3, workers: int = 0,
              iters: Optional[int] = None) -> Config:
-    """The demo config on the tiny data, augmentation on (random resized crop and flip).
+    """The demo config on the tiny data, augmentation on (random resized crop and flip, Mixup).
 
     Epoch-based (``epochs``, a checkpoint each epoch, all kept) or, with ``iters``,
     iteration-based on mmengine's InfiniteSampler (a checkpoint every 2 iterations).
@@ -40,6 +40,8 @@ def demo_cfg(data_root: str, work_dir: str, epochs: int = 3, workers: int = 0,
     [crop] = [step for step in train.dataset.pipeline if step.type == 'RandomResizedCrop']
     crop.scale = IMAGE_SIZE
     cfg.val_dataloader.batch_size = 6
+    # Mixup in the model's data preprocessor draws from NumPy and torch in the main process.
+    cfg.data_preprocessor.batch_augments = dict(augments=[dict(type='Mixup', alpha=0.2)])
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_level = 'WARNING'
     if iters is None:

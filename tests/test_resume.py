@@ -59,8 +59,8 @@ def test_resumed_mid_epoch_ends_as_never_stopped(reference, tmp_path):
 
 
 def test_iteration_based_run_resumed_ends_as_never_stopped(shapes, tmp_path):
-    """Resumed after iteration 4 (written after the validation at 3): the samples drawn in the
-    main process, with the generators restored after mmengine skips the trained batches."""
+    """Resumed after iteration 4 (written after the validation at 3): mmengine loads the trained
+    batches again to skip them, and the generators are restored after that (Mixup's draws)."""
     cfg = demo_cfg(shapes, str(tmp_path / 'work'), iters=8)
     config = write_cfg(cfg, tmp_path / 'cfg.py')
     train_tool.main([config])
