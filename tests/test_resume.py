@@ -7,6 +7,7 @@ import os.path as osp
 import sys
 
 import pytest
+import torch
 
 from .det_helpers import ROOT
 from .resume_helpers import demo_cfg, differing, tiny_shapes_imagenet, trained_state, write_cfg
@@ -17,6 +18,14 @@ import train as train_tool  # noqa: E402
 sys.path.pop(0)
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _on_the_cpu():
+    """Train on the CPU also on a machine with a GPU (bit for bit is a CPU promise)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, 'is_available', lambda: False)
+        yield
 
 
 @pytest.fixture(scope='module')

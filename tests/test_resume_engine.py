@@ -129,6 +129,16 @@ def test_random_state_round_trips_through_a_weights_only_file():
     assert _draws() == expected
 
 
+@pytest.mark.gpu
+def test_cuda_random_state_round_trips():
+    torch.rand(1, device='cuda')  # CUDA initialised: its generators are part of the state
+    state = get_random_state()
+    assert len(state['cuda']) == torch.cuda.device_count()
+    expected = torch.rand(4, device='cuda')
+    set_random_state(state)
+    assert torch.equal(torch.rand(4, device='cuda'), expected)
+
+
 def _corrupt(state: dict, path: str, value) -> dict:
     node = state
     *parents, leaf = path.split('.')
