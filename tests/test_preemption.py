@@ -101,6 +101,7 @@ def test_signals_save_stop_requeue_and_the_job_resumes(shapes, tmp_path):
     requeued job (same command: ``--resume``) goes on; SIGTERM saves and exits 128+15
     without a requeue (``scancel`` sends it too)."""
     cfg = demo_cfg(shapes, str(tmp_path / 'unused'), epochs=4)
+    cfg.default_hooks.checkpoint.max_keep_ckpts = 2
     config = write_cfg(cfg, tmp_path / 'cfg.py')
     scontrol = tmp_path / 'bin' / 'scontrol'
     scontrol.parent.mkdir()
@@ -142,3 +143,6 @@ def test_signals_save_stop_requeue_and_the_job_resumes(shapes, tmp_path):
             (tmp_path / 'final.log').read_text()[-3000:]
     expected = trained_state(tmp_path / 'ref' / 'epoch_4.pth')
     assert differing(expected, trained_state(work / 'epoch_4.pth')) == []
+    # max_keep_ckpts=2: the checkpoints the signals made are gone once later ones were written.
+    assert sorted(n for n in os.listdir(work) if n.endswith('.pth')) == \
+        ['epoch_3.pth', 'epoch_4.pth']

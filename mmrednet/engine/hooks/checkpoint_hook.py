@@ -9,6 +9,9 @@ from mmrednet.registry import HOOKS
 
 from ..fileio import ATOMIC_BACKEND, publish_checkpoint, remove_temporaries
 
+# The message hub's record of the checkpoint PreemptionHook wrote (kept in checkpoints).
+INTERRUPTED_CHECKPOINT = 'interrupted_ckpt'
+
 
 @HOOKS.register_module()
 class CheckpointHook(MMEngineCheckpointHook):
@@ -26,6 +29,8 @@ class CheckpointHook(MMEngineCheckpointHook):
       removes the oldest first, so with ``max_keep_ckpts=1`` a kill while the
       new one is written left no checkpoint at all.
     - Temporary files of writes killed in an earlier run are removed before training.
+    - With ``max_keep_ckpts``, the checkpoint a signal made the run write
+      (:class:`~mmrednet.engine.PreemptionHook`) is removed once a later one is written.
     """
 
     def __init__(self, **kwargs) -> None:  # as configs build it: by keyword
@@ -56,11 +61,18 @@ class CheckpointHook(MMEngineCheckpointHook):
             return
         publish_checkpoint(runner.work_dir, self.last_ckpt)
         if stale is not None:
-            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(stale))
-            if self.file_backend.isfile(path):
-                self.file_backend.remove(path)
-            elif self.file_backend.isdir(path):  # DeepSpeed writes directories
-                self.file_backend.rmtree(path)
+            self._remove(self.file_backend.join_path(self.out_dir,
+                                                     self.filename_tmpl.format(stale)))
+        interrupted = runner.message_hub.get_info(INTERRUPTED_CHECKPOINT)
+        if self.max_keep_ckpts > 0 and interrupted and interrupted != self.last_ckpt:
+            self._remove(interrupted)
+            runner.message_hub.update_info(INTERRUPTED_CHECKPOINT, None)
+
+    def _remove(self, path: str) -> None:
+        if self.file_backend.isfile(path):
+            self.file_backend.remove(path)
+        elif self.file_backend.isdir(path):  # DeepSpeed writes directories
+            self.file_backend.rmtree(path)
 
     def _keep(self, runner, step: int) -> Optional[int]:
         """mmengine's ``max_keep_ckpts`` book-keeping: note ``step``, return the step to remove."""

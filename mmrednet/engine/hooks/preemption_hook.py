@@ -17,6 +17,7 @@ from mmengine.logging import print_log
 from mmrednet.registry import HOOKS
 
 from ..fileio import ATOMIC_BACKEND, publish_checkpoint
+from .checkpoint_hook import INTERRUPTED_CHECKPOINT
 
 SignalNames = Union[str, int, Sequence[Union[str, int]]]
 
@@ -46,7 +47,9 @@ class PreemptionHook(Hook):
     SIGTERM on preemption and ``scancel``; the signal chosen with
     ``--signal=[B:]USR1@SECONDS`` that many seconds before the time limit). After
     the training iteration in progress, the run writes ``iter_<N>.pth`` (in the
-    CheckpointHook's ``out_dir``, atomically) and points ``last_checkpoint`` at it.
+    CheckpointHook's ``out_dir``, atomically) and points ``last_checkpoint`` at it
+    (with ``max_keep_ckpts``, :class:`~mmrednet.engine.CheckpointHook` removes
+    it once the resumed run has written a later checkpoint).
     Under Slurm (``SLURM_JOB_ID`` set), if the signal is one of ``requeue_signals``,
     rank 0 then runs ``scontrol requeue <job id>`` (as PyTorch Lightning does on
     SIGUSR1), so that the job starts again and resumes with
@@ -140,11 +143,12 @@ class PreemptionHook(Hook):
             backend_args = dict(backend=ATOMIC_BACKEND)
         step = runner.iter + 1
         filename = f'iter_{step}.pth'
+        path = join_path(out_dir, filename, backend_args=backend_args)
+        runner.message_hub.update_info(INTERRUPTED_CHECKPOINT, path)  # removed later, if bounded
         runner.save_checkpoint(
             out_dir, filename, save_optimizer=getattr(hook, 'save_optimizer', True),
             save_param_scheduler=getattr(hook, 'save_param_scheduler', True),
             meta=dict(epoch=runner.epoch, iter=step), by_epoch=False, backend_args=backend_args)
-        path = join_path(out_dir, filename, backend_args=backend_args)
         if is_main_process():
             publish_checkpoint(runner.work_dir, path)
             print_log(f'Saved {path}; resume with tools/train.py CONFIG --resume',
