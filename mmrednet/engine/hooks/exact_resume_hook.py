@@ -61,8 +61,14 @@ class ExactResumeHook(Hook):
         self._before_val: Optional[dict] = None
 
     # Saving ---------------------------------------------------------------------------------
-    def _all_ranks(self, state: dict) -> List[dict]:
+    @staticmethod
+    def _all_ranks(state: dict) -> List[dict]:
         return all_gather_object(state) if get_world_size() > 1 else [state]
+
+    def _share(self, state: dict) -> None:
+        """Distributed runs: note every rank's ``state`` for rank 0's next checkpoint."""
+        if get_world_size() > 1:
+            self._ranks = self._all_ranks(state)
 
     def before_train_epoch(self, runner) -> None:
         self._batches_done = self._skipped = 0
@@ -74,22 +80,20 @@ class ExactResumeHook(Hook):
             return
         self._epoch_start = first['epoch_start']
         self._batches_done = self._skipped = first['batches']
-        runner.train_loop.dataloader = _FastForward(runner.train_loop, **first)
+        runner.train_loop.dataloader = _FastForward(runner.train_loop, first['batches'],
+                                                    first['start_state'], first['state'])
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self._batches_done = self._skipped + batch_idx + 1
-        if get_world_size() > 1:
-            self._ranks = all_gather_object(get_random_state())
+        self._share(get_random_state())
 
     def after_train_epoch(self, runner) -> None:
         self._batches_done = self._skipped = 0  # a checkpoint now starts the next epoch
-        if get_world_size() > 1:
-            self._ranks = all_gather_object(get_random_state())
+        self._share(get_random_state())
 
     def before_val(self, runner) -> None:
         self._before_val = get_random_state()
-        if get_world_size() > 1:
-            self._ranks = all_gather_object(self._before_val)
+        self._share(self._before_val)
 
     def after_val(self, runner) -> None:
         if self._before_val is not None:
@@ -175,17 +179,19 @@ def _checked(saved: Any, resumed_iter: int) -> Dict[str, Any]:
 class _FastForward:
     """The train dataloader of the first epoch resumed mid-epoch (see :class:`ExactResumeHook`)."""
 
-    def __init__(self, loop, batches: int, state: dict, start_state: dict, **_) -> None:
+    def __init__(self, loop, batches: int, start_state: dict, state: dict) -> None:
         self._loop = loop
         self._dataloader = loop.dataloader
         self._batches = batches
-        self._state = state
         self._start_state = start_state
+        self._state = state
 
     def __len__(self) -> int:
         return len(self._dataloader)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str):  # the dataloader's sampler, dataset, ... for other hooks
+        if name == '_dataloader':  # not set yet (copy, pickle)
+            raise AttributeError(name)
         return getattr(self._dataloader, name)
 
     def __iter__(self):
