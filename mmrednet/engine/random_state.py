@@ -30,7 +30,8 @@ def get_random_state() -> Dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda = torch.cuda.get_rng_state_all()
     return dict(
-        python=dict(version=version, words=torch.tensor(words, dtype=torch.int64), gauss=gauss),
+        python=dict(version=version, gauss=gauss,
+                    words=torch.from_numpy(np.fromiter(words, np.int64, len(words)))),
         numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
                    has_gauss=int(has_gauss), gauss=float(cached)),
         torch=torch.get_rng_state(),
