@@ -240,6 +240,11 @@ def test_add_resume_hooks_shows_them_in_the_config_and_lets_users_switch_them_of
         checkpoint=dict(type='mmengine.CheckpointHook'),
         preemption=dict(type='mmrednet.PreemptionHook', signals='USR2', requeue_signals=()))
 
+    cfg = Config(dict(custom_hooks=[dict(type='mmrednet.PreemptionHook', signals='USR2',
+                                         requeue_signals=())]))
+    add_resume_hooks(cfg)  # not twice
+    assert 'preemption' not in cfg.default_hooks and 'exact_resume' in cfg.default_hooks
+
     cfg = Config(dict())  # mmengine's default checkpoint hook (every epoch) becomes ours
     add_resume_hooks(cfg)
     assert cfg.default_hooks.checkpoint == dict(type='mmrednet.CheckpointHook', interval=1)

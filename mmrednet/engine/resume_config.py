@@ -24,7 +24,8 @@ def add_resume_hooks(cfg: Config) -> None:
       :class:`~mmrednet.engine.CheckpointHook` (same arguments, atomic files);
       without one, mmengine's default (a checkpoint every epoch) is added as ours.
 
-    A hook the config already sets is left as it is; one set to None is removed.
+    A hook the config already sets (in ``default_hooks`` or ``custom_hooks``) is left
+    as it is; one set to None in ``default_hooks`` is removed.
 
     Args:
         cfg (Config): The config the Runner will be built from (edited in place).
@@ -32,8 +33,9 @@ def add_resume_hooks(cfg: Config) -> None:
     if cfg.get('default_hooks') is None:
         cfg.default_hooks = {}
     hooks = cfg.default_hooks
+    custom = {hook.get('type') for hook in cfg.get('custom_hooks') or []}
     for name, hook in RESUME_HOOKS.items():
-        if name not in hooks:
+        if name not in hooks and not {hook['type'], hook['type'].split('.')[1]} & custom:
             hooks[name] = dict(hook)
         elif hooks[name] is None:
             del hooks[name]
