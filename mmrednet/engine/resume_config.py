@@ -35,10 +35,11 @@ def add_resume_hooks(cfg: Config) -> None:
     hooks = cfg.default_hooks
     custom = {hook.get('type') for hook in cfg.get('custom_hooks') or []}
     for name, hook in RESUME_HOOKS.items():
-        if name not in hooks and not {hook['type'], hook['type'].split('.')[1]} & custom:
+        if name in hooks:
+            if hooks[name] is None:
+                del hooks[name]
+        elif not {hook['type'], hook['type'].split('.')[1]} & custom:
             hooks[name] = dict(hook)
-        elif hooks[name] is None:
-            del hooks[name]
     if 'checkpoint' not in hooks:
         hooks['checkpoint'] = dict(type='mmrednet.CheckpointHook', interval=1)
     elif hooks['checkpoint'] is not None and \
