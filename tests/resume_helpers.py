@@ -13,9 +13,9 @@ DEMO = osp.join(ROOT, 'configs', 'demo', 'rednet26-tiny_1xb32-20e_shapes-imagene
 IMAGE_SIZE = 32
 
 
-def tiny_shapes_imagenet(tmp_path_factory) -> str:
-    """4 training and 2 validation images per class, made once per test process."""
-    root = tmp_path_factory.getbasetemp() / 'shapes_imagenet_tiny'
+def tiny_shapes_imagenet(directory) -> str:
+    """4 training and 2 validation images per class in ``directory``, made once."""
+    root = directory / 'shapes_imagenet_tiny'
     if not (root / 'val').exists():
         make_shapes_imagenet(str(root), (('train', 4), ('val', 2)), image_size=IMAGE_SIZE,
                              radius=(5, 12))

@@ -30,7 +30,7 @@ printf '%s\\n' "$@" >> "$SCONTROL_RECORD"
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
-    return tiny_shapes_imagenet(tmp_path_factory)
+    return tiny_shapes_imagenet(tmp_path_factory.getbasetemp())
 
 
 def _env(**extra) -> dict:

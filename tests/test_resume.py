@@ -1,7 +1,7 @@
 """tools/train.py --resume ends with the weights of a run never stopped, bit for bit on the CPU.
 
 The classification demo with its augmentation on (random resized crop, random
-flip), validation after every epoch, without and with dataloader workers.
+flip, Mixup), validation after every epoch, without and with dataloader workers.
 """
 import os.path as osp
 import sys
@@ -30,41 +30,29 @@ def _on_the_cpu():
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
-    return tiny_shapes_imagenet(tmp_path_factory)
+    return tiny_shapes_imagenet(tmp_path_factory.getbasetemp())
 
 
-@pytest.fixture(scope='module', params=[0, 2], ids=['main-process', '2-workers'])
-def reference(request, shapes, tmp_path_factory):
-    """An uninterrupted 3-epoch run: a checkpoint each epoch, and mid-epoch ones (every 4 iters)."""
-    tmp = tmp_path_factory.mktemp(f'reference{request.param}')
-    cfg = demo_cfg(shapes, str(tmp / 'work'), workers=request.param)
-    # mmengine's hook, writing to work/iters/work: iter_4.pth is batch 1 of epoch 2's 3.
+@pytest.mark.parametrize('workers', [0, 2], ids=['main-process', '2-workers'])
+def test_resumed_runs_end_as_never_stopped(shapes, tmp_path, workers):
+    """Resumed after epoch 1, and in the middle of epoch 2 (mmengine's epoch loop would
+    restart that epoch: the first one resumed continues at the next batch)."""
+    cfg = demo_cfg(shapes, str(tmp_path / 'work'), workers=workers)
+    # Also mmengine's hook, every 4 iterations into work/iters/work: iter_4.pth is after
+    # batch 1 of epoch 2's 3.
     cfg.custom_hooks = [dict(type='CheckpointHook', by_epoch=False, interval=4,
-                             out_dir=str(tmp / 'work' / 'iters'))]
-    config = write_cfg(cfg, tmp / 'cfg.py')
+                             out_dir=str(tmp_path / 'work' / 'iters'))]
+    config = write_cfg(cfg, tmp_path / 'cfg.py')
     train_tool.main([config])
-    return config, tmp / 'work'
-
-
-def _resume(config: str, checkpoint, work_dir) -> dict:
-    train_tool.main([config, '--resume', str(checkpoint), '--work-dir', str(work_dir)])
-    return trained_state(work_dir / 'epoch_3.pth')
-
-
-def test_resumed_after_an_epoch_ends_as_never_stopped(reference, tmp_path):
-    config, work = reference
+    work = tmp_path / 'work'
     expected = trained_state(work / 'epoch_3.pth')
     # The comparison means something: training changed the weights after epoch 1.
     assert len(differing(trained_state(work / 'epoch_1.pth'), expected)) > 200
-    assert differing(expected, _resume(config, work / 'epoch_1.pth', tmp_path / 'r')) == []
-
-
-def test_resumed_mid_epoch_ends_as_never_stopped(reference, tmp_path):
-    """mmengine's epoch loop restarts a resumed epoch: the first one continues at the next batch."""
-    config, work = reference
-    mid_epoch = work / 'iters' / 'work' / 'iter_4.pth'
-    expected = trained_state(work / 'epoch_3.pth')
-    assert differing(expected, _resume(config, mid_epoch, tmp_path / 'r')) == []
+    for name, checkpoint in (('after-epoch-1', work / 'epoch_1.pth'),
+                             ('mid-epoch-2', work / 'iters' / 'work' / 'iter_4.pth')):
+        resumed = tmp_path / name
+        train_tool.main([config, '--resume', str(checkpoint), '--work-dir', str(resumed)])
+        assert differing(expected, trained_state(resumed / 'epoch_3.pth')) == [], name
 
 
 def test_iteration_based_run_resumed_ends_as_never_stopped(shapes, tmp_path):
