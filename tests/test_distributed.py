@@ -18,6 +18,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmrednet.apis import setup_cpu_distributed
 
 from .det_helpers import DEMO_RETINANET, ROOT, tiny_cfg, tiny_dataset
+from .resume_helpers import demo_cfg, differing, tiny_shapes_imagenet, trained_state, write_cfg
 
 CITYSCAPES_FPN = osp.join(ROOT, 'configs', 'rednet', 'fpn_rednet50_4xb2-80k_cityscapes-512x1024.py')
 BN_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -287,14 +288,7 @@ def test_a_signal_to_one_rank_stops_all_at_one_iteration_and_resumes_exactly(tmp
     """SIGUSR1 reaches rank 1 only: both ranks save at the same iteration (rank 0 writes), rank 0
     alone requeues the Slurm job, and the resumed 2-process run ends as one never stopped (each
     rank restores its own random generators)."""
-    from .resume_helpers import demo_cfg, differing, tiny_shapes_imagenet, trained_state, write_cfg
-
-    class _Factory:  # tiny_shapes_imagenet's tmp_path_factory, in this test's directory
-        @staticmethod
-        def getbasetemp():
-            return tmp_path
-
-    config = write_cfg(demo_cfg(tiny_shapes_imagenet(_Factory), str(tmp_path / 'unused'),
+    config = write_cfg(demo_cfg(tiny_shapes_imagenet(tmp_path), str(tmp_path / 'unused'),
                                 epochs=4), tmp_path / 'cfg.py')
     _launch('dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'ref'))
 
