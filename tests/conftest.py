@@ -51,20 +51,23 @@ def convert(capsys):
 
 @pytest.fixture
 def cpu_launcher(monkeypatch):
-    """The CUDA launcher (``mmrednet.ops.cuda``) taking CPU tensors, with a GPU and CuPy
+    """The CUDA backend (``mmrednet.ops.cuda``) taking CPU tensors, with a GPU and CuPy
     simulated and its per-process state fresh, whatever this machine has.
 
-    Compiling and launching need a GPU: a test replaces ``cuda.load`` and
-    ``cuda._launch`` (with the host emulation, say) or ``cuda.cupy``.
+    Compiling and launching need a GPU: a test replaces ``launcher.load`` and
+    ``launcher.launch`` (with the host emulation, say) or ``launcher.cupy``.
     """
     from mmrednet.ops import cuda
+    from mmrednet.ops.cuda import backend, launcher, selfcheck
 
-    monkeypatch.setattr(cuda, 'DEVICE_TYPE', 'cpu')
-    monkeypatch.setattr(cuda, 'AVAILABLE', True)
-    monkeypatch.setattr(cuda, 'cupy', SimpleNamespace(__name__='cupy'))
-    monkeypatch.setattr(cuda, '_sm_count', lambda device: 132)
-    for state in ('_warned', '_failures', '_verdicts', '_functions', '_modules'):
-        monkeypatch.setattr(cuda, state, type(getattr(cuda, state))())
+    monkeypatch.setattr(launcher, 'runs_on', lambda device: device.type == 'cpu')
+    monkeypatch.setattr(launcher, 'AVAILABLE', True)
+    monkeypatch.setattr(launcher, 'cupy', SimpleNamespace(__name__='cupy'))
+    monkeypatch.setattr(launcher, 'sm_count', lambda device: 132)
+    for module, state in ((backend, '_warned'), (backend, '_failures'),
+                          (selfcheck, '_verdicts'), (launcher, '_functions'),
+                          (launcher, '_modules')):
+        monkeypatch.setattr(module, state, type(getattr(module, state))())
     monkeypatch.delenv('MMREDNET_CUDA_SELFCHECK', raising=False)
     return cuda
 

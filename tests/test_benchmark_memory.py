@@ -1,17 +1,13 @@
-"""tools/benchmark_memory.py on a tiny input: what it measures, the ratios and the files."""
+"""tools/benchmark_memory.py (``mmrednet.benchmarks.memory``) on a tiny input: what it
+measures, the ratios and the files."""
 import csv
-import os.path as osp
-import sys
 
 import pytest
 from rich.console import Console
 
+from mmrednet.benchmarks import memory as benchmark_memory
+from mmrednet.benchmarks import memory_report
 from mmrednet.utils import write_csv
-
-from .det_helpers import ROOT
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import benchmark_memory  # noqa: E402
 
 
 def test_backbone_section_measures_the_saving(tmp_path):
@@ -28,13 +24,13 @@ def test_backbone_section_measures_the_saving(tmp_path):
     assert all(row.peak_mb > 0 and row.step_ms > 0 for row in rows)
     assert by['after'].paired_time_ratio > 0
 
-    summary = benchmark_memory.summarize(rows)
+    summary = memory_report.summarize(rows)
     assert summary[0]['involution_vs_before'] == 0
     assert summary[0]['peak_vs_resnet'] == by['after'].peak_mb / by['ResNet-50'].peak_mb
     console = Console(record=True, width=200)
-    benchmark_memory.print_tables(console, rows, summary)
+    memory_report.print_tables(console, rows, summary)
     assert 'peak / ResNet-50' in console.export_text()
-    benchmark_memory.write_outputs(str(tmp_path), rows, summary)
+    memory_report.write_outputs(str(tmp_path), rows, summary)
     with open(tmp_path / 'memory.csv') as f:
         assert [r['variant'] for r in csv.DictReader(f)] == [r.variant for r in rows]
     with open(tmp_path / 'memory_ratios.csv') as f:

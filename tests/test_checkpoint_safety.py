@@ -97,18 +97,27 @@ def test_importing_mmrednet_leaves_torchs_allow_list_alone():
     assert out.stdout.split() == ['True', 'True', 'True'], out.stdout + out.stderr
 
 
-def test_the_scope_keeps_what_the_user_allowed():
-    """Globals the user had allowed before a load are still allowed after it."""
-    from mmrednet.utils import mmengine_checkpoint_globals
+def test_the_scope_keeps_what_the_user_allowed(tmp_path):
+    """A scoped load adds nothing to torch's list, and so removes nothing from it either."""
+    from mmrednet.utils import load_mmengine_checkpoint
+    path = tmp_path / 'hub.pth'
+    torch.save({'hub': HistoryBuffer([1.0], [1]), 'hist': np.arange(2)}, path)
     before = list(torch.serialization.get_safe_globals())
     torch.serialization.add_safe_globals([np.dtype])
+    seen = []
+
+    def load(*args, **kwargs):  # what torch's list is while a load runs
+        seen.append(set(torch.serialization.get_safe_globals()))
+        torch.serialization.add_safe_globals([HistoryBuffer])  # the user's, meanwhile
+        return torch.load(*args, **kwargs)
+
     try:
-        with mmengine_checkpoint_globals():
-            with mmengine_checkpoint_globals():  # nested: one mmengine load inside another
-                assert HistoryBuffer in torch.serialization.get_safe_globals()
-            assert HistoryBuffer in torch.serialization.get_safe_globals()
+        # Nested: one mmengine load inside another.
+        checkpoint = load_mmengine_checkpoint(load_mmengine_checkpoint, load, path)
+        assert checkpoint['hist'].tolist() == [0, 1] and checkpoint['hub'].current() == 1.0
+        assert seen == [set(before) | {np.dtype}]
         allowed = torch.serialization.get_safe_globals()
-        assert np.dtype in allowed and HistoryBuffer not in allowed
+        assert np.dtype in allowed and HistoryBuffer in allowed
     finally:  # the process-wide list as it was, whatever failed
         torch.serialization.clear_safe_globals()
         torch.serialization.add_safe_globals(before)

@@ -19,6 +19,7 @@ from torch import nn
 
 from mmrednet.ops import cuda, involution, involution_reference, portable
 from mmrednet.ops._args import canonicalize
+from mmrednet.ops.cuda import backend, launcher
 from mmrednet.testing import sweep
 
 from .helpers import random_problem
@@ -82,17 +83,17 @@ def _fallback_calls(launcher):
 
 
 def test_without_a_gpu_the_kernels_say_so(cpu_launcher, monkeypatch):
-    monkeypatch.setattr(cuda, 'AVAILABLE', False)  # whatever this machine has
+    monkeypatch.setattr(launcher, 'AVAILABLE', False)  # whatever this machine has
     assert cuda.unavailable_reason() == 'no CUDA device'
     with pytest.raises(RuntimeError, match='no CUDA device'):
-        cuda.load('involution_forward_any_f32', torch.float32, torch.device('cpu'))
+        launcher.load('involution_forward_any_f32', torch.float32, torch.device('cpu'))
     (message, ) = _fallback_calls(cuda)
     assert 'no CUDA device' in message
 
 
 def test_cuda_without_cupy_falls_back_with_one_warning_naming_the_fix(cpu_launcher,
                                                                       monkeypatch):
-    monkeypatch.setattr(cuda, 'cupy', None)
+    monkeypatch.setattr(launcher, 'cupy', None)
     (message, ) = _fallback_calls(cuda)
     assert 'CuPy is not installed' in message and cuda.install_hint() in message
 
@@ -122,11 +123,11 @@ class _CupyWhoseNvrtcFails:
 
 def test_cupy_whose_nvrtc_fails_falls_back_with_one_warning(cpu_launcher, monkeypatch):
     fake = _CupyWhoseNvrtcFails()
-    monkeypatch.setattr(cuda, 'cupy', fake)
+    monkeypatch.setattr(launcher, 'cupy', fake)
     (message, ) = _fallback_calls(cuda)
     assert 'compiling the kernels failed (CompileException: nvrtc: error' in message
     assert fake.compiles == 1  # the failure is remembered for the dtype, not retried
-    assert list(cuda._failures) == [('f32', None)]
+    assert list(backend._failures) == [('f32', None)]
 
 
 @pytest.mark.parametrize('torch_cuda,package,extra', [
@@ -144,7 +145,7 @@ def test_the_cuda_extra_installs_the_cupy_of_the_default_torch():
     """setup.cfg's cuda extra is the CuPy the hint names for CUDA 13 (torch 2.14.1's wheel);
     the tests extra has it too, for the CuPy compile gate."""
     config = configparser.ConfigParser()
-    config.read(Path(cuda.__file__).parents[2] / 'setup.cfg')
+    config.read(Path(cuda.__file__).parents[3] / 'setup.cfg')
     extras = config['options.extras_require']
 
     def packages(extra):
@@ -172,7 +173,7 @@ class _NoFallback:
 def kernels(monkeypatch):
     reason = cuda.unavailable_reason()
     assert reason is None, f'the CUDA kernels cannot run: {reason}'
-    monkeypatch.setattr(cuda, 'portable', _NoFallback())
+    monkeypatch.setattr(backend, 'portable', _NoFallback())
 
 
 def _assert_close(got, want, dtype):

@@ -259,3 +259,13 @@ def test_float_to_16_bit_rounds_like_torch(asan, dtype):
     # The set holds both kinds of ties, and overflow to infinity.
     as_float = _to_float(ours, dtype)
     assert np.isinf(as_float).sum() > 4 and (as_float == 0).sum() > 4
+
+
+def test_without_the_harness_it_says_a_source_checkout_is_needed(tmp_path, monkeypatch):
+    """The harness is CI's, not necessarily the wheel's: its absence is a clear error."""
+    monkeypatch.setattr(emulation, 'HARNESS', tmp_path / 'harness.cpp')
+    monkeypatch.setenv('MMREDNET_EMULATION_CACHE', str(tmp_path / 'cache'))
+    for build in (emulation.build, emulation.build_conversion_check):
+        with pytest.raises(emulation.EmulationError, match='only a source checkout'):
+            build()
+    assert not (tmp_path / 'cache').exists()  # nothing built or half-built

@@ -15,6 +15,7 @@ import time
 import pytest
 import torch
 
+from mmrednet.benchmarks import cuda_baseline
 from mmrednet.ops import cuda
 from mmrednet.testing import nvrtc
 
@@ -76,10 +77,10 @@ def test_the_cupy_gate_sees_what_cupy_adds_and_a_compile_error():
 def test_baseline_kernels_compile_without_spills(arch):
     # The launcher compiles the baseline with a dtype's options, whose dtype macros
     # the baseline ignores: one compile per arch sees the code of all of them.
-    compiled = nvrtc.compile_source(cuda.BASELINE_SOURCE.read_text(),
+    compiled = nvrtc.compile_source(cuda_baseline.SOURCE.read_text(),
                                     nvrtc.launcher_options(torch.float32, arch))
     _assert_clean(compiled, [name for dtype in DTYPES.values()
-                             for name in cuda.entry_points(dtype, baseline=True)])
+                             for name in cuda_baseline.entry_points(dtype)])
 
 
 def test_options_are_cupys():

@@ -1,16 +1,19 @@
 """The launcher's first-use self-check, on the CPU: the host emulation is the GPU.
 
 ``cpu_launcher`` (conftest) runs ``mmrednet.ops.cuda`` on CPU tensors; its
-``_launch`` runs the emulated kernels (the kernel source compiled for the host),
+``launcher.launch`` runs the emulated kernels (the kernel source compiled for the host),
 as they are or with a planted fault, so the whole path the GPU takes runs:
 plan, self-check on the probe, launch or fall back.
 """
+import threading
 import warnings
 
 import pytest
 import torch
 
-from mmrednet.ops import cuda, cuda_selfcheck, cuda_traffic, portable
+from mmrednet.benchmarks import traffic
+from mmrednet.ops import cuda, portable
+from mmrednet.ops.cuda import bound, launcher, selfcheck
 from mmrednet.testing import emulation, sweep
 
 from .helpers import random_problem
@@ -27,25 +30,32 @@ def emulator():
 @pytest.fixture
 def kernels(cpu_launcher, emulator, monkeypatch):
     """The launcher on the emulated kernels; ``kernels.plant(name, fault)`` makes entry point
-    ``name`` wrong (``fault`` edits its result); ``kernels.launched`` lists every launch."""
+    ``name`` wrong (``fault`` edits its result); ``kernels.launched`` lists every launch,
+    ``kernels.loaded`` every entry point compiled and loaded."""
     class Kernels:
         def __init__(self):
-            self.launched, self.faults = [], {}
+            self.launched, self.loaded, self.faults = [], [], {}
 
         def plant(self, name, fault):
             self.faults[name] = fault
 
     state = Kernels()
+    one_at_a_time = threading.Lock()  # one request at a time on the emulator's pipe
+
+    def load(name, dtype, device, source=cuda.SOURCE, params=cuda.PARAMS):
+        state.loaded.append(name)  # compiled "by CuPy"
+        launcher._functions[(name, device.index, params)] = None
 
     def launch(launch, tensors, source=cuda.SOURCE, params=cuda.PARAMS, threads=cuda.THREADS):
         a, b, result = tensors
         state.launched.append(launch.kernel)
-        got = emulator.launch(launch, a, b, result.shape, threads)
+        with one_at_a_time:
+            got = emulator.launch(launch, a, b, result.shape, threads)
         fault = state.faults.get(launch.kernel)
         result.copy_(fault(got) if fault else got)
 
-    monkeypatch.setattr(cuda, 'load', lambda *args, **kwargs: None)  # compiled "by CuPy"
-    monkeypatch.setattr(cuda, '_launch', launch)
+    monkeypatch.setattr(launcher, 'load', load)
+    monkeypatch.setattr(launcher, 'launch', launch)
     return state
 
 
@@ -84,7 +94,7 @@ def test_a_wrong_kernel_is_replaced_by_the_portable_path_with_one_warning(kernel
     assert len(caught) == 1
     message = str(caught[0].message)
     assert 'tools/check_cuda.py' in message and name in message
-    probe = cuda_selfcheck.probe(name)
+    probe = selfcheck.probe(name)
     assert f'probe input {probe.input_shape}' in message
     assert 'times the bound' in message and 'max error 1 ' in message  # what differed
     assert torch.equal(got, _portable(op, x, w, grad_out))  # never the wrong result
@@ -93,7 +103,7 @@ def test_a_wrong_kernel_is_replaced_by_the_portable_path_with_one_warning(kernel
         warnings.simplefilter('error')  # no second warning
         assert torch.equal(call(), _portable(op, x, w, grad_out))
     assert kernels.launched == [name]  # from now on the portable path, unchecked
-    assert cuda._verdicts == {(name, None): False}
+    assert selfcheck._verdicts == {(name, None): False}
 
 
 @pytest.mark.parametrize('dtype', list(sweep.DTYPES.values()), ids=list(sweep.DTYPES))
@@ -107,7 +117,7 @@ def test_correct_kernels_pass_and_are_kept(kernels, dtype):
             for _ in range(2):
                 got = call()
             assert kernels.launched[-3:] == [name] * 3  # probe, then both calls
-            assert cuda._verdicts[(name, None)] is True
+            assert selfcheck._verdicts[(name, None)] is True
             want = _portable(op, *(t.double() for t in (x, w, grad_out)))
             torch.testing.assert_close(got.double(), want, rtol=0,
                                        atol=0.05 * want.abs().max().item())
@@ -128,7 +138,7 @@ def test_each_variant_is_checked_once_on_its_own_probe(kernels):
     assert torch.equal(got, portable.forward(x2, w2, [2, 2], [1, 1], [1, 1]))
     assert kernels.launched == ['involution_forward_k7s1_f32'] * 2 + [
         'involution_forward_k3s2_f32']
-    assert cuda._verdicts == {('involution_forward_k7s1_f32', None): True,
+    assert selfcheck._verdicts == {('involution_forward_k7s1_f32', None): True,
                               ('involution_forward_k3s2_f32', None): False}
 
 
@@ -146,7 +156,7 @@ def test_unwritten_elements_and_failed_launches_fail(kernels, monkeypatch):
     def refused(*args, **kwargs):
         raise RuntimeError('CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES')
 
-    monkeypatch.setattr(cuda, '_launch', refused)
+    monkeypatch.setattr(launcher, 'launch', refused)
     with pytest.warns(RuntimeWarning, match='the launch failed.*OUT_OF_RESOURCES'):
         got = cuda.forward(x, w, *GEOMETRY)
     assert torch.equal(got, portable.forward(x, w, *GEOMETRY))
@@ -159,11 +169,113 @@ def test_a_first_call_during_graph_capture_is_portable_and_checks_later(kernels,
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         got = cuda.forward(x, w, *GEOMETRY)
-    assert kernels.launched == [] and cuda._verdicts == {}  # no probe, no verdict
+    assert kernels.launched == [] and selfcheck._verdicts == {}  # no probe, no verdict
     assert torch.equal(got, portable.forward(x, w, *GEOMETRY))
     monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: False)
     cuda.forward(x, w, *GEOMETRY)
-    assert cuda._verdicts == {('involution_forward_k7s1_f32', None): True}
+    assert selfcheck._verdicts == {('involution_forward_k7s1_f32', None): True}
+
+
+def test_a_first_call_during_graph_capture_compiles_and_loads_nothing(kernels, monkeypatch):
+    """Compiling and loading the module wait for a call outside the capture, as the check does;
+    once the entry point has run outside, a call in a capture runs it."""
+    x, w, grad_out = _problem()
+    name = 'involution_forward_k7s1_f32'
+    capturing = [True]
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: True)  # as in any capture
+    monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: capturing[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        got = cuda.forward(x, w, *GEOMETRY)
+    assert kernels.loaded == [] and kernels.launched == []  # nothing compiled, loaded, run
+    assert torch.equal(got, portable.forward(x, w, *GEOMETRY))
+    capturing[0] = False
+    cuda.forward(x, w, *GEOMETRY)  # outside: compiled and loaded, checked, run
+    assert kernels.loaded == [name] and kernels.launched == [name] * 2
+    capturing[0] = True
+    cuda.forward(x, w, *GEOMETRY)
+    assert kernels.launched == [name] * 3  # captured: the kernel, no second check
+
+
+def test_a_check_that_raises_falls_back_with_one_warning(kernels, monkeypatch):
+    """A check that cannot run (its probe out of memory, say) condemns the entry point: the
+    portable path from then on, after one warning, never the error."""
+    x, w, grad_out = _problem()
+    name = 'involution_forward_k7s1_f32'
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 MiB')
+
+    monkeypatch.setattr(bound, 'bound', out_of_memory)
+    with pytest.warns(RuntimeWarning) as caught:
+        got = cuda.forward(x, w, *GEOMETRY)
+    (message, ) = [str(c.message) for c in caught]
+    assert name in message and 'could not be checked' in message
+    assert 'OutOfMemoryError: CUDA out of memory' in message
+    assert torch.equal(got, portable.forward(x, w, *GEOMETRY))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no second warning, no error
+        assert torch.equal(cuda.forward(x, w, *GEOMETRY), portable.forward(x, w, *GEOMETRY))
+    assert kernels.launched == [name]  # the probe only
+    assert selfcheck._verdicts == {(name, None): False}
+
+
+def test_threads_making_their_first_call_at_once_share_one_check(kernels, monkeypatch):
+    """Two threads' first calls of one entry point: one check, then both run the kernel."""
+    x, w, grad_out = _problem()
+    name = 'involution_forward_k7s1_f32'
+    second_arrived = threading.Event()
+    checks, arrivals = [], []
+
+    class ArrivalsLock:
+        """The check's lock, telling when a second thread arrives at it."""
+
+        def __init__(self, lock):
+            self.lock = lock
+
+        def __enter__(self):
+            arrivals.append(threading.current_thread().name)
+            if len(arrivals) == 2:
+                second_arrived.set()
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+    def check(*args, **kwargs):
+        checks.append(threading.current_thread().name)
+        if len(checks) == 1:  # the first check runs on while a second thread arrives
+            first_checking.set()
+            second_arrived.wait(timeout=30)
+        else:
+            second_arrived.set()
+        return original(*args, **kwargs)
+
+    original, first_checking = selfcheck.check, threading.Event()
+    monkeypatch.setattr(selfcheck, 'check', check)
+    monkeypatch.setattr(selfcheck, '_lock', ArrivalsLock(selfcheck._lock))
+    results, errors = {}, []
+
+    def first_call(label):
+        try:
+            results[label] = cuda.forward(x, w, *GEOMETRY)
+        except Exception as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        one = threading.Thread(target=first_call, args=('one', ))
+        one.start()
+        assert first_checking.wait(timeout=30)
+        two = threading.Thread(target=first_call, args=('two', ))
+        two.start()
+        one.join()
+        two.join()
+    assert not errors
+    assert len(checks) == 1
+    assert selfcheck._verdicts == {(name, None): True}
+    assert kernels.launched == [name] * 3  # one probe, then each thread's call
+    assert torch.equal(results['one'], results['two'])
 
 
 def test_selfcheck_off_runs_the_kernel_unchecked(kernels, monkeypatch):
@@ -175,36 +287,43 @@ def test_selfcheck_off_runs_the_kernel_unchecked(kernels, monkeypatch):
         got = cuda.forward(x, w, *GEOMETRY)
     assert kernels.launched == ['involution_forward_k7s1_f32']  # no probe
     assert not torch.equal(got, portable.forward(x, w, *GEOMETRY))  # the planted fault
-    assert cuda._verdicts == {}
+    assert selfcheck._verdicts == {}
 
 
 def test_every_entry_point_has_a_probe_that_plans_to_it():
     """A probe is small, has every boundary (padding), a remainder strip and a remainder
-    chunk of channels, and its traffic is what cuda_selfcheck's docstring states."""
+    chunk of channels, and its traffic is what selfcheck's docstring states."""
     sizes = []
     for dtype in sweep.DTYPES.values():
         for name in cuda.entry_points(dtype):
-            op = cuda_selfcheck.op_of(name)
-            probe = cuda_selfcheck.probe(name)
+            op = selfcheck.op_of(name)
+            probe = selfcheck.probe(name)
             launch = cuda.plan(op, *probe, dtype, 132)
             assert launch.kernel == name
             assert probe.weight_shape[4] % cuda.PARAMS.rows == 1  # a one-row last strip
             assert min(probe.padding) > 0
             if op != 'grad_weight':
-                assert cuda_selfcheck.GROUP_CHANNELS % launch.geometry[-1] != 0
-            sizes.append(cuda_traffic.selfcheck_traffic(name).minimal)
+                assert selfcheck.GROUP_CHANNELS % launch.geometry[-1] != 0
+            sizes.append(traffic.selfcheck_traffic(name).minimal)
     assert (min(sizes), max(sizes)) == (6840, 102240)  # the docstring's 6.8-102 kB
 
 
 def test_the_check_uses_the_sweeps_bound(kernels, monkeypatch):
     """The check's bound is sweep's: scaled down, it fails the same correct kernel."""
     x, w, grad_out = _problem(torch.bfloat16)
-    original, factor = sweep.bound, [1.0]
-    monkeypatch.setattr(sweep, 'bound', lambda *args: original(*args) * factor[0])
+    original, factor = bound.bound, [1.0]
+    monkeypatch.setattr(bound, 'bound', lambda *args: original(*args) * factor[0])
+    problem = sweep.problem(sweep.random_cases(1)[0], torch.bfloat16)
+    factor[0] = 0.5  # the sweep's tolerance is the same function
+    assert torch.equal(sweep.tolerance(problem, 'forward') * 2,
+                       original(torch.bfloat16, bound.terms('forward', problem.case.kernel,
+                                                            problem.case.group_channels),
+                                problem.magnitude['forward']))
+    factor[0] = 1.0
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         cuda.forward(x, w, *GEOMETRY)  # the emulated kernel is within sweep's bound
-    cuda._verdicts.clear()
+    selfcheck._verdicts.clear()
     factor[0] = 1e-9  # a bound no bfloat16 result meets
     with pytest.warns(RuntimeWarning, match='times the bound'):
         cuda.forward(x, w, *GEOMETRY)

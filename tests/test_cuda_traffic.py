@@ -3,7 +3,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from mmrednet.ops import cuda, cuda_traffic
+from mmrednet.benchmarks import traffic
+from mmrednet.ops import cuda
 from mmrednet.testing import emulation, sweep
 
 # What the kernels' operands a and b are, per op.
@@ -23,15 +24,15 @@ def test_model_counts_the_loads_of_the_emulated_kernels(params):
                 launch, threads = sweep.launch_for(problem, op, params)
                 emulator.launch(launch, *problem.operands[op], sweep.result_shape(problem, op),
                                 threads)
-                model = cuda_traffic.traffic(op, *problem.shapes, torch.float32, case.sm_count,
-                                             params)
+                model = traffic.traffic(op, *problem.shapes, torch.float32, case.sm_count,
+                                        params)
                 assert emulator.loads == tuple(model.loads[k] for k in OPERANDS[op]), (
                     case.describe(), op)
                 assert model.kernel == launch.kernel
 
 
 def test_rednet50_stages():
-    rows = cuda_traffic.rednet50_stages(batch=32, dtype=torch.float16)
+    rows = traffic.rednet50_stages(batch=32, dtype=torch.float16)
     assert [r.shape for r in rows[::3]] == ['32x64x56x56', '32x128x28x28', '32x256x14x14',
                                             '32x512x7x7']
     first = rows[0]
@@ -45,15 +46,15 @@ def test_rednet50_stages():
         assert row.requested_mb > row.minimal_mb  # re-reads that L1/L2 must serve
     # Eight channels a thread share each kernel value: the 16-channel groups read w twice
     # (less the taps outside the input, which the kernels skip).
-    t = cuda_traffic.traffic('forward', (32, 64, 56, 56), (32, 4, 7, 7, 56, 56), (1, 1), (3, 3),
-                             (1, 1), torch.float16, 132)
+    t = traffic.traffic('forward', (32, 64, 56, 56), (32, 4, 7, 7, 56, 56), (1, 1), (3, 3),
+                        (1, 1), torch.float16, 132)
     w_elements = w // 2
     assert 1.8 * w_elements < t.loads['weight'] < 2 * w_elements
 
 
 def test_model_tables():
     console = Console(record=True, width=250)
-    cuda_traffic.print_tables(console, 32)
+    traffic.print_tables(console, 32)
     text = console.export_text()
     assert 'CUDA traffic model, fp16' in text and 'CUDA traffic model, fp32' in text
     assert '32x64x56x56' in text and 'grad_weight_k7s1_f16' in text and 'H200 floor us' in text

@@ -1,15 +1,8 @@
 """Benchmarks time their sides interleaved, the order reversed every other round."""
-import os.path as osp
-import sys
-
 import torch
 
+from mmrednet.benchmarks import memory as benchmark_memory
 from mmrednet.utils import interleaved_times
-
-from .det_helpers import ROOT
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import benchmark_memory  # noqa: E402
 
 
 def test_the_order_alternates_between_rounds():

@@ -2,6 +2,10 @@
 import os
 import os.path as osp
 import pickle
+import pickletools
+import stat
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -318,3 +322,76 @@ def test_plain_arrays_of_every_numeric_dtype_and_order_load(tmp_path):
     for key, array in arrays.items():
         np.testing.assert_array_equal(array, state[key])
         assert array.dtype.isnative and array.flags.writeable and array.flags.owndata
+
+
+# Loads each file in a fresh process and prints how it ended and by how much
+# the process's peak memory grew (ru_maxrss: KiB on Linux).
+_PEAK_MEMORY = '''
+import resource, sys
+from mmrednet.converters import RefusedPickleError, load_pdparams
+for path in sys.argv[1:]:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        load_pdparams(path)
+        outcome = 'loaded'
+    except (RefusedPickleError, ValueError) as err:
+        outcome = type(err).__name__
+    print(outcome, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+'''
+
+
+def test_memo_indices_do_not_size_an_allocation(tmp_path):
+    """9 to 13 bytes asking the unpickler for a memo table of 256 MiB (index 2**24)."""
+    index = 1 << 24
+    pickles = {
+        'long_binput': b'\x80\x02N' + pickle.LONG_BINPUT + index.to_bytes(4, 'little') + b'.',
+        'put': b'\x80\x02N' + pickle.PUT + str(index).encode() + b'\n.',
+        # BINPUT's one byte cannot ask for much, but an index out of sequence is refused too.
+        'binput': b'\x80\x02N' + pickle.BINPUT + b'\x07.',
+    }
+    paths = []
+    for name, data in pickles.items():
+        paths.append(tmp_path / f'{name}.pdparams')
+        paths[-1].write_bytes(data)
+    out = subprocess.run([sys.executable, '-c', _PEAK_MEMORY, *map(str, paths)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    results = [line.split() for line in out.stdout.splitlines()]
+    assert len(results) == len(paths), out.stdout + out.stderr
+    for name, (outcome, grown_kib) in zip(pickles, results, strict=True):
+        assert outcome == 'RefusedPickleError', (name, outcome)
+        assert int(grown_kib) < 32 * 1024, (name, f'peak memory grew by {grown_kib} KiB')
+    with pytest.raises(RefusedPickleError, match='memo index 16777216 of LONG_BINPUT'):
+        load_pdparams(str(paths[0]))
+
+
+def test_a_frame_longer_than_the_file_is_refused(tmp_path):
+    path = tmp_path / 'frame.pdparams'
+    path.write_bytes(b'\x80\x04' + pickle.FRAME + (1 << 40).to_bytes(8, 'little') + b'N.')
+    with pytest.raises(RefusedPickleError, match='frame of 1099511627776 bytes'):
+        load_pdparams(str(path))
+
+
+def test_memo_references_of_a_real_file_stay_readable(paddle_rednet26, tmp_path):
+    """Protocol 3 numbers its memo with BINPUT/LONG_BINPUT (4 with MEMOIZE): both load."""
+    path = tmp_path / 'protocol3.pdparams'
+    with open(path, 'wb') as f:
+        pickle.dump(paddle_rednet26.state, f, protocol=3)
+    puts = {op.name for op, _, _ in pickletools.genops(path.read_bytes())}
+    assert {'BINPUT', 'LONG_BINPUT', 'BINGET'} <= puts
+    arrays = load_pdparams(str(path))
+    for key, array in arrays.items():
+        np.testing.assert_array_equal(array, paddle_rednet26.state[key])
+
+
+def test_the_output_gets_a_new_files_permissions(paddle_rednet26, tmp_path, convert):
+    """Not mkstemp's 0o600: other users and containers read the converted weights."""
+    dst = tmp_path / 'converted.pth'
+    old = os.umask(0o022)
+    try:
+        assert convert(paddle_rednet26.path, dst).returncode == 0
+        assert stat.S_IMODE(dst.stat().st_mode) == 0o644
+        os.chmod(dst, 0o640)  # the user's choice survives --force
+        assert convert(paddle_rednet26.path, dst, '--force').returncode == 0
+        assert stat.S_IMODE(dst.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

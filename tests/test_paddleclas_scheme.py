@@ -56,7 +56,9 @@ class _Server(http.server.ThreadingHTTPServer):
     """Serves ``routes[path] = (status, body, declared length, stall)``; counts the requests.
 
     A declared length of -1 sends no Content-Length (the body ends with the
-    connection); ``stall`` seconds pass, silently, after the body is sent.
+    connection), a string is sent as the header's value, and ``'chunked'``
+    sends the body in chunks with a Content-Length of 1 beside them; ``stall``
+    seconds pass, silently, after the body is sent.
     """
 
     def __init__(self):
@@ -78,7 +80,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         status, body, length, stall = self.server.routes.get(
             self.path, (404, b'no such file', 12, 0.0))
         self.send_response(status)
-        if length >= 0:
+        if length == 'chunked':  # the chunks' lengths, not Content-Length, end the body
+            self.send_header('Transfer-Encoding', 'chunked')
+            self.send_header('Content-Length', '1')
+            body = b''.join(b'%x\r\n%s\r\n' % (len(c), c)
+                            for c in (body[:100], body[100:], b''))
+        elif isinstance(length, str):
+            self.send_header('Content-Length', length)
+        elif length >= 0:
             self.send_header('Content-Length', str(length))
         self.end_headers()
         self.wfile.write(body)  # fewer bytes than declared: the connection just closes
@@ -268,6 +277,48 @@ def test_a_file_over_the_size_bound_is_refused(files, server, hub, monkeypatch, 
     monkeypatch.setattr(paddleclas_scheme, 'MAX_DOWNLOAD_BYTES', 4096)
     _fails('paddleclas://RedNet26', 'larger than MAX_DOWNLOAD_BYTES=4096', 'nothing was kept')
     assert _cached(hub) == []
+
+
+@pytest.mark.parametrize('length', ['abc', '-1', '12, 13', '1e3'])
+def test_an_invalid_content_length_is_the_schemes_error(files, server, hub, monkeypatch,
+                                                        length):
+    """Not a ValueError that tools/test.py would show as a traceback, nor a false truncation."""
+    body = (files / 'RedNet26_pretrained.pdparams').read_bytes()
+    server.serve('/RedNet26_pretrained.pdparams', body, length=length)
+    monkeypatch.setenv(URL_ENV, server.url)
+    _fails('paddleclas://RedNet26', 'invalid Content-Length', repr(length), 'nothing was kept')
+    assert _cached(hub) == []
+
+
+@pytest.mark.parametrize('how', ['chunked', 'repeated'])
+def test_content_length_that_http_allows(files, server, hub, monkeypatch, how):
+    body = (files / 'RedNet26_pretrained.pdparams').read_bytes()
+    length = 'chunked' if how == 'chunked' else f'{len(body)}, {len(body)}'
+    server.serve('/RedNet26_pretrained.pdparams', body, length=length)
+    monkeypatch.setenv(URL_ENV, server.url)
+    CheckpointLoader.load_checkpoint('paddleclas://RedNet26')
+    assert _cached(hub) == ['RedNet26_pretrained.pdparams']
+
+
+def test_a_local_file_over_the_size_bound_is_not_read(files, tmp_path, hub, monkeypatch):
+    """The size is checked before the file is read (a sparse file of any size costs no disk)."""
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    (mirror / 'RedNet26_pretrained.pdparams').write_bytes(
+        (files / 'RedNet26_pretrained.pdparams').read_bytes())
+    with open(mirror / 'RedNet38_pretrained.pdparams', 'wb') as f:
+        f.write(b'\x80\x04')
+        f.truncate(1 << 26)
+    monkeypatch.setenv(URL_ENV, str(mirror))
+    monkeypatch.setattr(paddleclas_scheme, 'MAX_DOWNLOAD_BYTES', 4096)
+    for depth in (26, 38):
+        _fails(f'paddleclas://RedNet{depth}', 'larger than MAX_DOWNLOAD_BYTES=4096',
+               str(mirror / f'RedNet{depth}_pretrained.pdparams'))
+    # And in the cache, where a download that was allowed a larger bound may lie.
+    monkeypatch.setenv(URL_ENV, 'http://127.0.0.1:9')
+    hub.mkdir(parents=True)
+    os.replace(mirror / 'RedNet26_pretrained.pdparams', hub / 'RedNet26_pretrained.pdparams')
+    _fails('paddleclas://RedNet26', 'larger than MAX_DOWNLOAD_BYTES=4096', 'delete it')
 
 
 def test_files_that_are_not_the_named_rednet(files, server, hub, monkeypatch):

@@ -25,11 +25,9 @@ Examples:
         --config configs/rednet/mask-rcnn_rednet50_involution-fpn_involution-head_1x_coco.py
 """
 import argparse
-import os
 import os.path as osp
 import pickle
 import sys
-import tempfile
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -37,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from mmrednet.converters import convert_state_dict, load_source, rednet_depth, stem_kernel_of
+from mmrednet.utils.atomic_write import atomic_write
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSIFIER_BASE = osp.join(ROOT, 'configs', '_base_', 'models', 'rednet_imagenet.py')
@@ -88,19 +87,6 @@ def _check_depth(converted: Dict[str, Tensor], prefix: str, wanted: Optional[int
         raise ValueError(f'--depth {wanted}, but the checkpoint holds a RedNet-{depth} (its '
                          'stage block counts say so)')
     return depth
-
-
-def _save_atomically(obj: dict, dst: str) -> None:
-    folder = osp.dirname(osp.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(dst), suffix='.tmp', dir=folder)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, dst)  # readers see the old file or the whole new one
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _convert(args: argparse.Namespace):
@@ -180,7 +166,8 @@ def main(argv=None) -> int:
         return 1
     if model is None:
         print('note: pass --config to check that the result loads strictly')
-    _save_atomically(checkpoint, args.dst)
+    # Readers see the old file or the whole new one; permissions as open() would give.
+    atomic_write(args.dst, lambda f: torch.save(checkpoint, f))
     print(f'wrote {args.dst}')
     return 0
 

@@ -20,37 +20,13 @@ Example::
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import List
 
 from rich.console import Console
-from rich.progress import track
 
-from mmrednet.testing import emulation, report, sweep
-
-
-def conversions() -> report.Check:
-    start = time.perf_counter()
-    ok, text = emulation.check_conversions_exhaustively()
-    return report.Check('16-bit conversions, all 2^32 floats', 'pass' if ok else 'fail',
-                        text.replace('\n', '; '), time.perf_counter() - start)
-
-
-def sanitized_sweep(mode: str, cases: List[sweep.Case]):
-    label = {'asan': 'ASan+UBSan', 'tsan': 'TSan (threaded)'}[mode]
-    start = time.perf_counter()
-    try:
-        with emulation.Emulator(mode) as emulator:
-            outcomes = sweep.run_sweep(
-                cases, emulator.launch,
-                progress=lambda items: track(items, description=f'sweep under {label}'))
-    except emulation.EmulationError as err:  # a sanitizer report ends the harness
-        return [report.Check(f'sweep under {label}', 'fail', str(err).splitlines()[0],
-                             time.perf_counter() - start, dict(report=err.report))], []
-    seconds = time.perf_counter() - start
-    return report.sweep_checks(f'sweep ({len(cases)} geometries) under {label}', outcomes,
-                               seconds), outcomes
+from mmrednet.testing import report, sweep
+from mmrednet.testing.host_checks import SANITIZERS, conversions, sanitized_sweep
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='geometries of the sweep (the first N of the seeded sequence)')
     parser.add_argument('--seed', type=int, default=sweep.SEED,
                         help='seed of the geometries (another seed: other geometries)')
-    parser.add_argument('--modes', nargs='+', default=['asan', 'tsan'], choices=['asan', 'tsan'])
+    parser.add_argument('--modes', nargs='+', default=['asan', 'tsan'], choices=list(SANITIZERS))
     parser.add_argument('--skip-conversions', action='store_true',
                         help='skip the exhaustive conversion check (about a minute)')
     parser.add_argument('--out-dir', default='work_dirs/cuda_emulation')

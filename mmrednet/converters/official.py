@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..models.backbones.rednet import RedNet
-from ..utils.checkpoint_safety import mmengine_checkpoint_globals
+from ..utils.checkpoint_safety import load_mmengine_checkpoint
 from .paddle import is_pickle, load_pdparams, paddle_to_official
 
 # Top-level module names of each layout's whole models.
@@ -244,9 +244,11 @@ def load_source(path: str, unsafe: bool = False) -> Tuple[Dict[str, Tensor], dic
     if source_format(path) == 'paddle':
         return paddle_to_official(load_pdparams(path)), dict(source_format='paddle')
     try:
-        # A checkpoint of our own pretraining is an mmengine one (message hub, numpy).
-        with mmengine_checkpoint_globals():
-            ckpt = torch.load(path, map_location='cpu', weights_only=not unsafe)
+        if unsafe:
+            ckpt = torch.load(path, map_location='cpu', weights_only=False)
+        else:  # a checkpoint of our own pretraining is an mmengine one (message hub, numpy)
+            ckpt = load_mmengine_checkpoint(torch.load, path, map_location='cpu',
+                                            weights_only=True)
     except Exception as err:  # the unpickler's errors have no common type
         if unsafe:
             raise

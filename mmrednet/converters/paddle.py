@@ -16,109 +16,19 @@ differ from the official mmcls checkpoints in three ways, which
 ``[in, out]``, and there is no ``backbone.`` prefix.
 """
 import io
-import math
 import pickle
 import pickletools
 import re
-from typing import BinaryIO, Dict, Optional
+from typing import BinaryIO, Dict, Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..utils.numpy_pickle import NumpyStandIns, RefusedPickleError, unwrap
+
 NAME_TABLE_KEY = 'StructuredToParameterName@@'
-
-# The globals numpy's pickles of plain arrays name (protocols 2-4):
-# ``ndarray.__reduce__`` gives ``_reconstruct(ndarray, (0,), b'b')`` and a
-# ``__setstate__`` tuple ``(1, shape, dtype, is_fortran, raw bytes)`` whose
-# dtype reduces to ``dtype('f4', False, True)`` with the state
-# ``(3, byte order, None, None, None, -1, -1, 0)``. numpy 1.x (Paddle 2.x,
-# 2021) spells the module ``numpy.core.multiarray``, numpy 2.x
-# ``numpy._core.multiarray``. None of them reaches numpy: each resolves to a
-# stand-in below that checks its arguments, and an array is made by
-# ``np.frombuffer`` from checked parts only. (Given to numpy, ``ndarray``
-# called directly makes an uninitialised array of any size, and a dtype's
-# state can mark a float dtype as holding objects or subarrays.)
-_RECONSTRUCT = {('numpy.core.multiarray', '_reconstruct'),
-                ('numpy._core.multiarray', '_reconstruct')}
-_ALLOWED = sorted(f'{m}.{n}' for m, n in _RECONSTRUCT | {('numpy', 'ndarray'), ('numpy', 'dtype')})
-# Plain numeric dtypes only: no object, structured, subarray or flexible ones.
-_NUMERIC_DTYPE = re.compile(r'^[biuf][1248]$')
 _BN_STAT = re.compile(r'^(?P<bn>.+)\.(?P<stat>_mean|_variance)$')
-
-
-class RefusedPickleError(pickle.UnpicklingError):
-    """The pickle names a global, or builds an object, that a numeric state dict has not."""
-
-
-class _NdarrayArgument:
-    """What ``numpy.ndarray`` resolves to: the argument of ``_reconstruct``, never called."""
-
-    __slots__ = ()
-
-    def __call__(self, *args, **kwargs):
-        raise RefusedPickleError('numpy.ndarray is allowed only as the argument of '
-                                 '_reconstruct (a pickled array), not called')
-
-
-_NDARRAY = _NdarrayArgument()
-
-
-class _PickledDtype:
-    """A plain numeric dtype, as ``dtype(code, align, copy)`` and its state describe it."""
-
-    __slots__ = ('code', 'dtype')
-
-    def __init__(self, code: str) -> None:
-        self.code, self.dtype = code, None
-
-    def __setstate__(self, state) -> None:
-        if (self.dtype is not None or not isinstance(state, tuple) or len(state) != 8
-                or state[0] != 3 or state[1] not in ('<', '>', '|', '=')
-                or state[2:] != (None, None, None, -1, -1, 0)):
-            raise RefusedPickleError(f'refusing the dtype state {state!r} of {self.code!r}: '
-                                     'only plain numeric dtypes are allowed (no object, '
-                                     'structured or subarray dtypes)')
-        self.dtype = np.dtype(self.code).newbyteorder(state[1] if state[1] != '|' else '=')
-
-
-class _PickledArray:
-    """``_reconstruct``'s result: the array comes from ``__setstate__``'s checked state."""
-
-    __slots__ = ('array', 'budget')
-
-    def __init__(self, budget: list) -> None:
-        self.array, self.budget = None, budget
-
-    def __setstate__(self, state) -> None:
-        if self.array is not None or not isinstance(state, tuple) or len(state) != 5:
-            raise RefusedPickleError('refusing an array state that is not numpy\'s '
-                                     '(1, shape, dtype, is_fortran, data)')
-        version, shape, dtype, fortran, data = state
-        if isinstance(data, str):  # Python 2's str, decoded as latin1
-            data = data.encode('latin1')
-        if (version != 1 or not isinstance(shape, tuple)
-                or not all(type(s) is int and s >= 0 for s in shape)
-                or not isinstance(dtype, _PickledDtype) or dtype.dtype is None
-                or fortran not in (True, False) or not isinstance(data, bytes)):
-            raise RefusedPickleError(f'refusing an array state with shape {shape!r} and dtype '
-                                     f'{getattr(dtype, "code", dtype)!r}: not a plain numeric '
-                                     'array of numpy\'s pickle format')
-        nbytes = math.prod(shape) * dtype.dtype.itemsize
-        if nbytes != len(data):
-            raise RefusedPickleError(f'an array of shape {shape} and dtype {dtype.code} needs '
-                                     f'{nbytes} bytes; the file gives {len(data)}')
-        # Arrays may share one memoized byte string: together they may not
-        # claim more bytes than the file has.
-        if nbytes > self.budget[0]:
-            raise RefusedPickleError('the arrays claim more bytes than the file holds')
-        self.budget[0] -= nbytes
-        array = np.frombuffer(data, dtype.dtype).reshape(shape, order='F' if fortran else 'C')
-        self.array = array.astype(dtype.dtype.newbyteorder('='), order='K', copy=True)
-
-
-def _array_of(obj):
-    return obj.array if isinstance(obj, _PickledArray) else obj
 
 
 class NumpyArrayUnpickler(pickle.Unpickler):
@@ -145,31 +55,25 @@ class NumpyArrayUnpickler(pickle.Unpickler):
             position = file.tell()
             max_bytes = file.seek(0, io.SEEK_END) - position
             file.seek(position)
-        self._budget = [max_bytes]
+        self._budget = max_bytes
+        # A state dict holds arrays only: no numpy scalars.
+        self._numpy = NumpyStandIns(self._claim).globals(scalars=False)
+
+    def _claim(self, data: Union[bytes, str], nbytes: int) -> None:
+        # Arrays may share one memoized byte string: together they may not
+        # claim more bytes than the file has.
+        if nbytes > self._budget:
+            raise RefusedPickleError('the arrays claim more bytes than the file holds')
+        self._budget -= nbytes
 
     def find_class(self, module: str, name: str):
-        if (module, name) in _RECONSTRUCT:
-            return self._reconstruct
-        if (module, name) == ('numpy', 'ndarray'):
-            return _NDARRAY
-        if (module, name) == ('numpy', 'dtype'):
-            return self._dtype
+        stand_in = self._numpy.get(f'{module}.{name}')
+        if stand_in is not None:
+            return stand_in
         raise RefusedPickleError(
             f'{self.path}: refusing to unpickle the global {module}.{name}: a Paddle '
-            f'state dict holds numpy arrays only (allowed globals: {", ".join(_ALLOWED)}). '
-            'Nothing in the file was executed.')
-
-    def _reconstruct(self, subtype, shape, code) -> _PickledArray:
-        if subtype is not _NDARRAY or shape != (0, ) or code not in (b'b', 'b'):
-            raise RefusedPickleError(f'{self.path}: refusing _reconstruct({subtype!r}, '
-                                     f'{shape!r}, {code!r}): not the call of a pickled array')
-        return _PickledArray(self._budget)
-
-    def _dtype(self, code, align=False, copy=True) -> _PickledDtype:
-        if not isinstance(code, str) or not _NUMERIC_DTYPE.match(code):
-            raise RefusedPickleError(f'{self.path}: refusing the dtype {code!r}: only plain '
-                                     'numeric dtypes (bool, int, uint, float) are allowed')
-        return _PickledDtype(code)
+            f'state dict holds numpy arrays only (allowed globals: '
+            f'{", ".join(sorted(self._numpy))}). Nothing in the file was executed.')
 
     def persistent_load(self, pid):
         raise RefusedPickleError(f'{self.path}: refusing a persistent id ({pid!r}): not '
@@ -177,8 +81,8 @@ class NumpyArrayUnpickler(pickle.Unpickler):
 
     def load(self):
         """The unpickled object; arrays at the top level or in a top-level dict as ndarrays."""
-        obj = _array_of(super().load())
-        return {k: _array_of(v) for k, v in obj.items()} if isinstance(obj, dict) else obj
+        obj = unwrap(super().load())
+        return {k: unwrap(v) for k, v in obj.items()} if isinstance(obj, dict) else obj
 
 
 def is_pickle(head: bytes) -> bool:
@@ -186,17 +90,38 @@ def is_pickle(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
+# The C unpickler grows its memo table to twice any index that a PUT stores at,
+# before it builds anything: 9 bytes could ask for 64 GiB.
+_MEMO_PUTS = frozenset({'PUT', 'BINPUT', 'LONG_BINPUT'})
+
+
 def _check_opcodes(data: bytes, path: str) -> None:
-    """Walk the opcodes (nothing runs) so that no length read can outgrow the file.
+    """Walk the opcodes (nothing runs) so that no allocation can outgrow the file.
 
     ``pickletools.genops`` reads every length-prefixed argument from memory,
-    so a length past the end is an error here, not an allocation; protocol 5's
-    buffers, which the unpickler allocates before reading them, are refused.
+    so a length past the end is an error here, not an allocation. A pickler
+    numbers its memo entries 0, 1, 2, ... in the order it stores them, so a
+    memo index may not exceed the number of entries stored before it (which
+    bounds the memo table by the file's size); a frame may not be longer than
+    the rest of the file; protocol 5's buffers, which the unpickler allocates
+    before reading them, are refused.
     """
-    for opcode, _, _ in pickletools.genops(data):
+    stored = 0
+    for opcode, arg, pos in pickletools.genops(data):
         if opcode.proto > 4:
             raise RefusedPickleError(f'{path}: refusing the pickle opcode {opcode.name} '
                                      '(protocol 5 buffers): Paddle writes protocol 2 to 4')
+        if opcode.name in _MEMO_PUTS:
+            if not 0 <= arg <= stored:
+                raise RefusedPickleError(f'{path}: refusing the memo index {arg} of '
+                                         f'{opcode.name} at byte {pos}: {stored} objects were '
+                                         'stored before it')
+            stored += 1
+        elif opcode.name == 'MEMOIZE':
+            stored += 1
+        elif opcode.name == 'FRAME' and arg > len(data) - pos:
+            raise RefusedPickleError(f'{path}: refusing a frame of {arg} bytes at byte {pos}: '
+                                     f'only {len(data) - pos} bytes follow')
 
 
 def load_pdparams(path: str) -> Dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ import urllib.error
 import urllib.request
 import uuid
 from http.client import HTTPException
-from typing import Dict, NamedTuple
+from typing import Dict, List, NamedTuple, Optional
 from urllib.parse import parse_qsl
 
 import torch
@@ -139,6 +139,26 @@ def _convert(local: str, name: PaddleClasName) -> Dict[str, Tensor]:
     return convert_state_dict(converted, 'imagenet', name.stem_kernel, name.with_head)[0]
 
 
+def _announced_length(url: str, values: Optional[List[str]]) -> Optional[int]:
+    """The body's length that the server announced, or None if it announced none.
+
+    Raises:
+        PaddleClasCheckpointError: A ``Content-Length`` that is not one
+            decimal number of bytes: the response's framing is then unknown,
+            and HTTP/1.1 (RFC 9112, section 6.3) has a client discard it.
+    """
+    if not values:
+        return None
+    # Repeated headers (or one list, "5, 5") must agree (RFC 9110, section 8.6).
+    lengths = {v.strip() for value in values for v in value.split(',')}
+    if len(lengths) != 1 or not all(v.isascii() and v.isdigit() for v in lengths):
+        raise PaddleClasCheckpointError(
+            f'{url}: the server sent an invalid Content-Length '
+            f'{", ".join(map(repr, values))} (expected one number of bytes); '
+            'not a usable download, nothing was kept')
+    return int(lengths.pop())
+
+
 def _download_file(url: str, dst: str) -> None:
     """Write ``url``'s body to ``dst``, with a progress bar, a timeout and a size bound.
 
@@ -146,16 +166,19 @@ def _download_file(url: str, dst: str) -> None:
         OSError, urllib.error.URLError, http.client.HTTPException: No
             connection, an HTTP error status or no data for
             :data:`DOWNLOAD_TIMEOUT_S` (``TimeoutError``).
-        PaddleClasCheckpointError: More than :data:`MAX_DOWNLOAD_BYTES`, or
-            fewer bytes than the server announced.
+        PaddleClasCheckpointError: More than :data:`MAX_DOWNLOAD_BYTES`,
+            fewer bytes than the server announced, or an invalid
+            ``Content-Length``.
     """
     request = urllib.request.Request(url, headers={'User-Agent': 'mmrednet'})
     with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, \
             open(dst, 'wb') as out:
-        announced = int(response.headers.get('Content-Length') or 0) or None
+        # A chunked body's length is in its chunks; a Content-Length beside it is ignored.
+        announced = None if response.chunked else _announced_length(
+            url, response.headers.get_all('Content-Length'))
         too_large = (f'{url} is larger than MAX_DOWNLOAD_BYTES={MAX_DOWNLOAD_BYTES}: not a RedNet '
                      f'.pdparams; nothing was kept in {osp.dirname(dst)}')
-        if (announced or 0) > MAX_DOWNLOAD_BYTES:
+        if announced is not None and announced > MAX_DOWNLOAD_BYTES:
             raise PaddleClasCheckpointError(too_large)
         written = 0
         with tqdm(total=announced, unit='B', unit_scale=True, unit_divisor=1024) as bar:
@@ -214,6 +237,12 @@ def _fetch(name: PaddleClasName) -> Dict[str, Tensor]:
     else:
         raise PaddleClasCheckpointError(
             f'{URL_ENV}={base!r} is neither an http(s):// address nor a directory')
+    # Read whole to be checked: a file of any size (a sparse one costs no disk) would be.
+    size = os.stat(local).st_size
+    if size > MAX_DOWNLOAD_BYTES:
+        raise PaddleClasCheckpointError(
+            f'{local}{hint}: {size} bytes, larger than MAX_DOWNLOAD_BYTES={MAX_DOWNLOAD_BYTES}: '
+            'not a RedNet .pdparams')
     try:
         return _convert(local, name)
     except _READ_ERRORS as err:

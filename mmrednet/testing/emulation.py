@@ -94,6 +94,7 @@ def build(mode: str = 'asan', params: cuda.LaunchParams = cuda.PARAMS) -> Path:
     """The harness executable for ``mode`` and launch ``params`` (built once, then cached)."""
     if mode not in FLAGS:
         raise ValueError(f'mode must be one of {sorted(FLAGS)}, got {mode!r}')
+    _require_harness()
     return _build(f'harness-{mode}', HARNESS, [*FLAGS[mode], *cuda.macros(params)])
 
 
@@ -103,8 +104,17 @@ def build_conversion_check() -> Path:
     Its second oracle is torch's own C++ conversion code, header-only in
     torch's include directory.
     """
+    _require_harness()
     return _build('conversions-exhaustive', CONVERSIONS,
                   ['-O2', f'-I{Path(torch.__file__).parent / "include"}'])
+
+
+def _require_harness() -> None:
+    """The harness is CI's, not the wheel's: it needs the ``kernels/`` of a source checkout."""
+    if not HARNESS.is_file():
+        raise EmulationError(f'the CUDA emulation needs the harness {HARNESS}, which only a '
+                             'source checkout of mmrednet has (kernels/emulation/): run it '
+                             'from a clone')
 
 
 def _build(name: str, source: Path, flags: Sequence[str]) -> Path:

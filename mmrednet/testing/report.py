@@ -5,12 +5,11 @@ host) report through these, so a GPU user's report reads like CI's.
 """
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from ..utils.atomic_write import atomic_write
 from .sweep import OPS, Outcome
 
 STATUSES = ('pass', 'fail', 'skip', 'info')  # only 'fail' fails a run
@@ -67,22 +66,9 @@ def print_checks(console, title: str, checks: Sequence[Check]) -> None:
     console.print(', '.join(f'{n} {s}' for s, n in counts.items() if n))
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_json(path: Path, checks: Sequence[Check], **extra) -> None:
     payload = dict(exit_code=exit_code(checks), checks=[asdict(c) for c in checks], **extra)
-    _atomic(Path(path), lambda f: f.write(json.dumps(payload, indent=1, default=str).encode()))
+    atomic_write(str(path), lambda f: f.write(json.dumps(payload, indent=1, default=str).encode()))
 
 
 def write_png(path: Path, checks: Sequence[Check], outcomes: Sequence[Outcome] = (),
@@ -125,5 +111,5 @@ def write_png(path: Path, checks: Sequence[Check], outcomes: Sequence[Outcome] =
         ax.set_title(title)
         ax.tick_params(axis='x', labelrotation=60, labelsize=7)
     fig.tight_layout()
-    _atomic(Path(path), lambda f: fig.savefig(f, format='png', dpi=110))
+    atomic_write(str(path), lambda f: fig.savefig(f, format='png', dpi=110))
     plt.close(fig)

@@ -10,25 +10,9 @@ sweep that CI runs on the host.
 An executor is called as ``executor(launch, a, b, result_shape, threads)`` and
 returns the result on the CPU, with NaN wherever no GPU thread wrote.
 
-Tolerances are bounds, not guesses. Every kernel accumulates in float (double
-for double inputs) and rounds once at the store. For a sum of ``n`` products the
-a-priori bound of floating-point summation (Higham, *Accuracy and Stability of
-Numerical Algorithms*, 2nd ed., section 3.1; it holds with or without FMA) gives
-for every element::
-
-    |kernel - exact| <= (n u_acc + u_store (1 + n u_acc)) * sum_i |a_i| |b_i| + floor
-
-``u_acc`` is the unit roundoff of the accumulator (2^-24 float, 2^-53 double),
-``u_store`` that of the stored dtype (2^-11 half, 2^-8 bfloat16), ``n`` the
-number of terms (Kh*Kw taps for forward and grad_input, C/G channels for
-grad_weight), and the sum of magnitudes is the same op run on absolute values.
-``floor`` covers subnormals: the rounding of a half result below 2^-14 and
-CuPy's -ftz=true, which may flush each float partial sum below 2^-126 on the
-device. The reference is float64 on the rounded inputs, within 2 n 2^-53 of
-exact, which the tolerance adds. A correct kernel cannot exceed it; a missing
-or wrong tap exceeds it wherever its product is above about
-``u_store * sum |a||b|`` (in float and double that is every product but the
-smallest).
+Tolerances are bounds, not guesses: the elementwise error bound of
+:mod:`mmrednet.ops.cuda.bound`, which the launcher's first-use self-check
+shares, so the sweep and the self-check judge a kernel alike.
 """
 import math
 import random
@@ -40,18 +24,11 @@ from torch import Tensor
 
 from mmrednet.ops import cuda, involution_reference
 from mmrednet.ops._args import canonicalize, output_size
+from mmrednet.ops.cuda import bound, launcher
 
 OPS = cuda.OPS
 DTYPES: Dict[str, torch.dtype] = {'fp64': torch.float64, 'fp32': torch.float32,
                                   'fp16': torch.float16, 'bf16': torch.bfloat16}
-# dtype -> (unit roundoff of the accumulator, of the stored value)
-UNIT_ROUNDOFF = {torch.float64: (2.0**-53, 2.0**-53), torch.float32: (2.0**-24, 2.0**-24),
-                 torch.float16: (2.0**-24, 2.0**-11), torch.bfloat16: (2.0**-24, 2.0**-8)}
-# dtype -> (largest flushed float partial sum, bound on the rounding error of a subnormal
-# store; for double the smallest subnormal, as half of it is not a double)
-SUBNORMAL_FLOOR = {torch.float64: (0.0, 2.0**-1074), torch.float32: (2.0**-126, 2.0**-150),
-                   torch.float16: (2.0**-126, 2.0**-25), torch.bfloat16: (2.0**-126, 2.0**-134)}
-
 SEED = 20250611  # of the full sweep; make test runs its first CI_CASES cases
 FULL_CASES = 500
 CI_CASES = 40
@@ -119,7 +96,7 @@ class Problem:
 
 @dataclass
 class Outcome:
-    """One op of one case in one dtype. ``worst`` is max |error| / tolerance (pass: <= 1)."""
+    """One op of one case in one dtype. ``worst`` is ``max |error| / tolerance`` (pass: <= 1)."""
     case: str
     dtype: str
     op: str
@@ -224,45 +201,18 @@ def result_shape(problem_: Problem, op: str) -> Tuple[int, ...]:
     return tuple(problem_.want[op].shape)
 
 
-def terms(op: str, kernel: Sequence[int], group_channels: int) -> int:
-    """Products summed into one element of ``op``'s result: the taps, or (grad_weight) the
-    channels of a group."""
-    return group_channels if op == 'grad_weight' else math.prod(kernel)
-
-
-def bound(dtype: torch.dtype, terms_: int, magnitude: Tensor) -> Tensor:
-    """The elementwise error bound of the module docstring.
-
-    Args:
-        dtype: the kernel's dtype.
-        terms_: products summed into an element (:func:`terms`).
-        magnitude: ``sum |a_i| |b_i|`` per element: the op on absolute values, in float64.
-    """
-    u_acc, u_store = UNIT_ROUNDOFF[dtype]
-    flushed, subnormal_store = SUBNORMAL_FLOOR[dtype]
-    relative = terms_ * u_acc + u_store * (1 + terms_ * u_acc) + 2 * terms_ * 2.0**-53
-    return relative * magnitude + (terms_ * flushed + subnormal_store)
-
-
 def tolerance(problem_: Problem, op: str) -> Tensor:
-    """The elementwise error bound of ``op`` on ``problem_`` (:func:`bound`)."""
+    """The elementwise error bound of ``op`` on ``problem_``
+    (:func:`mmrednet.ops.cuda.bound.bound`)."""
     case = problem_.case
-    return bound(problem_.dtype, terms(op, case.kernel, case.group_channels),
-                 problem_.magnitude[op])
-
-
-def errors(got: Tensor, want: Tensor, tolerance_: Tensor) -> Tuple[Tensor, Tensor]:
-    """``|got - want| / tolerance`` (0 where ``got`` is NaN) and the NaN mask (unwritten)."""
-    got = got.detach().double()
-    unwritten = torch.isnan(got)
-    error = (got - want.to(got.device, torch.float64)).abs() / tolerance_.to(got.device)
-    return error.masked_fill(unwritten, 0.0), unwritten
+    return bound.bound(problem_.dtype, bound.terms(op, case.kernel, case.group_channels),
+                       problem_.magnitude[op])
 
 
 def compare(problem_: Problem, op: str, got: Tensor, launch: cuda.Launch,
             threads: int) -> Outcome:
     """``got`` against the reference, in units of the tolerance."""
-    error, unwritten = errors(got.cpu(), problem_.want[op], tolerance(problem_, op))
+    error, unwritten = bound.errors(got.cpu(), problem_.want[op], tolerance(problem_, op))
     return Outcome(problem_.case.describe(), _name(problem_.dtype), op, launch.kernel,
                    launch.blocks, threads, error.max().item() if error.numel() else 0.0,
                    int(unwritten.sum()))
@@ -334,6 +284,6 @@ def cuda_executor(params: cuda.LaunchParams = cuda.PARAMS) -> Executor:
             threads: int = cuda.THREADS) -> Tensor:
         a, b = a.to('cuda').contiguous(), b.to('cuda').contiguous()
         result = torch.full(tuple(shape), math.nan, dtype=a.dtype, device='cuda')
-        cuda._launch(launch, (a, b, result), params=params, threads=threads)
+        launcher.launch(launch, (a, b, result), params=params, threads=threads)
         return result.cpu()
     return run

@@ -1,4 +1,4 @@
-from .checkpoint_safety import allow_mmengine_checkpoints, mmengine_checkpoint_globals
+from .checkpoint_safety import allow_mmengine_checkpoints, load_mmengine_checkpoint
 from .csv_rows import write_csv
 from .model_config import model_config
 from .profiling import (
@@ -10,6 +10,6 @@ from .profiling import (
 )
 from .setup_env import register_all_modules
 
-__all__ = ['allow_mmengine_checkpoints', 'interleaved_times', 'mmengine_checkpoint_globals',
+__all__ = ['allow_mmengine_checkpoints', 'interleaved_times', 'load_mmengine_checkpoint',
            'model_config', 'peak_memory', 'register_all_modules', 'retained_memory',
            'saved_bytes_inside', 'time_call', 'write_csv']

@@ -13,6 +13,11 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def median(values: Sequence[float]) -> float:
+    """The middle value (the upper one of an even count): what the benchmarks report."""
+    return sorted(values)[len(values) // 2]
+
+
 def time_call(fn: Callable[[], object], device='cpu', repeat: int = 5, warmup: int = 1,
               min_seconds: float = 0.0) -> float:
     """Median wall time of ``fn()`` in seconds, after ``warmup`` calls."""

@@ -15,7 +15,8 @@ For one op and one geometry it gives
 
 and the times these bytes take at a bandwidth. ``tools/benchmark_involution.py``
 prints it for the RedNet-50 stage shapes (:func:`rednet50_stages`), alone
-without a GPU and beside the measured times with one.
+without a GPU and beside the measured times with one; ``python -m
+mmrednet.benchmarks.traffic`` prints it alone.
 """
 import math
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from . import cuda
+from mmrednet.ops.cuda import planning, selfcheck
+from mmrednet.ops.cuda.planning import PARAMS, LaunchParams
 
 # Peak DRAM bandwidth from NVIDIA's datasheets (bytes/s).
 BANDWIDTHS = {'H100 SXM': 3.35e12, 'H200': 4.8e12}
@@ -74,16 +76,16 @@ def _rows_loaded(first_rows: Sequence[int], length: int, limit: int) -> int:
 def traffic(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
             stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
             dtype: torch.dtype, sm_count: int,
-            params: cuda.LaunchParams = cuda.PARAMS) -> Traffic:
-    """The traffic of ``cuda.plan(op, ...)`` (2-D layout, as the launcher sees it)."""
-    launch = cuda.plan(op, input_shape, weight_shape, stride, padding, dilation, dtype,
-                       sm_count, params)
+            params: LaunchParams = PARAMS) -> Traffic:
+    """The traffic of ``planning.plan(op, ...)`` (2-D layout, as the launcher sees it)."""
+    launch = planning.plan(op, input_shape, weight_shape, stride, padding, dilation, dtype,
+                           sm_count, params)
     n, c, h, w = input_shape
     _, g, kh, kw, ho, wo = weight_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     per_thread = launch.geometry[-1]
     chunks = math.ceil(c // g / per_thread)
-    tiled = cuda.variant(op, kh, sh, dh) != 'any'
+    tiled = planning.variant(op, kh, sh, dh) != 'any'
     rows = params.rows
     size = torch.empty((), dtype=dtype).element_size()
     x_size, out_size, w_size = n * c * h * w, n * c * ho * wo, n * g * kh * kw * ho * wo
@@ -138,7 +140,7 @@ class StageTraffic:
 
 
 def rednet50_stages(batch: int = 32, dtype: torch.dtype = torch.float16, sm_count: int = 132,
-                    params: cuda.LaunchParams = cuda.PARAMS,
+                    params: LaunchParams = PARAMS,
                     bandwidths: Dict[str, float] = BANDWIDTHS) -> List[StageTraffic]:
     """The traffic model of the RedNet-50 stage involutions (K=7, stride 1, 16 channels a group)."""
     rows = []
@@ -155,14 +157,13 @@ def rednet50_stages(batch: int = 32, dtype: torch.dtype = torch.float16, sm_coun
 
 
 def selfcheck_traffic(kernel: str, sm_count: int = 132,
-                      params: cuda.LaunchParams = cuda.PARAMS) -> Traffic:
+                      params: LaunchParams = PARAMS) -> Traffic:
     """The traffic of entry point ``kernel`` on its first-use self-check probe
-    (``cuda_selfcheck.probe``): the bytes the check adds to the first call, besides
+    (``mmrednet.ops.cuda.selfcheck.probe``): the bytes the check adds to the first call, besides
     the float64 portable path on the same probe."""
-    from . import cuda_selfcheck  # it imports mmrednet.testing, which imports this package
-    dtype = next(d for d, tag in cuda._TAGS.items() if kernel.endswith(f'_{tag}'))
-    return traffic(cuda_selfcheck.op_of(kernel), *cuda_selfcheck.probe(kernel, params), dtype,
-                   sm_count, params)
+    dtype = next(d for d, tag in planning.TAGS.items() if kernel.endswith(f'_{tag}'))
+    return traffic(selfcheck.op_of(kernel), *selfcheck.probe(kernel, params), dtype, sm_count,
+                   params)
 
 
 DTYPE_NAMES = {'fp32': torch.float32, 'fp16': torch.float16}
