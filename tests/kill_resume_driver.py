@@ -74,7 +74,7 @@ def _arm_effect(name: str, args) -> None:
 
 
 def _is_temporary_fd(fd, *_) -> bool:
-    return os.readlink(f'/proc/self/fd/{fd}').endswith(fileio.TEMP_SUFFIX)
+    return fileio.is_temporary(os.readlink(f'/proc/self/fd/{fd}'))
 
 
 def _arm(kill: dict) -> None:
@@ -95,7 +95,7 @@ def _arm(kill: dict) -> None:
     if phase == 'mid_write':
         _kill_on_call(os, 'fsync', call, _is_temporary_fd)
     elif phase == 'before_rename':
-        _kill_on_call(os, 'replace', call, lambda src, *_: src.endswith(fileio.TEMP_SUFFIX))
+        _kill_on_call(os, 'replace', call, lambda src, *_: fileio.is_temporary(src))
     elif phase == 'prune':
         _kill_on_call(LocalBackend, 'remove', call)
     elif phase == 'validation':

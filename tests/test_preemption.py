@@ -3,7 +3,6 @@
 Each restart is ``tools/train.py CONFIG --resume``, and the run ends with the
 weights of a run never stopped, bit for bit on the CPU.
 """
-import glob
 import json
 import os
 import os.path as osp
@@ -15,6 +14,8 @@ import sys
 import time
 
 import pytest
+
+from mmrednet.engine.fileio import is_temporary
 
 from .det_helpers import ROOT
 from .resume_helpers import demo_cfg, differing, tiny_shapes_imagenet, trained_state, write_cfg
@@ -78,7 +79,7 @@ def test_sigkill_at_random_moments_resumes_to_the_same_weights(shapes, tmp_path)
     assert len({k.get('iter') for k in results['kills']}) >= 3, results['kills']
     expected = trained_state(tmp_path / 'ref' / 'epoch_5.pth')
     assert differing(expected, trained_state(tmp_path / 'work' / 'epoch_5.pth')) == []
-    assert glob.glob(str(tmp_path / 'work' / '.*.mmrednet-tmp')) == []  # swept on restart
+    assert not any(is_temporary(name) for name in os.listdir(tmp_path / 'work'))  # swept
 
 
 def _start(config: str, work_dir, env: dict, log) -> subprocess.Popen:

@@ -1,9 +1,10 @@
-"""The pieces of mmrednet.engine: atomic files, the checkpoint hook, random states, hook setup."""
+"""The pieces of mmrednet.engine: the file backend, the checkpoint hook, random states, setup."""
 import io
 import os
 import random
 import signal
 import stat
+import uuid
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,14 +14,13 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 
 from mmrednet.engine import (
+    AtomicLocalBackend,
     CheckpointHook,
     PreemptionHook,
     add_resume_hooks,
-    atomic_write,
     get_random_state,
     set_random_state,
 )
-from mmrednet.engine.fileio import TEMP_SUFFIX
 from mmrednet.engine.hooks.exact_resume_hook import _checked
 from mmrednet.engine.hooks.preemption_hook import _requeue_slurm_job
 
@@ -32,34 +32,23 @@ def umask_027():
     os.umask(old)
 
 
-def _mode(path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def test_atomic_write_gives_the_mode_of_a_normal_new_file(tmp_path, umask_027):
-    with open(tmp_path / 'plain', 'wb'):
-        pass
-    atomic_write(tmp_path / 'sub' / 'new.pth', b'data')  # the directory is created
+def test_the_checkpoint_backend_writes_whole_files_with_a_new_files_mode(tmp_path, umask_027,
+                                                                          monkeypatch):
+    backend = AtomicLocalBackend()
+    backend.put(b'data', tmp_path / 'sub' / 'new.pth')  # the directory is created
+    backend.put_text('text', tmp_path / 'last_checkpoint')
     assert (tmp_path / 'sub' / 'new.pth').read_bytes() == b'data'
-    assert _mode(tmp_path / 'sub' / 'new.pth') == _mode(tmp_path / 'plain') == 0o640
-    (tmp_path / 'old.pth').write_bytes(b'old')
-    os.chmod(tmp_path / 'old.pth', 0o600)  # a replaced file is a new file (not mkstemp's 0600)
-    atomic_write(tmp_path / 'old.pth', b'new')
-    assert (tmp_path / 'old.pth').read_bytes() == b'new' and _mode(tmp_path / 'old.pth') == 0o640
-    assert sorted(os.listdir(tmp_path)) == ['old.pth', 'plain', 'sub']
-
-
-def test_an_interrupted_atomic_write_leaves_the_old_file(tmp_path, monkeypatch):
-    (tmp_path / 'ckpt.pth').write_bytes(b'complete')
+    assert (tmp_path / 'last_checkpoint').read_text() == 'text'
+    assert stat.S_IMODE(os.stat(tmp_path / 'sub' / 'new.pth').st_mode) == 0o640  # not 0600
 
     def interrupted(fd):
         raise KeyboardInterrupt  # stands in for the end of the process
 
     monkeypatch.setattr(os, 'fsync', interrupted)
     with pytest.raises(KeyboardInterrupt):
-        atomic_write(tmp_path / 'ckpt.pth', b'half of a new one')
-    assert (tmp_path / 'ckpt.pth').read_bytes() == b'complete'
-    assert os.listdir(tmp_path) == ['ckpt.pth']
+        backend.put(b'half of a new one', tmp_path / 'sub' / 'new.pth')
+    assert (tmp_path / 'sub' / 'new.pth').read_bytes() == b'data'
+    assert os.listdir(tmp_path / 'sub') == ['new.pth']
 
 
 class _Runner(SimpleNamespace):
@@ -92,7 +81,7 @@ def test_checkpoint_hook_keeps_the_last_complete_checkpoint(tmp_path):
     # The run resumed from epoch_1.pth (its message hub: keep_ckpt_ids [1]) after a kill that
     # left a temporary file: that is removed when training starts, epoch_1.pth once
     # epoch_2.pth and last_checkpoint are written.
-    (tmp_path / f'.epoch_2.pth.0123{TEMP_SUFFIX}').write_bytes(b'half')
+    (tmp_path / f'.epoch_2.pth.{uuid.uuid4().hex}.tmp').write_bytes(b'half')
     runner.message_hub.update_info('keep_ckpt_ids', [1])
     runner.content = b'epoch 2'
     hook = CheckpointHook(interval=1, max_keep_ckpts=1)

@@ -5,57 +5,25 @@ mmengine's ``LocalBackend.put`` and ``CheckpointHook`` write with a plain
 grace period, a node failure) leaves a truncated checkpoint, or a truncated
 ``last_checkpoint`` that ``--resume`` then follows.
 """
-import glob
 import os
 import os.path as osp
-import uuid
+import re
 from pathlib import Path
 from typing import Union
 
 from mmengine.fileio import LocalBackend, register_backend
 
+from ..utils.atomic_write import atomic_write
+
 # The name selected with a CheckpointHook's ``backend_args=dict(backend=...)``.
 ATOMIC_BACKEND = 'mmrednet_atomic_local'
-# Marks the temporary files of unfinished writes (swept by :func:`remove_temporaries`).
-TEMP_SUFFIX = '.mmrednet-tmp'
+# The temporary files of atomic_write: ``.<name>.<32 hex digits>.tmp``.
+_TEMPORARY = re.compile(r'\..+\.[0-9a-f]{32}\.tmp')
 
 
-def atomic_write(path: Union[str, Path], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory.
-
-    The temporary file is flushed and fsynced, then renamed over ``path``
-    (atomic on POSIX file systems), and the directory is fsynced so that the
-    rename survives a power cut. The new file has the mode of a normal new
-    file, ``0o666 & ~umask`` (``tempfile.mkstemp`` would give 0600).
-
-    Args:
-        path (str | Path): The file to create or replace (its directory is created).
-        data (bytes): The whole content.
-    """
-    path = osp.abspath(os.fspath(path))
-    directory = osp.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    temporary = osp.join(directory, f'.{osp.basename(path)}.{uuid.uuid4().hex}{TEMP_SUFFIX}')
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if osp.exists(temporary):
-            os.remove(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def is_temporary(path: str) -> bool:
+    """Whether ``path`` names a temporary file of an unfinished :func:`atomic_write`."""
+    return _TEMPORARY.fullmatch(osp.basename(path)) is not None
 
 
 def remove_temporaries(directory: str) -> None:
@@ -64,25 +32,34 @@ def remove_temporaries(directory: str) -> None:
     Only for a directory that this process alone writes to (a run's
     checkpoint directory): another writer's temporary file would go too.
     """
-    for temporary in glob.glob(osp.join(glob.escape(directory), f'.*{TEMP_SUFFIX}')):
-        os.remove(temporary)
+    for name in os.listdir(directory):
+        if is_temporary(name):
+            os.remove(osp.join(directory, name))
+
+
+def write_atomically(path: Union[str, Path], data: bytes) -> None:
+    """:func:`~mmrednet.utils.atomic_write.atomic_write` of ``data``: whole or not at all."""
+    atomic_write(os.fspath(path), lambda f: f.write(data))
 
 
 def publish_checkpoint(work_dir: str, checkpoint: str) -> None:
     """Point ``work_dir/last_checkpoint`` (read by ``--resume``) at ``checkpoint`` atomically."""
-    atomic_write(osp.join(work_dir, 'last_checkpoint'), checkpoint.encode('utf-8'))
+    write_atomically(osp.join(work_dir, 'last_checkpoint'), checkpoint.encode('utf-8'))
 
 
 @register_backend(ATOMIC_BACKEND)
 class AtomicLocalBackend(LocalBackend):
     """mmengine's local file backend whose ``put`` and ``put_text`` write atomically.
 
-    Select it for checkpoints with ``backend_args=dict(backend='mmrednet_atomic_local')``;
+    Through a temporary file in the same directory, flushed, fsynced and
+    renamed (:func:`~mmrednet.utils.atomic_write.atomic_write`; a new file gets
+    the permissions of any new file). Select it with
+    ``backend_args=dict(backend='mmrednet_atomic_local')``;
     :class:`mmrednet.engine.CheckpointHook` does so for a local ``out_dir``.
     """
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
-        atomic_write(filepath, obj)
+        write_atomically(filepath, obj)
 
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
-        atomic_write(filepath, obj.encode(encoding))
+        write_atomically(filepath, obj.encode(encoding))

@@ -22,7 +22,7 @@ class CheckpointHook(MMEngineCheckpointHook):
 
     - A local ``out_dir`` without ``backend_args`` is written through
       ``mmrednet_atomic_local`` (:class:`~mmrednet.engine.fileio.AtomicLocalBackend`):
-      a temporary file, fsynced, renamed over the checkpoint.
+      a temporary file in the same directory, fsynced, renamed over the checkpoint.
     - ``last_checkpoint`` is replaced the same way, once the checkpoint it
       names is complete (mmengine truncates and rewrites it in place).
     - Checkpoints beyond ``max_keep_ckpts`` are removed after that: mmengine
