@@ -45,7 +45,7 @@ class ExactResumeHook(Hook):
     ``persistent_workers=False`` is exact. Samplers must take their order from
     their seed and epoch (mmengine's ``DefaultSampler`` and ``InfiniteSampler`` do)
     or from torch's global generator. In distributed runs rank 0 alone writes the
-    checkpoint, so every rank's generators (a few kB) are gathered after each
+    checkpoint, so every rank's generators (about 16 kB) are gathered after each
     training iteration.
     """
 
