@@ -2,7 +2,8 @@
 # make demo  - install what is missing, then train, evaluate and draw the CPU detection demo
 #              and the classification demo
 # make seg-demo - the same for the Cityscapes-layout segmentation demo
-# make cls-demo - the classification demo alone (ImageNet layout, part of make demo)
+# make cls-demo - the classification demo alone (ImageNet layout, part of make demo;
+#              it writes to $(DEMO_DIR)/classification, where make onnx-demo reads it)
 # make cuda-emulation - the full CPU proof of the CUDA kernels: every float through the
 #                  16-bit conversions, the full random sweep under ASan+UBSan and TSan
 # make onnx-demo - export the trained demos to ONNX, evaluate them in onnxruntime and PyTorch
@@ -25,6 +26,17 @@ STACK       := mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1
 OPENMIM     := openmim==0.3.9
 WHEEL_CACHE ?= $(HOME)/.cache/mmrednet/wheels
 STAMP       := $(VENV)/.mmrednet-installed
+# openmim 0.3.9 (and mmengine's `mmrednet::` lookup) expect a package next to its metadata,
+# <distribution location>/mmrednet. An editable install (PEP 660) puts only the metadata
+# there and serves the package from the checkout through an import hook, so mim finds no
+# model index: link the checkout's package there, unless a real package is there already.
+MIM_LINK    = site=$$($(PY) -c "import importlib.metadata as m; \
+                print(m.distribution('mmrednet').locate_file(''))") && \
+              { [ -d "$$site/mmrednet" ] && [ ! -L "$$site/mmrednet" ] || \
+                ln -sfn "$(CURDIR)/mmrednet" "$$site/mmrednet"; }
+# Where the demos write (and make onnx-demo / deploy-demo read) their work dirs.
+DEMO_DIR    ?= work_dirs/demo
+SEG_DEMO_DIR ?= work_dirs/seg_demo
 
 .PHONY: install test lint docs demo seg-demo cls-demo onnx-demo deploy-demo benchmark cuda-emulation clean
 .DEFAULT_GOAL := test
@@ -44,6 +56,7 @@ $(STAMP): Makefile setup.py setup.cfg pyproject.toml $(wildcard kernels/involuti
 	$(PY) -m pip install -q $(STACK)
 	$(PY) -m pip install -q --no-build-isolation -e ".[tests,docs,mim]"
 	$(PY) -m pip install -q --no-deps $(OPENMIM)
+	@$(MIM_LINK)
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
 lint: install
@@ -57,19 +70,19 @@ test: lint docs
 	$(PY) -m pytest -q -n 2 tests
 
 demo: install
-	PYTHON=$(PY) bash tools/run_demo.sh work_dirs/demo
+	PYTHON=$(PY) bash tools/run_demo.sh $(DEMO_DIR)
 
 seg-demo: install
-	PY=$(PY) bash tools/run_seg_demo.sh
+	PY=$(PY) WORK_DIR=$(SEG_DEMO_DIR) bash tools/run_seg_demo.sh
 
 cls-demo: install
-	PYTHON=$(PY) bash tools/run_cls_demo.sh
+	PYTHON=$(PY) bash tools/run_cls_demo.sh $(DEMO_DIR)/classification
 
 onnx-demo: install
-	PYTHON=$(PY) bash tools/deployment/compare_demos.sh
+	PYTHON=$(PY) bash tools/deployment/compare_demos.sh $(DEMO_DIR) $(SEG_DEMO_DIR)
 
 deploy-demo: install
-	BACKEND=aoti PYTHON=$(PY) bash tools/deployment/compare_demos.sh
+	BACKEND=aoti PYTHON=$(PY) bash tools/deployment/compare_demos.sh $(DEMO_DIR) $(SEG_DEMO_DIR)
 
 benchmark: install
 	$(PY) tools/benchmark_involution.py --out-dir work_dirs/benchmark

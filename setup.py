@@ -100,9 +100,10 @@ def mim_files():
 
 # The CUDA kernels are compiled at run time (CuPy/NVRTC), so their sources are
 # package data: ``kernels/`` of the checkout becomes ``mmrednet/kernels`` of an
-# installed wheel, with the host emulation that ``mmrednet.testing`` builds.
+# installed wheel (the kernels and the baseline that check_cuda and the op benchmark
+# time). The host emulation (``kernels/emulation``) is for the tests of a checkout only.
 setup(packages=find_packages(include=['mmrednet', 'mmrednet.*']) + ['mmrednet.kernels'],
       package_dir={'mmrednet.kernels': 'kernels'},
-      package_data={'mmrednet.kernels': ['*.cu', 'emulation/*.cpp', 'emulation/*.h'],
+      package_data={'mmrednet.kernels': ['*.cu'],
                     'mmrednet': mim_files()},
       **cpu_extension())

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmrednet.models.layers.memory_format import to_memory_format
+from mmrednet.models.layers.memory_format import match_grad_strides, to_memory_format
 
 CL, NCHW = torch.channels_last, torch.contiguous_format
 
@@ -47,3 +47,21 @@ def test_other_strides_and_gradients_are_copied_as_contiguous_would():
     y.mean().backward()
     assert torch.allclose(base.grad[:, ::2, 1:, :], torch.full_like(y, 1 / y.numel()))
     assert base.grad[:, 1::2].abs().sum() == 0
+
+
+@pytest.mark.parametrize('kernel', [1, 3])
+def test_match_grad_strides_gives_gradients_the_parameters_strides(kernel):
+    """A strided conv on channels-last input: a 1x1 weight's gradient comes with channels-last
+    strides, in the parameter's element order; the hook hands on a view with the parameter's
+    strides (the same values). A 3x3 weight's gradient, autograd already copies."""
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(8, 16, kernel, stride=2, bias=False)
+    hooked = match_grad_strides(torch.nn.Conv2d(8, 16, kernel, stride=2, bias=False))
+    hooked.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 8, 9, 9).contiguous(memory_format=CL)
+    for conv in (plain, hooked):
+        conv(x).square().sum().backward()
+    assert torch.equal(hooked.weight.grad, plain.weight.grad)
+    assert hooked.weight.grad.stride() == hooked.weight.stride()
+    if kernel == 1:  # what the hook is for: the strides differ without it
+        assert plain.weight.grad.stride() != plain.weight.stride()

@@ -1,11 +1,11 @@
-"""openmim knows mmrednet, installed from a wheel or editable.
+"""openmim knows mmrednet: in the environment `make install` builds, and from a wheel.
 
-openmim 0.3.9 looks for ``<distribution location>/mmrednet/.mim/model-index.yml`` (then
-``mmrednet/model-index.yml``), finds configs by file name under ``mmrednet/`` and runs
-``mmrednet/.mim/tools/train.py`` / ``tools/test.py``. setup.py copies those files into
-``mmrednet/.mim`` for a wheel and links them to the checkout for an editable install. Both
-are built here from a copy of the sources (without the C++ extension, which is not what
-this checks) and put on PYTHONPATH, where their metadata comes before any other install's.
+openmim 0.3.9 looks for a package next to its metadata: ``<distribution location>/mmrednet``,
+then ``.mim/model-index.yml`` there; it finds configs by file name under that folder and runs
+``.mim/tools/train.py`` / ``tools/test.py``. A wheel carries copies of those files. An editable
+install (PEP 660, what `make install` does) puts only the metadata in site-packages, so
+`make install` links the checkout's package there; these tests run the environment's own
+``mim`` on that install, and on a wheel of the sources unpacked as pip installs it.
 """
 import os
 import os.path as osp
@@ -47,9 +47,14 @@ def _copy_sources(dest):
             shutil.copy(source, dest / name)
 
 
-def _env(pythonpath):
-    return dict(os.environ, PYTHONPATH=str(pythonpath), MMREDNET_WITH_EXT='0',
-                OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+def _env(pythonpath=None):
+    """The environment of a subprocess; without ``pythonpath``, the installed packages only."""
+    env = dict(os.environ, MMREDNET_WITH_EXT='0', OMP_NUM_THREADS='1',
+               PYTHONWARNINGS='ignore')
+    env.pop('PYTHONPATH', None)
+    if pythonpath is not None:
+        env['PYTHONPATH'] = str(pythonpath)
+    return env
 
 
 def _mim(args, pythonpath, cwd):
@@ -57,6 +62,11 @@ def _mim(args, pythonpath, cwd):
                              '(pip install --no-deps openmim==0.3.9, then the mim extra)')
     return subprocess.run([MIM, *args], check=False, env=_env(pythonpath), cwd=cwd,
                           capture_output=True, text=True, timeout=600)
+
+
+def _listed(stdout):
+    return {line.split(':', 1)[1].strip() for line in stdout.splitlines()
+            if line.startswith('config id:')}
 
 
 @pytest.fixture(scope='module')
@@ -77,21 +87,33 @@ def wheel_site(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def editable_checkout(tmp_path_factory):
-    """A checkout after setuptools' editable build (PEP 660), as `pip install -e .` runs it.
-
-    Such an install records its metadata in site-packages, where openmim 0.3.9 then looks
-    for ``mmrednet/``; with the checkout's own metadata (``setup.py egg_info``) first on
-    PYTHONPATH, openmim looks in the checkout, as the docs say.
-    """
+    """A copy of the sources after setuptools' editable build, as `pip install -e .` runs it."""
     checkout = tmp_path_factory.mktemp('mim_editable') / 'checkout'
     checkout.mkdir()
     _copy_sources(checkout)
     subprocess.run([sys.executable, '-c',
                     'from setuptools import build_meta; build_meta.build_editable("dist")'],
                    check=True, cwd=checkout, env=_env(''), capture_output=True)
-    subprocess.run([sys.executable, 'setup.py', '-q', 'egg_info'], check=True, cwd=checkout,
-                   env=_env(''), capture_output=True)
     return checkout
+
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    """This interpreter's environment as `make install` left it: no PYTHONPATH, nothing copied.
+
+    Only meaningful when that environment's mmrednet is this checkout (a fresh clone after
+    `make install`, as CI runs it); an environment installed from another checkout is not
+    the one these files describe. Its value, None, is the PYTHONPATH of `_mim`: none.
+    """
+    where = subprocess.run(
+        [sys.executable, '-c', 'import os, mmrednet; print(os.path.realpath(mmrednet.__file__))'],
+        check=False, env=_env(), cwd=tmp_path_factory.mktemp('where'), capture_output=True,
+        text=True)
+    assert where.returncode == 0, f'mmrednet is not installed: make install\n{where.stderr}'
+    package = osp.dirname(where.stdout.strip())
+    if package != osp.realpath(osp.join(ROOT, 'mmrednet')):
+        pytest.skip(f'this environment has mmrednet from {package}, not from this checkout '
+                    f'({ROOT}): run make install here')
 
 
 def test_wheel_ships_the_model_index_configs_and_tools(wheel_site):
@@ -111,13 +133,11 @@ def test_editable_build_links_to_the_checkout(editable_checkout):
         assert (mim / name).resolve() == (editable_checkout / name).resolve()
 
 
-@pytest.mark.parametrize('install', ['wheel_site', 'editable_checkout'])
+@pytest.mark.parametrize('install', ['installed', 'wheel_site'])
 def test_mim_search_lists_every_model(install, request, tmp_path):
     result = _mim(['search', 'mmrednet'], request.getfixturevalue(install), tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    listed = {line.split(':', 1)[1].strip() for line in result.stdout.splitlines()
-              if line.startswith('config id:')}
-    assert listed == set(_model_names())
+    assert _listed(result.stdout) == set(_model_names())
     # Each model with its published and measured figures (mim lowercases names, not units).
     block = result.stdout.split('config id: rednet26_64xb32-warmup-coslr-130e_imagenet')[1]
     block = block.split('config id:')[0]
@@ -127,7 +147,20 @@ def test_mim_search_lists_every_model(install, request, tmp_path):
     assert fields['config'].startswith('configs/rednet/rednet26')
 
 
-def test_mim_train_and_test_run_the_packaged_tools(wheel_site, tmp_path):
+@pytest.mark.parametrize('install', ['installed', 'wheel_site'])
+@pytest.mark.parametrize('family, prefix', [('retinanet', 'retinanet_'),
+                                            ('mask r-cnn', 'mask-rcnn_'), ('fpn', 'fpn_'),
+                                            ('rednet', 'rednet')])
+def test_mim_search_by_family(install, family, prefix, request, tmp_path):
+    result = _mim(['search', 'mmrednet', '--model', family], request.getfixturevalue(install),
+                  tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _listed(result.stdout) == {n for n in _model_names() if n.startswith(prefix)}
+
+
+@pytest.mark.parametrize('install', ['installed', 'wheel_site'])
+def test_mim_train_and_test_run_the_packaged_tools(install, request, tmp_path):
+    site = request.getfixturevalue(install)
     data = tmp_path / 'shapes'
     make_shapes_imagenet(str(data), (('train', 4), ('val', 2)))
     roots = [f'{loader}.dataset.data_root={data}'
@@ -136,13 +169,16 @@ def test_mim_train_and_test_run_the_packaged_tools(wheel_site, tmp_path):
     # By file name: mim finds the config inside the installed package.
     result = _mim(['train', 'mmrednet', DEMO_CONFIG, '--work-dir', str(work), '--cfg-options',
                    *roots, 'train_cfg.max_epochs=1', 'train_dataloader.batch_size=4',
-                   'default_hooks.logger.interval=1'], wheel_site, tmp_path)
+                   'default_hooks.logger.interval=1'], site, tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    assert f'{wheel_site}/mmrednet/.mim/configs/demo/{DEMO_CONFIG}' in result.stdout
+    # The config of this install: the wheel's copy, or the checkout's own file.
+    config = (osp.join(ROOT, 'configs', 'demo', DEMO_CONFIG) if site is None else
+              f'{site}/mmrednet/.mim/configs/demo/{DEMO_CONFIG}')
+    assert f'will use {osp.realpath(config)} instead' in result.stdout
     assert (work / 'epoch_1.pth').is_file()
 
     result = _mim(['test', 'mmrednet', DEMO_CONFIG, '--checkpoint', str(work / 'epoch_1.pth'),
                    '--work-dir', str(tmp_path / 'test'), '--cfg-options', *roots],
-                  wheel_site, tmp_path)
+                  site, tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert 'accuracy/top1' in result.stdout + result.stderr

@@ -79,12 +79,59 @@ def test_pages_show_every_model_with_its_figures():
         assert f'[config]({config})' in page
         assert f'[config](../configs/rednet/{config})' in docs_page
         published_params, params, published_flops, flops = generator._figures(model)
+        # Accuracy beside the published figures and the config ...
         row = next(line for line in page.splitlines() if f'[config]({config})' in line)
-        assert f'| {published_params} | {params} | {published_flops} | {flops} |' in row
-    for heading in ('## Abstract', '### ImageNet-1k classification',
+        assert f'| {published_params} | {published_flops} |' in row
+        for value in generator._metrics(model).values():
+            assert f'{value:.1f}' in row or f'{value:.2f}' in row, (config, value)
+        # ... and ours beside the published in the checks table.
+        row = next(line for line in page.splitlines() if f'[{model["Name"]}]({config})' in line)
+        assert f'| {params} / {published_params} | {flops} / {published_flops} |' in row
+    for heading in ('## Abstract', '## How to use', '### ImageNet-1k classification',
                     '### COCO object detection and instance segmentation',
-                    '### Cityscapes semantic segmentation', '## Citation'):
+                    '### Cityscapes semantic segmentation',
+                    '### Params and FLOPs of the configs', '## Citation'):
         assert heading in page
+
+
+def test_weights_are_named_as_they_load():
+    """ImageNet weights by their paddleclas:// name; COCO/Cityscapes say how to get them."""
+    from mmrednet.converters.paddleclas_scheme import parse_paddleclas_path
+    page = open(osp.join(ROOT, 'configs/rednet/README.md')).read()
+    assert '.pdparams)' not in page  # no raw links that tools/test.py cannot read
+    for model in _models():
+        if model['Results'][0]['Dataset'] == 'ImageNet-1k':
+            assert parse_paddleclas_path(model['Weights']).with_head
+            assert f"`{model['Weights']}`" in page
+            assert model['Converted From']['Weights'].endswith('_pretrained.pdparams')
+        else:
+            assert 'Weights' not in model
+    for dataset in ('COCO', 'Cityscapes'):
+        assert f'No trained {dataset} weights are published for these configs yet' in page
+    assert 'tools/dist_train.sh CONFIG 8' in page
+
+
+def test_collections_are_the_families_users_search_by():
+    """One collection a detector/segmentor family and one for the classifiers (mim --model)."""
+    collections, members = {}, {}
+    for metafile in generator.metafiles(ROOT):
+        with open(osp.join(ROOT, metafile)) as f:
+            data = yaml.safe_load(f)
+        for collection in data['Collections']:
+            assert collection['Name'] not in collections, 'a collection is defined twice'
+            collections[collection['Name']] = collection
+        for model in data['Models']:
+            members.setdefault(model['In Collection'], []).append(model['Name'])
+    assert set(collections) == set(members) == {
+        'RedNet', 'RetinaNet', 'Faster R-CNN', 'Mask R-CNN', 'FPN', 'UPerNet'}
+    prefixes = {'RedNet': 'rednet', 'RetinaNet': 'retinanet_', 'Faster R-CNN': 'faster-rcnn_',
+                'Mask R-CNN': 'mask-rcnn_', 'FPN': 'fpn_', 'UPerNet': 'upernet_'}
+    for name, models in members.items():
+        assert all(m.startswith(prefixes[name]) for m in models), (name, models)
+    for collection in collections.values():
+        assert collection['Paper']['URL'] == 'https://arxiv.org/abs/2103.06255'
+        assert collection['Code']['URL'] == 'https://github.com/d-li14/involution'
+        assert 'RedNet' in collection['Metadata']['Architecture']
 
 
 def test_measured_figures_are_what_get_flops_measures():

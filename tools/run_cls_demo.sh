@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-WORK=${1:-work_dirs/cls_demo}
+WORK=${1:-work_dirs/demo/classification}  # where make demo puts it
 CONFIG=configs/demo/rednet26-tiny_1xb32-20e_shapes-imagenet-64x64.py
 # One intra-op thread: on a small shared CPU, OpenMP spinning costs more than it gains.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

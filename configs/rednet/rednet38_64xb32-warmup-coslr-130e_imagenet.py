@@ -1,4 +1,5 @@
-# RedNet-38 on ImageNet-1k with the original recipe (SPEC §5): 64 GPUs x 32 images,
+# RedNet-38 on ImageNet-1k with the original recipe
+# (github.com/d-li14/involution, docs/user_guides/imagenet.md): 64 GPUs x 32 images,
 # SGD lr 0.8 + Nesterov, 130-epoch cosine with a 3130-iteration warm-up, label smoothing
 # 0.1, RandomResizedCrop 224 + flip; test: short side 256, centre crop 224.
 #   GPUS=64 bash tools/slurm_train.sh PARTITION JOB_NAME THIS_CONFIG WORK_DIR

@@ -7,7 +7,10 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
 
+from ..models.layers.memory_format import match_grad_strides
 from .config_tree import iter_dicts
 
 # mmcv's names of the BN layers that synchronise statistics across processes;
@@ -38,7 +41,8 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     CPU-only torch cannot do, and its default DDP wrapper passes
     ``device_ids=[LOCAL_RANK]``, which DDP refuses for CPU modules. Without CUDA
     this starts the gloo process group itself (the Runner then sees it is
-    already initialised), asks for a DDP wrapper without device ids, and turns
+    already initialised), asks for a DDP wrapper without device ids (one whose gradients
+    match its buckets: ``StrideMatchedDistributedDataParallel``), and turns
     SyncBN into BN with a one-line warning (:func:`sync_bn_to_bn`; a top-level
     ``sync_bn``, the Runner's conversion of every BN after building, is dropped). With CUDA,
     or with ``launcher='none'``, it changes nothing.
@@ -64,8 +68,28 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
                   f'{dist.get_world_size()} processes uses BN, with per-process batch '
                   f'statistics, for {", ".join(reverted)}', logger='current',
                   level=logging.WARNING)
-    wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+    wrapper = dict(type='StrideMatchedDistributedDataParallel', broadcast_buffers=False,
                    find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper.update(cfg.get('model_wrapper_cfg') or {})
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+@MODEL_WRAPPERS.register_module()
+class StrideMatchedDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper, with gradients in the strides of DDP's buckets.
+
+    On the CPU, RedNet runs channels-last: weight gradients of its 1x1 convolutions can
+    then come with other strides than their parameters (the same element
+    order: see :func:`~mmrednet.models.layers.memory_format.match_grad_strides`), and DDP
+    warns "Grad strides do not match bucket view strides" at the first step.
+    :func:`setup_cpu_distributed` picks this wrapper, which gives those gradients their
+    parameters' strides before DDP sees them.
+
+    Args:
+        module (nn.Module): The model to wrap.
+        **kwargs: mmengine's ``MMDistributedDataParallel`` arguments.
+    """
+
+    def __init__(self, module, **kwargs):
+        super().__init__(module=match_grad_strides(module), **kwargs)

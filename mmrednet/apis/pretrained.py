@@ -11,7 +11,7 @@ Either
       --cfg-options {{key}}.checkpoint='{PREFIX}RedNet50?stem_kernel=7'
     (stem_kernel=7 for the detection/segmentation RedNets; {URL_ENV} names a mirror
     or a local directory holding RedNet50_pretrained.pdparams);
-  * convert the file yourself (README, "ImageNet: weights and pretraining"):
+  * convert the file yourself (docs/user_guides/imagenet.md):
       {BASE_URL}/RedNet50_pretrained.pdparams
       python tools/convert_official_checkpoint.py RedNet50_pretrained.pdparams {{path}} \\
           --stem-kernel 7

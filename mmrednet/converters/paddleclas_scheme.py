@@ -113,8 +113,10 @@ def _how_to_fetch(name: PaddleClasName, url: str, why: str) -> str:
             f'Without network, download that file elsewhere, then either\n'
             f'  * put it at {cache_path(name)} (torch.hub.get_dir()/checkpoints), or\n'
             f'  * put it in a directory DIR and set {URL_ENV}=DIR ({URL_ENV} also takes a '
-            f"mirror's http(s):// address);\n"
-            'or train the backbone from scratch: --cfg-options model.backbone.init_cfg=None')
+            f"mirror's http(s):// address)"
+            # A whole classifier is what tools/test.py evaluates: training is no alternative.
+            + ('.' if name.with_head else
+               ';\nor train the backbone from scratch: --cfg-options model.backbone.init_cfg=None'))
 
 
 def _convert(local: str, name: PaddleClasName) -> Dict[str, Tensor]:

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-SOURCE = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools',
+SOURCE = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__)))), 'tools',
                   'deployment', 'cpp')
 EXECUTABLE = 'aoti_runner'
 

@@ -15,7 +15,7 @@ channels-last path pays at every stage boundary:
 which torch runs blocked, and converts the gradient back to the source layout.
 """
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd import Function
 
 _LAYOUTS = (torch.contiguous_format, torch.channels_last)
@@ -74,3 +74,34 @@ def to_memory_format(x: Tensor, memory_format: torch.memory_format) -> Tensor:
     if torch.compiler.is_compiling():  # layouts are the compiler's business
         return x.contiguous(memory_format=memory_format)
     return _ToMemoryFormat.apply(x, memory_format)
+
+
+def _strides_of(param: Tensor, grad: Tensor) -> Tensor:
+    """``grad`` as a view with ``param``'s strides, when its elements are in the same order."""
+    if grad.stride() == param.stride() or not grad.is_contiguous():
+        return grad
+    view = grad.view(-1).view(grad.shape)  # the standard strides, no copy
+    return view if view.stride() == param.stride() else grad
+
+
+def match_grad_strides(module: nn.Module) -> nn.Module:
+    """Give every parameter's gradient the parameter's own strides where that costs no copy.
+
+    A 1x1 convolution's weight ``(O, I, 1, 1)`` can get its gradient with channels-last
+    strides ``(I, 1, I, I)`` when the input is channels-last (as RedNet's on CPU), while the
+    parameter has ``(I, 1, 1, 1)``. The elements are in the same order, so autograd's layout
+    contract, which ignores size-1 dimensions, keeps that gradient; DDP compares all strides
+    and warns "Grad strides do not match bucket view strides" for it. A hook on each such
+    parameter hands autograd a view with the parameter's strides instead (no copy; other
+    gradients pass unchanged).
+
+    Args:
+        module (nn.Module): Its parameters with a size-1 dimension get the hook.
+
+    Returns:
+        nn.Module: ``module``.
+    """
+    for param in module.parameters():
+        if param.requires_grad and param.dim() > 1 and 1 in param.shape:
+            param.register_hook(lambda grad, param=param: _strides_of(param, grad))
+    return module
