@@ -46,7 +46,7 @@ nitpick_ignore_regex = [
     # Private bases (show-inheritance) and the TypeVars (``T``) of generic helpers.
     (r'py:.*', r'mmrednet\.(.*\.)?_\w+|mmrednet\.(\w+\.)+T'),
     # Names that docstrings inherited from torch and mmengine use unqualified.
-    (r'py:.*', r'Dropout|BatchNorm|FlopAnalyzer|sequence'),
+    (r'py:.*', r'Dropout|BatchNorm|FlopAnalyzer|sequence|Runner|Path|dict tuple'),
     (r'py:.*', r'(Tensor|Module|Config|ConfigDict|nn\.Module|OptConfigType|'
                r'OptMultiConfig|ConfigType|MultiConfig|InstanceList|OptInstanceList|'
                r'SampleList|OptSampleList|optional|callable|array-like)'),

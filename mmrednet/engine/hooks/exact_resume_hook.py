@@ -21,7 +21,7 @@ class ExactResumeHook(Hook):
 
     Saved under ``exact_resume``: every rank's global random generators
     (Python's, NumPy's, torch's CPU and CUDA ones: see
-    :func:`~mmrednet.engine.random_state.get_random_state`), those at the start
+    :func:`~mmrednet.engine.get_random_state`), those at the start
     of the current epoch, and how many of its batches were trained. Only plain
     tensors and numbers, so the checkpoint loads with ``weights_only=True``.
 
