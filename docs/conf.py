@@ -43,10 +43,10 @@ nitpick_ignore_regex = [
     (r'py:.*', r'(torch|numpy|np|mmengine|mmcv|mmdet|mmseg|mmpretrain|onnx|onnxruntime|'
                r'onnxscript|argparse|collections|pathlib|os|typing|enum|dataclasses|pickle|_pickle)'
                r'(\..*)?'),
-    # Private bases (show-inheritance) and a TypeVar.
-    (r'py:.*', r'mmrednet\.(.*\.)?_\w+|mmrednet\.utils\.profiling\.T'),
+    # Private bases (show-inheritance) and the TypeVars (``T``) of generic helpers.
+    (r'py:.*', r'mmrednet\.(.*\.)?_\w+|mmrednet\.(\w+\.)+T'),
     # Names that docstrings inherited from torch and mmengine use unqualified.
-    (r'py:.*', r'Dropout|BatchNorm|FlopAnalyzer|sequence'),
+    (r'py:.*', r'Dropout|BatchNorm|FlopAnalyzer|sequence|Runner|Path|dict tuple'),
     (r'py:.*', r'(Tensor|Module|Config|ConfigDict|nn\.Module|OptConfigType|'
                r'OptMultiConfig|ConfigType|MultiConfig|InstanceList|OptInstanceList|'
                r'SampleList|OptSampleList|optional|callable|array-like)'),

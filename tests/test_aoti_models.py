@@ -11,12 +11,11 @@ import sys
 
 import pytest
 import torch
+from mmengine.config import Config
 
-from mmrednet.deployment.aoti_backend import load_package
-from mmrednet.deployment.aoti_export import export_aoti
-from mmrednet.deployment.aoti_package import PackageInfo
-from mmrednet.deployment.aoti_runner import build_runner, op_library, run_package
-from mmrednet.deployment.exporter import load_model
+from mmrednet.deployment import export_aoti, load_model, load_package
+from mmrednet.deployment.aoti.package import PackageInfo
+from mmrednet.deployment.aoti.runner import build_runner, run_package, runner_op_library
 
 from .det_helpers import DEMO_RETINANET, tiny_dataset
 from .seg_helpers import ROOT, config, load_tool
@@ -29,6 +28,7 @@ from .test_onnx_models import (
     assert_same_classifications,
     assert_same_detections,
     classifier_cfg,
+    evaluate,
     evaluate_both,
     segmentor_files,
 )
@@ -165,16 +165,63 @@ def test_bad_arguments_get_clear_errors(classifier, tmp_path, capsys):
     assert os.listdir(tmp_path) == ['seg.py']
 
 
+def _variant(config_file: str, path, change) -> str:
+    """``config_file`` with ``change(cfg)`` applied, written to ``path``."""
+    cfg = Config.fromfile(config_file)
+    change(cfg)
+    cfg.dump(str(path))
+    return str(path)
+
+
+def test_static_package_is_tested_at_its_batch_size(classifier, tmp_path, capsys):
+    """The guide's recipe as written: export without --dynamic, then tools/test.py with the
+    config's own batch size (3 here): it tests with batch 1 and says so."""
+    config_file, _, package, _ = classifier
+    batch3 = _variant(config_file, tmp_path / 'batch3.py',
+                      lambda cfg: cfg.test_dataloader.update(batch_size=3))
+    metrics, predictions = evaluate(batch3, ['--backend', 'aoti', '--package', package],
+                                    tmp_path / 'work')
+    assert 'accuracy/top1' in metrics and len(predictions) == 9
+    assert (f'{package} takes batches of 1 (exported without --dynamic): testing with '
+            'batch_size=1') in capsys.readouterr().out
+
+
+def test_images_the_package_does_not_take_give_one_line(classifier, tmp_path):
+    config_file, _, package, _ = classifier
+
+    def crop_32(cfg):
+        cfg.test_dataloader.dataset.pipeline[2].crop_size = 32
+
+    small = _variant(config_file, tmp_path / 'small.py', crop_32)
+    with pytest.raises(SystemExit) as exc:
+        test_tool.main([small, '--backend', 'aoti', '--package', package,
+                        '--work-dir', str(tmp_path / 'work')])
+    message = str(exc.value.code)
+    assert message.startswith('error: ') and '\n' not in message
+    assert ('takes input of shape (1, 3, 64, 64), got (1, 3, 32, 32); export with --dynamic '
+            'for other batch and image sizes') in message
+
+
+def test_a_package_of_other_num_classes_is_refused(classifier, tmp_path):
+    config_file, _, package, _ = classifier
+    five = _variant(config_file, tmp_path / 'five.py',
+                    lambda cfg: cfg.model.head.update(num_classes=5))
+    with pytest.raises(ValueError, match=r'exported with head\.num_classes=3, but the config '
+                       r'has head\.num_classes=5; give the config it was exported from'):
+        test_tool.main([five, '--backend', 'aoti', '--package', package])
+
+
 # --- without Python ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope='module')
 def runner(tmp_path_factory):
     """The C++ runner, built once (cmake + make: about 15 s on 2 cores), and the op library."""
-    library = op_library()
+    library = runner_op_library()
     if library is None:
         pytest.skip('the op library is not built (MMREDNET_WITH_EXT=0 or no build_ext)')
-    return build_runner(str(tmp_path_factory.mktemp('aoti_runner'))), library
+    source = os.path.join(ROOT, 'tools', 'deployment', 'cpp')
+    return build_runner(source, str(tmp_path_factory.mktemp('aoti_runner'))), library
 
 
 @pytest.mark.parametrize('model', ['classifier', 'segmentor'])
@@ -190,7 +237,9 @@ def test_cpp_runner_reproduces_python(model, runner, request, tmp_path):
 
 
 def test_fresh_process_runs_the_package_with_only_the_op_library(classifier, runner, tmp_path):
-    """No mmrednet in the process: torch, the op library and the package."""
+    """No mmrednet in the process: torch, the op library and the package, loaded by
+    PyTorch's documented call (the main graph is its default model, ``model``), with no
+    "outdated pt2" warning."""
     _, _, package, _ = classifier
     _, library = runner
     x = torch.randn(1, 3, 64, 64)
@@ -198,30 +247,36 @@ def test_fresh_process_runs_the_package_with_only_the_op_library(classifier, run
     script = (
         'import sys, torch\n'
         'torch.ops.load_library(sys.argv[1])\n'
-        'from torch._inductor.package import load_package\n'
-        'model = load_package(sys.argv[2], model_name="main")\n'
+        'model = torch._inductor.aoti_load_package(sys.argv[2])\n'
         'torch.save(model(torch.load(sys.argv[3])), sys.argv[4])\n'
         'assert "mmrednet" not in sys.modules\n')
-    subprocess.run([sys.executable, '-c', script, library, package, str(tmp_path / 'x.pt'),
-                    str(tmp_path / 'y.pt')], check=True, env=dict(os.environ, PYTHONPATH=''))
+    done = subprocess.run([sys.executable, '-c', script, library, package, str(tmp_path / 'x.pt'),
+                           str(tmp_path / 'y.pt')], env=dict(os.environ, PYTHONPATH=''),
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'outdated' not in done.stderr, done.stderr[-3000:]
     [[expected]] = load_package(package)['main'](x)
     torch.testing.assert_close(torch.load(tmp_path / 'y.pt'), expected, atol=0, rtol=0)
 
 
-def test_the_aoti_models_register_on_import_as_the_onnxruntime_ones():
-    # A config the Runner saved (type='mmrednet.AOTIImageClassifier', ...) builds again
-    # in a new process once its runtime module is imported, as the onnxruntime models do.
-    code = '''
-from mmrednet.registry import MODELS
-from mmrednet.deployment import runtime_classifier, runtime_detectors, runtime_segmentor
-for module, name in ((runtime_classifier, 'ImageClassifier'),
-                     (runtime_segmentor, 'EncoderDecoder'),
-                     (runtime_detectors, 'SingleStageDetector'),
-                     (runtime_detectors, 'TwoStageDetector')):
-    aoti, onnx = MODELS.get('AOTI' + name), MODELS.get('ONNXRuntime' + name)
-    assert aoti is getattr(module, 'AOTI' + name) and issubclass(aoti, onnx), name
-print('ok')
-'''
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                            check=False, env=dict(os.environ, PYTHONPATH=ROOT))
-    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-3000:]
+def test_the_older_model_names_build_the_backend_neutral_model(classifier):
+    # A config the Runner saved (type='mmrednet.AOTIImageClassifier', package=...)
+    # builds again, as the backend-neutral model; so does the onnxruntime name.
+    config_file, _, package, _ = classifier
+    from mmengine.registry import init_default_scope
+
+    from mmrednet.deployment.runtime.classifier import DeployedImageClassifier
+    from mmrednet.registry import MODELS
+    model_cfg = Config.fromfile(config_file).model
+    init_default_scope('mmpretrain')
+    model = MODELS.build(dict(model_cfg, type='mmrednet.AOTIImageClassifier', package=package))
+    assert type(model) is DeployedImageClassifier and set(model.graphs) == {'main'}
+    with pytest.raises(TypeError, match='ONNXRuntimeImageClassifier needs onnx_file='):
+        MODELS.build(dict(model_cfg, type='mmrednet.ONNXRuntimeImageClassifier'))
+    code = ('from mmrednet.deployment.runtime import detectors, segmentor\n'
+            'from mmrednet.registry import MODELS\n'
+            'for name in ("EncoderDecoder", "SingleStageDetector", "TwoStageDetector"):\n'
+            '    for prefix in ("ONNXRuntime", "AOTI", "Deployed"):\n'
+            '        assert MODELS.get(prefix + name) is not None, prefix + name\n'
+            'assert MODELS.get("ONNXRuntimeRoIHead") is MODELS.get("DeployedRoIHead")\n')
+    subprocess.run([sys.executable, '-c', code], check=True, env=dict(os.environ, PYTHONPATH=ROOT))

@@ -1,8 +1,13 @@
 """An AOTInductor package that cannot run here is refused with an error that says why
 (another CPU instruction set, torch release or machine, a missing op library, not our
 file), before any of its compiled code is loaded."""
+import contextlib
 import copy
 import json
+import os
+import os.path as osp
+import subprocess
+import sys
 import zipfile
 from dataclasses import asdict
 
@@ -11,19 +16,16 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from mmrednet.deployment import aoti_package
-from mmrednet.deployment.aoti_backend import load_package
-from mmrednet.deployment.aoti_export import (
-    CeilModeAvgPool2d,
-    called_ops,
-    compile_module,
-    shape_generic,
-    temporary_package,
-)
-from mmrednet.deployment.aoti_export import package as package_files
-from mmrednet.deployment.aoti_package import IncompatiblePackageError, PackageInfo
-from mmrednet.deployment.metadata import GraphMetadata
+from mmrednet.deployment import GraphMetadata, load_package, runtime_model_cfg
+from mmrednet.deployment.aoti import package as aoti_package
+from mmrednet.deployment.aoti.export import called_ops, compile_module, temporary_package
+from mmrednet.deployment.aoti.export import package as package_files
+from mmrednet.deployment.aoti.package import IncompatiblePackageError, PackageInfo
+from mmrednet.deployment.aoti.runner import ServedPackage
+from mmrednet.deployment.rewrites import CeilModeAvgPool2d, shape_generic
 from mmrednet.models import Involution
+
+from .det_helpers import ROOT
 
 
 @pytest.fixture(scope='module')
@@ -132,6 +134,133 @@ def test_files_that_are_not_our_packages(package, tmp_path):
     with pytest.raises(ValueError, match='not written by mmrednet.*export_aoti.py'):
         load_package(str(foreign))
     with pytest.raises(ValueError, match='unreadable extra/mmrednet.json'):
-        load_package(_rewrite(package[0], tmp_path / 'future.pt2', format=2))
+        load_package(_rewrite(package[0], tmp_path / 'future.pt2', format=3))
     with pytest.raises(FileNotFoundError, match='AOTInductor package not found'):
         load_package(str(tmp_path / 'none.pt2'))
+
+
+def _with_member(path: str, out, member_text: bytes, rename=None) -> str:
+    """A copy of the package at ``out`` with ``extra/mmrednet.json`` replaced by
+    ``member_text`` and each name passed through ``rename``."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, 'w') as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith('extra/mmrednet.json'):
+                data = member_text
+            dst.writestr(rename(item.filename) if rename else item.filename, data)
+    return str(out)
+
+
+def _info(path: str) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        [member] = [n for n in archive.namelist() if n.endswith('extra/mmrednet.json')]
+        return json.loads(archive.read(member))
+
+
+def test_packages_of_the_first_format_still_load(package, tmp_path):
+    """Format 1 named the main graph's AOTInductor model ``main`` and recorded ``threads``."""
+    path, module, x = package
+    info = dict(_info(path), format=1, threads=2)
+    old = _with_member(path, tmp_path / 'old.pt2', json.dumps(info).encode(),
+                       lambda name: name.replace('/data/aotinductor/model/',
+                                                 '/data/aotinductor/main/'))
+    assert PackageInfo.read(old).model_name('main') == 'main'
+    [[out]] = load_package(old)['main'](x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, module(x), atol=1e-5, rtol=1e-5)
+
+
+def _graph(info: dict, **changes) -> dict:
+    return dict(info, graphs=dict(main=dict(info['graphs']['main'], **changes)))
+
+
+# Each of these crafted files made the loader raise something else than its ValueError
+# (AttributeError, RecursionError, TypeError, KeyError) or load what it cannot run.
+MALFORMED = {
+    'a list': lambda info: [],
+    'a string': lambda info: 'mmrednet',
+    'nested too deep': lambda info: None,  # written below as raw text
+    'not UTF-8': lambda info: None,
+    'format true': lambda info: dict(info, format=True),
+    'unknown key': lambda info: dict(info, extra=1),
+    'no inputs for main': lambda info: dict(info, inputs={}),
+    'graphs a list': lambda info: dict(info, graphs=[1]),
+    'graph not a dict': lambda info: dict(info, graphs=dict(main=3)),
+    'graph misses keys': lambda info: dict(info, graphs=dict(main=dict(kind='classifier'))),
+    'graph with unknown key': lambda info: _graph(info, weights='x'),
+    'group count a string': lambda info: _graph(info, groups=[['out', '1']]),
+    'group not a pair': lambda info: _graph(info, groups=[['out']]),
+    'size divisor zero': lambda info: _graph(info, size_divisor=0),
+    'graph named otherwise': lambda info: _graph(info, graph='other'),
+    'companion outside': lambda info: _graph(info, companions={'bbox_head': '../x.onnx'}),
+    'input shape strings': lambda info: dict(info, inputs=dict(main=['1'])),
+    'op without namespace': lambda info: dict(info, ops=['involution']),
+    'op library without version': lambda info: dict(info, op_library={'name': 'x'}),
+    'torch a number': lambda info: dict(info, torch=2),
+    'huge int': lambda info: _graph(info, size_divisor=10 ** 100),
+}
+
+
+@pytest.mark.parametrize('case', list(MALFORMED))
+def test_crafted_info_gives_the_loaders_value_error(package, tmp_path, case):
+    path = package[0]
+    if case == 'nested too deep':
+        text = b'[' * 200000 + b']' * 200000
+    elif case == 'not UTF-8':
+        text = b'\xff\xfe{'
+    else:
+        text = json.dumps(MALFORMED[case](_info(path))).encode()
+    crafted = _with_member(path, tmp_path / 'crafted.pt2', text)
+    with pytest.raises(ValueError, match=r'crafted\.pt2: unreadable extra/mmrednet\.json'):
+        load_package(crafted)
+    with pytest.raises(ValueError, match=r'unreadable extra/mmrednet\.json'):
+        runtime_model_cfg(dict(type='ImageClassifier'), crafted, 'aoti')
+
+
+def test_a_package_loads_and_runs_without_onnx_installed(package):
+    """onnx, onnxscript and onnxruntime cannot be imported: a .pt2 still loads (through
+    the package's public names) and runs."""
+    path, module, x = package
+    code = '''
+import importlib.machinery, sys
+class NotInstalled:  # finds them first; importing them fails as for a missing package
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('onnx', 'onnxscript', 'onnxruntime'):
+            return importlib.machinery.ModuleSpec(name, self)
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f'No module named {spec.name!r} (blocked)')
+    def exec_module(self, module):
+        pass
+sys.meta_path.insert(0, NotInstalled())
+import torch
+from mmrednet.deployment import load_graphs, runtime_model_cfg
+graph = load_graphs(sys.argv[1], 'aoti')['main']
+[[out]] = graph(torch.load(sys.argv[2]))
+torch.save(out, sys.argv[3])
+assert not {'onnx', 'onnxscript', 'onnxruntime'} & set(sys.modules)
+'''
+    directory = osp.dirname(path)
+    torch.save(x, osp.join(directory, 'x.pt'))
+    out = osp.join(directory, 'out.pt')
+    done = subprocess.run([sys.executable, '-c', code, path, osp.join(directory, 'x.pt'), out],
+                          capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(out), module(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_served_package_ends_with_its_context(package, tmp_path):
+    """The benchmark enters each runner process into an ExitStack as it starts it, so an
+    export that fails later ends the processes already started."""
+    runner = tmp_path / 'runner'
+    runner.write_text('#!/bin/sh\nwhile read line; do echo 2.5; done\n')  # 2.5 ms a run
+    runner.chmod(0o755)
+    with pytest.raises(RuntimeError, match='a later export failed'):
+        with contextlib.ExitStack() as processes:
+            served = processes.enter_context(ServedPackage(
+                str(runner), 'op_library.so', package[0], package[2], str(tmp_path), 1))
+            assert served() == 0.0025
+            raise RuntimeError('a later export failed')
+    assert served.process.poll() is not None
+    served.close()  # again: nothing left to close

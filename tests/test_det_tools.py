@@ -29,12 +29,15 @@ def _write_cfg(cfg: Config, path) -> str:
     return str(path)
 
 
-def test_missing_pretrained_weights_say_how_to_get_them(tmp_path, monkeypatch):
+@pytest.mark.parametrize('resume', [[], ['--resume']], ids=['fresh', 'resume-nothing-yet'])
+def test_missing_pretrained_weights_say_how_to_get_them(tmp_path, monkeypatch, resume):
+    """Also with ``--resume`` (what slurm_train.sh passes) in a work dir without a checkpoint:
+    the run starts afresh and needs the pretrained weights."""
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here
     config = osp.join(ROOT, 'configs', 'rednet', 'retinanet_rednet50_fpn_1x_coco.py')
     local = 'checkpoints/rednet50_imagenet.pth'  # a converted file instead of the scheme
     with pytest.raises(SystemExit) as exc:
-        train_tool.main([config, '--work-dir', str(tmp_path / 'w'),
+        train_tool.main([config, '--work-dir', str(tmp_path / 'w'), *resume,
                          '--cfg-options', f'model.backbone.init_cfg.checkpoint={local}'])
     message = str(exc.value)
     assert local in message
@@ -58,6 +61,9 @@ def _flat_state(path):
 
 def test_resume_continues_with_the_same_state(shapes, tmp_path):
     full = tiny_cfg(DEMO_RETINANET, shapes, str(tmp_path / 'full'), max_iters=2)
+    for step in full.train_dataloader.dataset.pipeline:
+        if step.type == 'RandomFlip':
+            step.prob = 0.5  # resumed runs draw what uninterrupted ones draw
     config = _write_cfg(full, tmp_path / 'full.py')
     train_tool.main([config])
     # An interrupted run: resume from the first checkpoint into another work dir.

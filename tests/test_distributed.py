@@ -18,6 +18,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmrednet.apis import setup_cpu_distributed
 
 from .det_helpers import DEMO_RETINANET, ROOT, tiny_cfg, tiny_dataset
+from .resume_helpers import demo_cfg, differing, tiny_shapes_imagenet, trained_state, write_cfg
 
 CITYSCAPES_FPN = osp.join(ROOT, 'configs', 'rednet', 'fpn_rednet50_4xb2-80k_cityscapes-512x1024.py')
 BN_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -171,12 +172,15 @@ printf '%s\\n' "$PYTHONPATH" > "$SRUN_RECORD.pythonpath"
 """
 
 
-@pytest.mark.parametrize('script, positional, tool', [
-    ('slurm_train.sh', ['cfg.py', 'work_dirs/x'], ['cfg.py', '--work-dir=work_dirs/x']),
-    ('slurm_test.sh', ['cfg.py', 'ckpt.pth'], ['cfg.py', 'ckpt.pth']),
+@pytest.mark.parametrize('script, positional, tool, extra', [
+    # Training resumes from the work dir's last checkpoint: a requeued job goes on.
+    ('slurm_train.sh', ['cfg.py', 'work_dirs/x'], ['cfg.py', '--work-dir=work_dirs/x'],
+     ['--resume']),
+    ('slurm_test.sh', ['cfg.py', 'ckpt.pth'], ['cfg.py', 'ckpt.pth'], []),
 ])
-def test_slurm_scripts_pass_what_mmdet_passes(tmp_path, script, positional, tool):
-    """mmdet 3.3.0's tools/slurm_{train,test}.sh arguments, seen by a stand-in srun."""
+def test_slurm_scripts_pass_what_mmdet_passes(tmp_path, script, positional, tool, extra):
+    """mmdet 3.3.0's tools/slurm_{train,test}.sh arguments (and --resume), seen by a stand-in
+    srun."""
     srun = tmp_path / 'bin' / 'srun'
     srun.parent.mkdir()
     srun.write_text(FAKE_SRUN)
@@ -194,7 +198,8 @@ def test_slurm_scripts_pass_what_mmdet_passes(tmp_path, script, positional, tool
         '-p', 'gpu_part', '--job-name=red50', '--gres=gpu:4', '--ntasks=16',
         '--ntasks-per-node=4', '--cpus-per-task=6', '--kill-on-bad-exit=1',
         '--quotatype=auto', '--time=1:00:00',
-        sys.executable, '-u', tool_py, *tool, '--launcher', 'slurm', '--cfg-options', 'a=1']
+        sys.executable, '-u', tool_py, *tool, '--launcher', 'slurm', *extra,
+        '--cfg-options', 'a=1']
     assert (tmp_path / 'srun_args.pythonpath').read_text().strip() == f'{ROOT}:/elsewhere'
 
     # The defaults are mmdet's: 8 GPUs, 8 per node, 5 CPUs per task, no extra srun args.
@@ -274,3 +279,71 @@ def test_the_cpu_wrapper_gives_gradients_the_bucket_strides(cpu_process_group, w
         assert differ and all(p.shape[2:] == (1, 1) and p.grad.is_contiguous() for p in differ)
     else:
         assert differ == []
+
+
+def _training_ranks(launcher_pid: int) -> dict:
+    """``{rank: pid}`` of the training processes below a launcher (from /proc)."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    parent = int(f.read().rsplit(')', 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+    ranks, todo = {}, [launcher_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f'/proc/{pid}/environ', 'rb') as f:
+                env = dict(v.split(b'=', 1) for v in f.read().split(b'\0') if b'=' in v)
+        except OSError:
+            continue
+        if b'RANK' in env and b'LOCAL_RANK' in env:
+            ranks[int(env[b'RANK'])] = pid
+    return ranks
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_all_at_one_iteration_and_resumes_exactly(tmp_path):
+    """SIGUSR1 reaches rank 1 only: both ranks save at the same iteration (rank 0 writes), rank 0
+    alone requeues the Slurm job, and the resumed 2-process run ends as one never stopped (each
+    rank restores its own random generators)."""
+    config = write_cfg(demo_cfg(tiny_shapes_imagenet(tmp_path), str(tmp_path / 'unused'),
+                                epochs=4), tmp_path / 'cfg.py')
+    _launch('dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'ref'))
+
+    scontrol = tmp_path / 'bin' / 'scontrol'
+    scontrol.parent.mkdir()
+    scontrol.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> "$SCONTROL_RECORD"\n')
+    scontrol.chmod(0o755)
+    record, work = tmp_path / 'scontrol_args', tmp_path / 'work'
+    env = _env(SLURM_JOB_ID='99', SCONTROL_RECORD=str(record),
+               PATH=f'{scontrol.parent}{os.pathsep}{os.environ["PATH"]}')
+    command = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), config, '2', '--work-dir',
+               str(work), '--resume']
+    with open(tmp_path / 'stopped.log', 'w') as log:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not (work / 'epoch_1.pth').exists():  # the signal handlers are installed
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / 'stopped.log').read_text()[-3000:]
+                time.sleep(0.05)
+            os.kill(_training_ranks(proc.pid)[1], signal.SIGUSR1)
+            assert proc.wait(timeout=300) != 0  # torchrun reports the ranks' exit status 138
+        finally:
+            _stop(proc)
+    output = (tmp_path / 'stopped.log').read_text()
+    saved = (work / 'last_checkpoint').read_text()
+    assert osp.basename(saved).startswith('iter_') and osp.exists(saved), output[-3000:]
+    assert record.read_text().splitlines() == ['requeue', '99']
+    # Rank 0 did not get the signal and stopped at the same iteration (else it would wait in
+    # DDP's next all-reduce); the requeued job resumes.
+    assert 'SIGUSR1 received: saving a checkpoint after iteration' in output
+    _launch('dist_train.sh', config, '2', '--work-dir', str(work), '--resume')
+    expected = trained_state(tmp_path / 'ref' / 'epoch_4.pth')
+    assert differing(expected, trained_state(work / 'epoch_4.pth')) == []

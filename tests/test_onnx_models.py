@@ -14,10 +14,15 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
-from mmrednet.deployment import OnnxRuntimeGraph, export_onnx, load_deployment
+from mmrednet.deployment import (
+    BACKENDS,
+    OnnxRuntimeGraph,
+    export_onnx,
+    load_deployment,
+    load_model,
+    runtime_model_cfg,
+)
 from mmrednet.deployment.check_input import first_test_image
-from mmrednet.deployment.exporter import load_model
-from mmrednet.deployment.runtime import onnxruntime_model_cfg
 from mmrednet.models import Involution
 
 from .det_helpers import DEMO_RETINANET, ROOT, tiny_cfg, tiny_dataset
@@ -59,15 +64,12 @@ def evaluate(config_file: str, args, work_dir) -> tuple:
         return metrics, pickle.load(f)
 
 
-BACKEND_OPTIONS = {'onnxruntime': '--onnx', 'aoti': '--package'}  # tools/test.py's file option
-
-
 def evaluate_both(config_file: str, checkpoint: str, exported: str, tmp_path,
                   backend: str = 'onnxruntime') -> tuple:
     """tools/test.py with PyTorch and with ``backend`` running ``exported``:
     ``(metrics, predictions)`` each."""
     return (evaluate(config_file, [checkpoint], tmp_path / 'pytorch'),
-            evaluate(config_file, ['--backend', backend, BACKEND_OPTIONS[backend], exported],
+            evaluate(config_file, ['--backend', backend, f'--{BACKENDS[backend].option}', exported],
                      tmp_path / backend))
 
 
@@ -155,10 +157,10 @@ def test_classifier_exports_and_evaluates_like_pytorch(tmp_path):
 
 
 def test_dynamic_export_is_checked_on_a_batch_of_two_different_images(tmp_path, monkeypatch):
-    from mmrednet.deployment import exporter
+    from mmrednet.deployment import pipeline
     cfg = classifier_cfg(_folder_per_class(tmp_path / 'images'))
     config_file, checkpoint = _write(cfg, tmp_path, 'classifier')
-    friendly = exporter.export_friendly
+    friendly = pipeline.export_friendly
 
     def mixes_the_batch(model):
         """Right for one image; every image of a batch gets the batch mean's logits."""
@@ -167,10 +169,10 @@ def test_dynamic_export_is_checked_on_a_batch_of_two_different_images(tmp_path, 
         model.backbone.forward = lambda x: forward(x.mean(0, keepdim=True).expand_as(x))
         return model
 
-    monkeypatch.setattr(exporter, 'export_friendly', mixes_the_batch)
+    monkeypatch.setattr(pipeline, 'export_friendly', mixes_the_batch)
     out = tmp_path / 'mixing.onnx'
     lines = []
-    with pytest.raises(exporter.ExportCheckError, match=r'logits on input \(2, 3, 65, 66\)'):
+    with pytest.raises(pipeline.ExportCheckError, match=r'logits on input \(2, 3, 65, 66\)'):
         export_onnx(config_file, checkpoint, str(out), dynamic=True, log=lines.append)
     assert 'checked on (1, 3, 64, 64), (2, 3, 65, 66)' in lines[-1]
     assert not out.exists()
@@ -301,7 +303,7 @@ def test_mask_rcnn_every_learned_layer_in_onnxruntime(shapes, tmp_path):
     # never loaded, so they hold other weights than the checkpoint: its
     # predictions can only match PyTorch's if every learned layer ran in a graph.
     init_default_scope('mmdet')
-    runtime = MODELS.build(onnxruntime_model_cfg(cfg.model, onnx_file))
+    runtime = MODELS.build(runtime_model_cfg(cfg.model, onnx_file, 'onnxruntime'))
     trained = torch.load(checkpoint, weights_only=False)['state_dict']
     for key in ('roi_head.mask_head.conv_logits.weight', 'roi_head.bbox_head.fc_cls.weight',
                 'rpn_head.rpn_cls.weight', 'backbone.stem.0.conv.weight'):
@@ -413,7 +415,7 @@ def test_test_tool_arguments_and_mismatched_deployment(retinanet_files, tmp_path
 
 
 def test_non_finite_outputs_are_named_not_passed_as_zero_difference():
-    from mmrednet.deployment.exporter import ExportCheckError, _largest_difference
+    from mmrednet.deployment.pipeline import ExportCheckError, _largest_difference
     expected = [torch.ones(2, 3)]
     got = [torch.ones(2, 3)]
     got[0][1, 2] = float('nan')

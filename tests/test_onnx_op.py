@@ -5,9 +5,8 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from mmrednet.deployment import OnnxRuntimeGraph
-from mmrednet.deployment.exporter import to_onnx
-from mmrednet.deployment.metadata import GraphMetadata
+from mmrednet.deployment import GraphMetadata, OnnxRuntimeGraph
+from mmrednet.deployment.onnx.export import to_onnx, write_metadata
 from mmrednet.models import Involution, Involution1d
 from mmrednet.ops import involution
 
@@ -26,7 +25,7 @@ class Op(nn.Module):
 
 
 def _session(proto: onnx.ModelProto, groups) -> OnnxRuntimeGraph:
-    GraphMetadata('test', 'test', 'test', groups).write(proto)
+    write_metadata(GraphMetadata('test', 'test', 'test', groups), proto)
     return OnnxRuntimeGraph(proto.SerializeToString())
 
 

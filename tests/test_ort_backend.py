@@ -1,4 +1,5 @@
-"""OnnxRuntimeGraph takes float32: exact casts are made, a lossy one warns, others are refused."""
+"""OnnxRuntimeGraph takes float32: exact casts are made, a lossy one warns, others are refused;
+a deployment's metadata cannot point outside its directory."""
 import warnings
 
 import onnx
@@ -6,21 +7,26 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from mmrednet.deployment import OnnxRuntimeGraph
-from mmrednet.deployment.metadata import GraphMetadata
+from mmrednet.deployment import GraphMetadata, OnnxRuntimeGraph, load_deployment
+from mmrednet.deployment.onnx.export import write_metadata
 
 
-@pytest.fixture(scope='module')
-def identity():
-    """A graph that returns its float32 input, with the metadata the exporter writes."""
+def _identity_model(**metadata) -> onnx.ModelProto:
     shape = ['batch', 3, 'height', 'width']
     graph = helper.make_graph([helper.make_node('Identity', ['input'], ['out'])], 'identity',
                               [helper.make_tensor_value_info('input', TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info('out', TensorProto.FLOAT, shape)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 18)], ir_version=10)
-    GraphMetadata('classifier', 'ImageClassifier', 'main', [('out', 1)]).write(model)
+    write_metadata(GraphMetadata('classifier', 'ImageClassifier', 'main', [('out', 1)],
+                                 **metadata), model)
     onnx.checker.check_model(model)
-    return OnnxRuntimeGraph(model.SerializeToString(), name='the identity graph')
+    return model
+
+
+@pytest.fixture(scope='module')
+def identity():
+    """A graph that returns its float32 input, with the metadata the exporter writes."""
+    return OnnxRuntimeGraph(_identity_model().SerializeToString(), name='the identity graph')
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
@@ -45,3 +51,17 @@ def test_non_float_inputs_are_refused(identity, dtype):
     x = torch.zeros(1, 3, 4, 5, dtype=dtype)
     with pytest.raises(ValueError, match=f'the identity graph takes input as float32.*{dtype}'):
         identity(x)
+
+
+@pytest.mark.parametrize('name', ['../outside.onnx', 'sub/../../outside.onnx', '.hidden.onnx',
+                                  '..', 'OUTSIDE'])
+def test_companions_are_plain_names_beside_the_main_file(tmp_path, name):
+    outside = tmp_path / 'outside.onnx'
+    onnx.save(_identity_model(), str(outside))
+    (tmp_path / 'deployment').mkdir()
+    main = tmp_path / 'deployment' / 'model.onnx'
+    name = str(outside) if name == 'OUTSIDE' else name  # an absolute path
+    onnx.save(_identity_model(companions=dict(bbox_head=name)), str(main))
+    with pytest.raises(ValueError, match=r"companions\['bbox_head'\]: expected a file name in "
+                       'the same directory'):
+        load_deployment(str(main))

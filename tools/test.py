@@ -8,6 +8,7 @@ Examples:
     python tools/test.py CLS_CONFIG CHECKPOINT --tta            # flip (mmpretrain's default)
     python tools/test.py CONFIG --backend onnxruntime --onnx model.onnx  # an exported model
     python tools/test.py CONFIG --backend aoti --package model.pt2  # an AOTInductor package
+    (a model exported without --dynamic takes batch 1: the test then runs with batch_size=1)
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
@@ -27,6 +28,7 @@ from mmrednet.apis import (
     parse_runner_args,
     setup_cpu_distributed,
 )
+from mmrednet.deployment import BACKENDS, GraphInputError, use_deployment
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,17 +36,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Test a model from an mmdet/mmseg/mmpretrain config')
     add_runner_arguments(parser)
     parser.add_argument('checkpoint', nargs='?',
-                        help='checkpoint file (the pytorch backend; onnxruntime reads --onnx, '
-                        'aoti --package)')
-    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime', 'aoti'],
-                        default='pytorch',
+                        help='checkpoint file (the pytorch backend; the deployed backends '
+                        'read their exported file: ' + ', '.join(
+                            f'{b.name} --{b.option}' for b in BACKENDS.values()) + ')')
+    parser.add_argument('--backend', choices=['pytorch', *BACKENDS], default='pytorch',
                         help='run the network in PyTorch, the exported --onnx model in '
                         'onnxruntime, or the --package compiled by AOTInductor (same data, '
                         'post-processing and metrics)')
-    parser.add_argument('--onnx', help='model exported by tools/deployment/export_onnx.py, '
-                        'for --backend onnxruntime')
-    parser.add_argument('--package', help='.pt2 package written by '
-                        'tools/deployment/export_aoti.py, for --backend aoti')
+    for backend in BACKENDS.values():
+        parser.add_argument(f'--{backend.option}', help=f'{backend.suffix} file written by '
+                            f'tools/deployment/{backend.exporter}, for --backend {backend.name}')
     parser.add_argument('--out', help='write the predictions: a .pkl file (any task), or '
                         'for mmseg a directory of result images for offline evaluation')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
@@ -55,16 +56,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(multi-scale + flip for mmseg); for mmpretrain configs without them, '
                         'flip averaging as mmpretrain\'s own test tool does')
     args = parse_runner_args(parser, argv)
-    exported = dict(onnxruntime=('onnx', 'model.onnx'), aoti=('package', 'model.pt2'))
-    if args.backend == 'pytorch' and args.checkpoint is None:  # --onnx/--package: below
+    if args.backend == 'pytorch' and args.checkpoint is None:  # deployed backends: below
         parser.error('the pytorch backend needs a checkpoint (and no --onnx or --package)')
-    for backend, (option, example) in exported.items():
-        given = getattr(args, option) is not None
-        if args.backend == backend and (not given or args.checkpoint is not None):
-            parser.error(f'--backend {backend} needs --{option} {example} and no checkpoint '
-                         f'(the weights are in the {osp.splitext(example)[1]})')
-        if given and args.backend != backend:
-            parser.error(f'--{option} is for --backend {backend}')
+    for backend in BACKENDS.values():
+        given = getattr(args, backend.option) is not None
+        if args.backend == backend.name and (not given or args.checkpoint is not None):
+            parser.error(f'--backend {backend.name} needs --{backend.option} {backend.example} '
+                         f'and no checkpoint (the weights are in the {backend.suffix})')
+        if given and args.backend != backend.name:
+            parser.error(f'--{backend.option} is for --backend {backend.name}')
     return args
 
 
@@ -116,28 +116,13 @@ def _add_flip_tta(cfg: Config) -> None:
     cfg.tta_pipeline = pipeline
 
 
-def _use_onnxruntime(cfg: Config, onnx_file: str) -> None:
-    """Run the exported network in onnxruntime: the config's model with its tensor
-    computation replaced (data preprocessing and post-processing stay the framework's)."""
-    from mmrednet.deployment.runtime import onnxruntime_model_cfg
-    cfg.model = onnxruntime_model_cfg(cfg.model, onnx_file)
-
-
-def _use_aoti(cfg: Config, package: str) -> None:
-    """Run the package's graphs (AOTInductor) in this process, as ``_use_onnxruntime``."""
-    from mmrednet.deployment.runtime_aoti import aoti_model_cfg
-    cfg.model = aoti_model_cfg(cfg.model, package)
-
-
 def build_config(args: argparse.Namespace) -> Config:
     """The config with the command line applied."""
     cfg = load_config(args)
-    if args.backend == 'onnxruntime':
-        _use_onnxruntime(cfg, args.onnx)
-    elif args.backend == 'aoti':
-        _use_aoti(cfg, args.package)
-    else:
+    if args.backend == 'pytorch':
         cfg.load_from = args.checkpoint
+    else:  # the config's model, its network read from the exported file
+        use_deployment(cfg, getattr(args, BACKENDS[args.backend].option), args.backend)
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)
     if args.tta:
@@ -162,6 +147,8 @@ def main(argv=None) -> dict:
     try:
         return runner.test()
     except PaddleClasCheckpointError as err:  # CHECKPOINT is paddleclas://... and the fetch failed
+        sys.exit(f'error: {err}')
+    except GraphInputError as err:  # test images the deployed graph does not take
         sys.exit(f'error: {err}')
 
 

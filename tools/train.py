@@ -10,9 +10,16 @@ Examples:
     python tools/train.py CONFIG --resume                 # latest checkpoint in work_dir
     python tools/train.py CONFIG --resume work_dirs/x/iter_1000.pth
     bash tools/dist_train.sh CONFIG 8                     # 8 processes (torchrun)
+
+Every run gets the hooks of :func:`mmrednet.engine.add_resume_hooks` (shown in
+the config dump, each switched off with ``default_hooks.<name>=None``): a run
+stopped and resumed ends as a run never stopped, checkpoints survive a kill at
+any moment, and SIGTERM/SIGUSR1 save a checkpoint and stop the run (exit status
+128 + the signal's number; SIGUSR1 requeues a Slurm job).
 """
 import argparse
 import logging
+import os.path as osp
 import sys
 
 from mmengine.config import Config
@@ -30,6 +37,7 @@ from mmrednet.apis import (
     parse_runner_args,
     setup_cpu_distributed,
 )
+from mmrednet.engine import TrainingInterrupted, add_resume_hooks
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,13 +72,26 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    add_resume_hooks(cfg)
     return cfg
+
+
+def loads_checkpoint(cfg: Config) -> bool:
+    """Whether the Runner will load weights from a checkpoint (resume or ``load_from``).
+
+    ``--resume`` without a path (what tools/slurm_train.sh passes) starts afresh
+    when the work dir has no ``last_checkpoint`` yet.
+    """
+    if cfg.get('load_from') is not None:
+        return True
+    return bool(cfg.get('resume', False)) and \
+        osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint'))
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_config(args)
-    if not cfg.get('resume', False) and cfg.get('load_from') is None:
+    if not loads_checkpoint(cfg):
         # A resumed or fine-tuned run overwrites the backbone weights anyway.
         try:
             check_pretrained_files(cfg.model)
@@ -82,6 +103,9 @@ def main(argv=None) -> None:
         runner.train()
     except PaddleClasCheckpointError as err:  # raised while the weights are initialised
         sys.exit(f'error: {err}')
+    except TrainingInterrupted as stop:  # a checkpoint is written, the Slurm job requeued
+        runner.call_hook('after_run')  # logs and visualizer backends closed as after training
+        sys.exit(128 + stop.signum)
 
 
 if __name__ == '__main__':

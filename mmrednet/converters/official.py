@@ -36,7 +36,8 @@ _MODEL_PREFIXES = {
     'segmentor': ('backbone.', 'neck.', 'decode_head.', 'auxiliary_head.'),
 }
 _STEM_SPAN = 'stem.1.conv2.conv.'  # the stem involution's span conv (K*K*G outputs)
-# Keys of a RedNet backbone in the official layout (SPEC §3).
+# Keys of a RedNet backbone in the official layout (the module names of the original
+# repository, github.com/d-li14/involution).
 _REDNET_KEY = re.compile(
     r'^(stem\.[0-4]\.|layer[1-4]\.\d+\.(conv[1-3]|bn[1-3]|downsample\.[01])[.])')
 # The ImageNet classifier of mmcls 0.x and of mmpretrain: LinearClsHead's ``fc``.

@@ -1,4 +1,7 @@
-"""Read PaddleClas ``.pdparams`` RedNet weights without Paddle (SPEC §5).
+"""Read PaddleClas ``.pdparams`` RedNet weights without Paddle.
+
+PaddleClas publishes the official ImageNet RedNet weights, converted from the
+original repository (github.com/d-li14/involution), whose own links are dead.
 
 ``paddle.save(layer.state_dict(), path)`` (Paddle 2.x) writes a Python pickle,
 protocol 4 by default, of ``{structured name: numpy.ndarray}`` plus one entry
@@ -9,7 +12,8 @@ numpy's own pickles of plain arrays name, to stand-ins that check their
 arguments, and refuses every other one before anything is called; no array
 may claim more bytes than the file holds.
 
-PaddleClas's RedNet keeps the official module names (SPEC §3); its keys
+PaddleClas's RedNet keeps the official module names (those of the original
+repository's ``cls/`` code); its keys
 differ from the official mmcls checkpoints in three ways, which
 :func:`paddle_to_official` undoes: BN statistics are ``_mean``/``_variance``
 (no ``num_batches_tracked``), the classifier is ``fc.*`` with the weight stored
@@ -48,7 +52,7 @@ class NumpyArrayUnpickler(pickle.Unpickler):
     """
 
     def __init__(self, file: BinaryIO, path: str, max_bytes: Optional[int] = None) -> None:
-        # latin1: what numpy needs for arrays pickled by Python 2 (SPEC §5).
+        # latin1: what numpy needs for arrays pickled by Python 2.
         super().__init__(file, encoding='latin1')
         self.path = path
         if max_bytes is None:

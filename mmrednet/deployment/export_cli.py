@@ -1,7 +1,7 @@
 """The command line the exporters share (``tools/deployment/export_*.py``)."""
 import argparse
 
-from .exporter import ATOL, RTOL
+from .pipeline import ATOL, RTOL
 
 
 def export_argument_parser(description: str, suffix: str) -> argparse.ArgumentParser:

@@ -13,6 +13,11 @@ from torch import Tensor
 from .metadata import GraphMetadata
 
 
+class GraphInputError(ValueError):
+    """The input does not fit the graph (dtype, shape, size divisor); the message says
+    what to do."""
+
+
 def graph_input(input: Tensor, shape: Sequence[Union[int, str, None]], metadata: GraphMetadata,
                 name: str, input_name: str = 'input') -> Tensor:
     """``input`` checked, as the contiguous float32 CPU tensor a graph runs on.
@@ -26,12 +31,12 @@ def graph_input(input: Tensor, shape: Sequence[Union[int, str, None]], metadata:
         input_name (str): How errors name its input.
 
     Raises:
-        ValueError: A dtype that is not floating point, another shape than a
+        GraphInputError: A dtype that is not floating point, another shape than a
             static graph's, or (the ``main`` graph) a height or width that is
             not a multiple of ``metadata.size_divisor``.
     """
     if not input.is_floating_point():
-        raise ValueError(f'{name} takes {input_name} as float32 (the data preprocessor\'s '
+        raise GraphInputError(f'{name} takes {input_name} as float32 (the data preprocessor\'s '
                          f'output), got {input.dtype}')
     if input.dtype == torch.float64:
         warnings.warn(f'{name}: the float64 {input_name} is rounded to float32, the dtype the '
@@ -40,13 +45,13 @@ def graph_input(input: Tensor, shape: Sequence[Union[int, str, None]], metadata:
             isinstance(d, int) and d != s for d, s in zip(shape, input.shape, strict=True)):
         static = all(isinstance(d, int) for d in shape)
         shown = tuple(d if isinstance(d, int) else d or '?' for d in shape)
-        raise ValueError(f'{name} takes {input_name} of shape {shown}, got '
+        raise GraphInputError(f'{name} takes {input_name} of shape {shown}, got '
                          f'{tuple(input.shape)}'
                          + ('; export with --dynamic for other batch and image sizes'
                             if static else ''))
     divisor = metadata.size_divisor
     if metadata.graph == 'main' and any(s % divisor for s in input.shape[2:]):
-        raise ValueError(f'{name}: input height and width must be multiples of {divisor}, got '
+        raise GraphInputError(f'{name}: input height and width must be multiples of {divisor}, got '
                          f'{tuple(input.shape[2:])}; pad the images (e.g. the data '
                          f'preprocessor\'s pad_size_divisor={divisor})')
     return input.detach().to('cpu', torch.float32).contiguous()

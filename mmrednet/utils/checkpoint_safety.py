@@ -180,7 +180,8 @@ def load_mmengine_checkpoint(load: Callable[..., T], *args, **kwargs) -> T:
 
     Args:
         load (Callable): ``torch.load``, or a loader that calls it.
-        *args, **kwargs: Passed on to ``load``.
+        *args: Passed on to ``load``.
+        **kwargs: Passed on to ``load``.
 
     Returns:
         What ``load`` returns, with numpy arrays, dtypes and scalars where the

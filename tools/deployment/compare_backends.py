@@ -26,11 +26,10 @@ from mmengine.config import Config
 from rich.console import Console
 from rich.table import Table
 
+from mmrednet.deployment import BACKENDS
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PERCENT_SCOPES = ('mmseg', 'mmpretrain')  # their metrics are in percent, mmdet's in 0-1
-# backend -> (exporter, file written, tools/test.py option that reads it)
-EXPORTS = dict(onnxruntime=('export_onnx.py', 'model.onnx', '--onnx'),
-               aoti=('export_aoti.py', 'model.pt2', '--package'))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--max-diff', type=float, default=0.002,
                         help='largest allowed metric difference on the 0-1 scale')
     parser.add_argument('--tta', action='store_true', help='pass --tta to both test runs')
-    parser.add_argument('--backend', choices=list(EXPORTS), default='onnxruntime',
+    parser.add_argument('--backend', choices=list(BACKENDS), default='onnxruntime',
                         help='the deployed backend: ONNX in onnxruntime, or a .pt2 package')
     return parser.parse_args(argv)
 
@@ -74,26 +73,26 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     work_dir = osp.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    exporter, file_name, option = EXPORTS[args.backend]
-    exported = osp.join(work_dir, file_name)
+    backend = BACKENDS[args.backend]
+    exported = osp.join(work_dir, backend.example)
     console = Console()
     py, tools = sys.executable, osp.join(ROOT, 'tools')
     extra = ['--tta'] if args.tta else []
 
     console.print(f'exporting {args.config} -> {exported}')
-    _run([py, osp.join(tools, 'deployment', exporter), args.config, args.checkpoint,
+    _run([py, osp.join(tools, 'deployment', backend.exporter), args.config, args.checkpoint,
           '--out', exported, '--dynamic'], osp.join(work_dir, 'export.log'))
     runs = {
         'pytorch': [args.checkpoint],
-        args.backend: ['--backend', args.backend, option, exported],
+        args.backend: ['--backend', args.backend, f'--{backend.option}', exported],
     }
     results, seconds = {}, {}
-    for backend, backend_args in runs.items():
-        out = osp.join(work_dir, backend)
-        console.print(f'testing with {backend} ...')
-        seconds[backend] = _run([py, osp.join(tools, 'test.py'), args.config, *backend_args,
-                                 '--work-dir', out, *extra], osp.join(work_dir, f'{backend}.log'))
-        results[backend] = _metrics(out)
+    for name, backend_args in runs.items():
+        out = osp.join(work_dir, name)
+        console.print(f'testing with {name} ...')
+        seconds[name] = _run([py, osp.join(tools, 'test.py'), args.config, *backend_args,
+                              '--work-dir', out, *extra], osp.join(work_dir, f'{name}.log'))
+        results[name] = _metrics(out)
 
     scale = 100 if Config.fromfile(args.config).get('default_scope') in PERCENT_SCOPES else 1
     table = Table(title=f'{osp.basename(args.config)}: PyTorch vs {args.backend}')

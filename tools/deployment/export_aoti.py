@@ -17,14 +17,17 @@ Examples:
     python tools/deployment/export_aoti.py CONFIG CHECKPOINT --out model.pt2 \\
         --shape 800 1344 --dynamic
     python tools/test.py CONFIG --backend aoti --package model.pt2
+
+Without ``--dynamic`` the package takes one image size and batch 1 (``tools/test.py``
+then tests with ``batch_size=1``). PyTorch's own loader runs it too:
+``torch._inductor.aoti_load_package('model.pt2')`` (the main graph), after
+``torch.ops.load_library`` of mmrednet's op library or ``import mmrednet``.
 """
 import argparse
 import sys
 
-from mmrednet.deployment.aoti_export import export_aoti
+from mmrednet.deployment import ExportCheckError, UnsupportedModelError, export_aoti
 from mmrednet.deployment.export_cli import export_argument_parser
-from mmrednet.deployment.exporter import ExportCheckError
-from mmrednet.deployment.graphs import UnsupportedModelError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

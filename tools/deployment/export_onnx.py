@@ -11,14 +11,16 @@ Examples:
     python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx \\
         --shape 800 1344 --dynamic
     python tools/test.py CONFIG --backend onnxruntime --onnx model.onnx
+
+Without ``--dynamic`` the graph takes one image size and batch 1 (``tools/test.py``
+then tests with ``batch_size=1``).
 """
 import argparse
 import sys
 
-from mmrednet.deployment import export_onnx
+from mmrednet.deployment import ExportCheckError, UnsupportedModelError
 from mmrednet.deployment.export_cli import export_argument_parser
-from mmrednet.deployment.exporter import ExportCheckError
-from mmrednet.deployment.graphs import UnsupportedModelError
+from mmrednet.deployment.onnx.export import export_onnx
 
 
 def parse_args(argv=None) -> argparse.Namespace:

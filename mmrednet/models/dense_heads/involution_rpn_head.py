@@ -1,4 +1,8 @@
-"""RPN head whose 3x3 conv is an involution (SPEC §4, "involution head")."""
+"""RPN head whose 3x3 conv is an involution.
+
+The RPN part of the "involution head" of the original Faster and Mask R-CNN
+models (Li et al., CVPR 2021; github.com/d-li14/involution).
+"""
 from typing import Optional
 
 from mmdet.models.dense_heads import RPNHead

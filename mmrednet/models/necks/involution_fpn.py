@@ -1,4 +1,8 @@
-"""FPN whose 3x3 output convolutions are involutions (SPEC §4)."""
+"""FPN whose 3x3 output convolutions are involutions.
+
+The "involution neck" of the original detectors and segmentors (Li et al.,
+CVPR 2021; github.com/d-li14/involution).
+"""
 from typing import Optional
 
 from mmdet.models.necks import FPN

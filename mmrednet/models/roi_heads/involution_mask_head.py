@@ -1,4 +1,8 @@
-"""FCN mask head whose convs are involutions (SPEC §4, "involution head")."""
+"""FCN mask head whose convs are involutions.
+
+The mask part of the "involution head" of the original Mask R-CNN models
+(Li et al., CVPR 2021; github.com/d-li14/involution).
+"""
 from typing import Optional
 
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead

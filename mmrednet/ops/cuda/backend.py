@@ -1,10 +1,12 @@
 """The CUDA kernels of the ops, or the portable path where they cannot serve a call.
 
-Without CuPy (it is the optional extra ``mmrednet[cuda]``) CUDA tensors take
-the portable PyTorch path, after one warning that names the package to
-install; they never fail for want of it, nor for a compiler that fails. The
-portable path also serves what the kernels do not cover: dtypes other than
-float16/bfloat16/float32/float64 and planes with a side of 2**30 or more.
+Without CuPy (the optional ``cuda`` extra;
+:func:`~mmrednet.ops.cuda.launcher.install_hint` names the CuPy wheel for
+torch's CUDA version) CUDA tensors take the portable PyTorch path, after one
+warning that names the package to install; they never fail for want of it,
+nor for a compiler that fails. The portable path also serves what the
+kernels do not cover: dtypes other than float16/bfloat16/float32/float64 and
+planes with a side of 2**30 or more.
 
 Each compiled entry point checks itself the first time it runs on a device
 (:mod:`~mmrednet.ops.cuda.selfcheck`): one that gives a wrong result there is

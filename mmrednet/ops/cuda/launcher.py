@@ -31,7 +31,7 @@ KERNEL_DIR = next((d for d in (_PACKAGE / 'kernels', _PACKAGE.parent / 'kernels'
 SOURCE = KERNEL_DIR / 'involution_cuda.cu'
 # torch's CUDA major version (``torch.version.cuda``) -> the CuPy wheel built for it.
 CUPY_PACKAGES = {'12': 'cupy-cuda12x', '13': 'cupy-cuda13x'}
-EXTRA_CUDA = '13'  # the CUDA major version of the CuPy that ``mmrednet[cuda]`` installs
+EXTRA_CUDA = '13'  # the CUDA major version of the CuPy that the ``cuda`` extra installs
 
 _modules: Dict[tuple, object] = {}  # (source, dtype tag, device, params) -> RawModule
 _functions: Dict[tuple, object] = {}  # (entry point, device, params) -> RawKernel
@@ -50,20 +50,23 @@ def runs_on(device: torch.device) -> bool:
 def install_hint(torch_cuda: Optional[str] = torch.version.cuda) -> str:
     """How to install the CuPy wheel for the CUDA version torch was built with.
 
+    The hint names the CuPy wheel itself, which is right however mmrednet was
+    installed (from a checkout or a wheel); ``pip install "mmrednet[cuda]"``
+    would ask the package index for mmrednet instead of using this one.
+
     Args:
         torch_cuda: ``torch.version.cuda`` (e.g. '13.0', '12.8'; None for a CPU build).
     """
     major = torch_cuda.split('.')[0] if torch_cuda else None
-    which = ('python -c "import torch; print(torch.version.cuda)" prints the CUDA version of '
-             'your torch; pip install cupy-cuda13x for 13.x, cupy-cuda12x for 12.x')
-    if major == EXTRA_CUDA:
-        return (f'install CuPy: pip install "mmrednet[cuda]" (it installs '
-                f'{CUPY_PACKAGES[major]}, for this torch built with CUDA {torch_cuda})')
-    if major in CUPY_PACKAGES:
-        return (f'install CuPy for this torch built with CUDA {torch_cuda}: pip install '
-                f'{CUPY_PACKAGES[major]} (not the "mmrednet[cuda]" extra, which installs '
-                f'{CUPY_PACKAGES[EXTRA_CUDA]} for CUDA {EXTRA_CUDA})')
-    return f'install the CuPy wheel for the CUDA version of your torch: {which}'
+    if major not in CUPY_PACKAGES:
+        return ('install the CuPy wheel for the CUDA version of your torch: python -c "import '
+                'torch; print(torch.version.cuda)" prints the CUDA version of your torch; pip '
+                'install cupy-cuda13x for 13.x, cupy-cuda12x for 12.x')
+    extra = ('what the "cuda" extra installs' if major == EXTRA_CUDA else
+             f'not the "cuda" extra, which installs {CUPY_PACKAGES[EXTRA_CUDA]} for '
+             f'CUDA {EXTRA_CUDA}')
+    return (f'install CuPy for this torch built with CUDA {torch_cuda}: pip install '
+            f'{CUPY_PACKAGES[major]} ({extra})')
 
 
 def unavailable_reason() -> Optional[str]:

@@ -2,11 +2,13 @@
 // library, load the package's graph, run it on a tensor read from a file and
 // write its outputs.
 //
-//   aoti_runner OP_LIBRARY MODEL.pt2 INPUT.pt OUTPUT.pt [--graph main] [--threads N]
-//   aoti_runner OP_LIBRARY MODEL.pt2 INPUT.pt --serve [--graph main] [--threads N]
+//   aoti_runner OP_LIBRARY MODEL.pt2 INPUT.pt OUTPUT.pt [--graph model] [--threads N]
+//   aoti_runner OP_LIBRARY MODEL.pt2 INPUT.pt --serve [--graph model] [--threads N]
 //
 // INPUT.pt: one tensor, as torch.save(tensor, path) writes it.
 // OUTPUT.pt: the graph's outputs as a tuple of tensors (torch.load(path) reads it).
+// --graph: the AOTInductor model to run: `model` (the main graph), or a two-stage
+//          detector's `bbox_head` / `mask_head`; packages of format 1 named the main one `main`.
 // --serve: read a line from stdin per run, print the run's milliseconds (the
 //          benchmark's timing of the C++-loaded package); stops at end of input.
 #include <dlfcn.h>
@@ -54,7 +56,7 @@ int main(int argc, char** argv) {
   if (argc < 5) return usage();
   const std::string library = argv[1], package = argv[2], input_path = argv[3];
   const std::string output = argv[4];
-  std::string graph = "main";
+  std::string graph = "model";  // the main graph (torch's default model name)
   int threads = 0;
   for (int i = 5; i < argc; ++i) {
     const std::string arg = argv[i];

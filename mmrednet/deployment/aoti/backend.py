@@ -1,18 +1,17 @@
 """The AOTInductor backend: a ``.pt2`` deployment's graphs in this process, called with
-torch tensors as ``OnnxRuntimeGraph``s are (``ort_backend.py``)."""
-from typing import Dict, List, Optional
+torch tensors as the onnxruntime backend's graphs are (``onnx/backend.py``).
+
+It needs neither onnx, onnxscript nor onnxruntime.
+"""
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .aoti_package import PackageInfo, check_compatible
-from .graph_input import graph_input
-from .metadata import GraphMetadata
-
-
-def load_op_library() -> None:
-    """Define the ``mmrednet::`` ops in this process (what the graphs call)."""
-    from .. import ops  # noqa: F401  (registers them)
+from ... import ops  # noqa: F401  (defines the mmrednet:: ops that the graphs call)
+from ..graph_input import graph_input
+from ..metadata import GraphMetadata
+from .package import PackageInfo, check_compatible
 
 
 class AOTIGraph:
@@ -41,19 +40,26 @@ class AOTIGraph:
                 for _, count in self.metadata.groups]
 
 
+def read_main(path: str) -> Tuple[GraphMetadata, List[Optional[int]]]:
+    """The ``main`` graph's metadata and input shape (``None`` on dynamic axes) of the
+    package ``path``, read without loading its code."""
+    info = PackageInfo.read(path)
+    if 'main' not in info.graphs:
+        raise ValueError(f'{path} has no main graph; it is not a model deployment')
+    return info.metadata('main'), info.inputs['main']
+
+
 def load_package(path: str) -> Dict[str, AOTIGraph]:
     """Every graph of the ``.pt2`` at ``path``: graph name -> ``AOTIGraph``.
 
     Checks first that the package fits this process (torch, CPU, op library:
-    ``aoti_package.check_compatible``), and loads the op library.
+    ``package.check_compatible``).
     """
     info = PackageInfo.read(path)
-    if info.ops:
-        load_op_library()
     check_compatible(info, path)
     result = {}
     for name in info.graphs:
-        loader = torch._C._aoti.AOTIModelPackageLoader(path, name, False, 1, -1)
+        loader = torch._C._aoti.AOTIModelPackageLoader(path, info.model_name(name), False, 1, -1)
         result[name] = AOTIGraph(loader, info.metadata(name), info.inputs[name],
                                  path if name == 'main' else f'the {name} graph of {path}')
     return result

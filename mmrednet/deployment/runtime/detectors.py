@@ -1,4 +1,4 @@
-"""mmdet detectors whose learned layers run in onnxruntime; all post-processing is mmdet's.
+"""mmdet detectors whose learned layers run in a deployed backend; all post-processing is mmdet's.
 
 - single-stage: the ``main`` graph gives the head's maps; ``bbox_head.predict_by_feat``
   makes anchors, decodes, and runs NMS.
@@ -12,8 +12,8 @@ from mmdet.models import SingleStageDetector, StandardRoIHead, TwoStageDetector
 
 from mmrednet.registry import MODELS
 
-from .aoti_backend import load_package
-from .ort_backend import load_deployment
+from ..backends import load_graphs
+from .aliases import register_aliases
 
 
 def _metas(batch_data_samples):
@@ -21,22 +21,22 @@ def _metas(batch_data_samples):
 
 
 @MODELS.register_module()
-class ONNXRuntimeSingleStageDetector(SingleStageDetector):
-    """:class:`~mmdet.models.SingleStageDetector` with backbone, neck and head in onnxruntime.
+class DeployedSingleStageDetector(SingleStageDetector):
+    """:class:`~mmdet.models.SingleStageDetector` with backbone, neck and head deployed.
 
     Args:
-        onnx_file (str): the exported ``.onnx`` (``main`` graph: mmdet's ``_forward``).
+        deployment (str): the exported file (``main`` graph: mmdet's ``_forward``).
+        backend (str): ``'onnxruntime'`` (an ``.onnx``) or ``'aoti'`` (a ``.pt2``).
         **kwargs: the arguments of the exported detector (``SingleStageDetector``'s).
     """
 
-    load_graphs = staticmethod(load_deployment)  # graph name -> graph
-
-    def __init__(self, onnx_file: str, **kwargs) -> None:
+    def __init__(self, deployment: str, backend: str, **kwargs) -> None:
+        graphs = load_graphs(deployment, backend)
         super().__init__(**kwargs)
-        self.graphs = self.load_graphs(onnx_file)
+        self.graphs = graphs
 
     def predict(self, batch_inputs, batch_data_samples, rescale: bool = True):
-        """mmdet's ``predict`` with the head's forward from onnxruntime."""
+        """mmdet's ``predict`` with the head's forward from the graph."""
         outs = self.graphs['main'](batch_inputs)
         results_list = self.bbox_head.predict_by_feat(
             *outs, batch_img_metas=_metas(batch_data_samples), rescale=rescale)
@@ -44,10 +44,11 @@ class ONNXRuntimeSingleStageDetector(SingleStageDetector):
 
 
 @MODELS.register_module()
-class ONNXRuntimeRoIHead(StandardRoIHead):
-    """:class:`~mmdet.models.StandardRoIHead` with the bbox and mask heads in onnxruntime.
+@MODELS.register_module(name='ONNXRuntimeRoIHead')  # its older name (saved configs)
+class DeployedRoIHead(StandardRoIHead):
+    """:class:`~mmdet.models.StandardRoIHead` with the bbox and mask heads deployed.
 
-    ``graphs`` (graph name -> ``OnnxRuntimeGraph``) is set by the detector.
+    ``graphs`` (graph name -> graph) is set by the detector.
     RoI features come from mmcv's RoIAlign in the configured extractors.
     """
 
@@ -60,33 +61,33 @@ class ONNXRuntimeRoIHead(StandardRoIHead):
 
     def _mask_forward(self, x, rois=None, pos_inds=None, bbox_feats=None):
         if rois is None:
-            raise NotImplementedError('ONNXRuntimeRoIHead runs inference only (RoIs given)')
+            raise NotImplementedError('DeployedRoIHead runs inference only (RoIs given)')
         mask_feats = self.mask_roi_extractor(x[:self.mask_roi_extractor.num_inputs], rois)
         [[mask_preds]] = self.graphs['mask_head'](mask_feats)
         return dict(mask_preds=mask_preds, mask_feats=mask_feats)
 
 
 @MODELS.register_module()
-class ONNXRuntimeTwoStageDetector(TwoStageDetector):
+class DeployedTwoStageDetector(TwoStageDetector):
     """:class:`~mmdet.models.TwoStageDetector` (Faster/Mask R-CNN) with every learned
-    layer in onnxruntime.
+    layer deployed.
 
     Args:
-        onnx_file (str): the exported ``.onnx`` (``main`` graph; it names the RoI
-            head graphs beside it).
+        deployment (str): the exported file (``main`` graph; an ``.onnx`` names the
+            RoI head graphs beside it, a ``.pt2`` holds them).
+        backend (str): ``'onnxruntime'`` (an ``.onnx``) or ``'aoti'`` (a ``.pt2``).
         **kwargs: the arguments of the exported detector, with
-            ``roi_head.type='mmrednet.ONNXRuntimeRoIHead'``.
+            ``roi_head.type='mmrednet.DeployedRoIHead'``.
     """
 
-    load_graphs = staticmethod(load_deployment)  # graph name -> graph
-
-    def __init__(self, onnx_file: str, **kwargs) -> None:
+    def __init__(self, deployment: str, backend: str, **kwargs) -> None:
+        graphs = load_graphs(deployment, backend)
         super().__init__(**kwargs)
-        self.graphs = self.load_graphs(onnx_file)
+        self.graphs = graphs
         self.roi_head.graphs = self.graphs
 
     def predict(self, batch_inputs, batch_data_samples, rescale: bool = True):
-        """mmdet's ``TwoStageDetector.predict`` with FPN and RPN maps from onnxruntime."""
+        """mmdet's ``TwoStageDetector.predict`` with FPN and RPN maps from the graph."""
         feats, *rpn_outs = self.graphs['main'](batch_inputs)
         if batch_data_samples[0].get('proposals', None) is None:
             rpn_results_list = self.rpn_head.predict_by_feat(
@@ -98,29 +99,7 @@ class ONNXRuntimeTwoStageDetector(TwoStageDetector):
         return self.add_pred_to_datasample(batch_data_samples, results_list)
 
 
-@MODELS.register_module()
-class AOTISingleStageDetector(ONNXRuntimeSingleStageDetector):
-    """:class:`ONNXRuntimeSingleStageDetector` with its graphs from an AOTInductor package.
-
-    Args:
-        package (str): the ``.pt2`` (``tools/deployment/export_aoti.py``).
-        **kwargs: the arguments of ``SingleStageDetector``.
-    """
-    load_graphs = staticmethod(load_package)
-
-    def __init__(self, package: str, **kwargs) -> None:
-        super().__init__(package, **kwargs)
-
-
-@MODELS.register_module()
-class AOTITwoStageDetector(ONNXRuntimeTwoStageDetector):
-    """:class:`ONNXRuntimeTwoStageDetector` with its graphs from an AOTInductor package.
-
-    Args:
-        package (str): the ``.pt2`` (``tools/deployment/export_aoti.py``).
-        **kwargs: the arguments of ``TwoStageDetector``.
-    """
-    load_graphs = staticmethod(load_package)
-
-    def __init__(self, package: str, **kwargs) -> None:
-        super().__init__(package, **kwargs)
+register_aliases(DeployedSingleStageDetector, onnxruntime='ONNXRuntimeSingleStageDetector',
+                 aoti='AOTISingleStageDetector')
+register_aliases(DeployedTwoStageDetector, onnxruntime='ONNXRuntimeTwoStageDetector',
+                 aoti='AOTITwoStageDetector')

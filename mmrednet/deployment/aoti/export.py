@@ -1,11 +1,11 @@
 """Export a config + checkpoint to an AOTInductor package (``.pt2``), check it, then write it.
 
-The same graphs as the ONNX exporter (``graphs.py``, ``exporter.prepare_graphs``):
+The same graphs and checks as the ONNX exporter (the shared ``pipeline.py``):
 what the framework does in Python (mmdet's decoding and NMS, RoIAlign, mmseg's
 resizing) stays in Python; every graph is ``torch.export``-ed and compiled by
 AOTInductor with ``freezing`` (BN folded into the convolutions, weights
 pre-packed), and all of them go into one ``.pt2`` with ``extra/mmrednet.json``
-(``aoti_package.PackageInfo``). Nothing is written unless every graph, loaded
+(``package.PackageInfo``). Nothing is written unless every graph, loaded
 from the package as a user would load it, agrees with PyTorch on the check
 input within ``atol + rtol * max |pytorch|`` per output; the package appears
 by rename.
@@ -17,23 +17,25 @@ from dataclasses import asdict
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.export.dynamic_shapes import _DerivedDim
+from torch.export.pt2_archive._package import package_pt2
 
-from . import graphs
-from .aoti_backend import load_package
-from .aoti_package import INFO_FILE, PackageInfo
-from .exporter import (
+from .. import graphs
+from ..metadata import GraphMetadata
+from ..pipeline import (
     ATOL,
     RTOL,
     GraphExport,
-    _check_out,
     check_against_pytorch,
+    check_out,
     expected_outputs,
-    output_groups,
+    graph_metadata,
     prepare_graphs,
 )
-from .metadata import GraphMetadata
+from ..rewrites import shape_generic
+from .backend import load_package
+from .package import INFO_FILE, PackageInfo
 
 BACKEND = 'aoti'  # in the check's messages: largest |aoti - pytorch|
 
@@ -46,39 +48,6 @@ def called_ops(program: torch.export.ExportedProgram, namespace: str = 'mmrednet
     return sorted(ops)
 
 
-class CeilModeAvgPool2d(nn.Module):
-    """``nn.AvgPool2d(s, s, ceil_mode=True)`` (no padding) as zero padding to a multiple
-    of ``s``, window sums and a division by each window's count of input pixels.
-
-    torch 2.14's AOTInductor miscompiles ceil-mode average pooling under dynamic
-    shapes: at odd sizes it reads past its buffers (garbage, no error). RedNet's
-    strided involutions pool their kernel branch that way.
-    """
-
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.stride
-        pad = (0, (-x.shape[-1]) % s, 0, (-x.shape[-2]) % s)
-        sums = F.avg_pool2d(F.pad(x, pad), s, s, divisor_override=1)
-        counts = F.avg_pool2d(F.pad(x.new_ones(1, 1, *x.shape[-2:]), pad), s, s,
-                              divisor_override=1)
-        return sums / counts
-
-
-def shape_generic(module: nn.Module) -> nn.Module:
-    """``module`` with its ceil-mode average pools replaced in place (``CeilModeAvgPool2d``)."""
-    for parent in list(module.modules()):
-        for name, child in parent.named_children():
-            if (type(child) is nn.AvgPool2d and child.ceil_mode and child.padding in (0, (0, 0))
-                    and child.kernel_size == child.stride and isinstance(child.stride, int)
-                    and child.divisor_override is None):
-                setattr(parent, name, CeilModeAvgPool2d(child.stride))
-    return module
-
-
 def _inferred_ranges(dynamic: Dict[int, object]) -> Dict[int, object]:
     """The exporter's dynamic axes with the ranges of plain dims left to ``torch.export``.
 
@@ -88,7 +57,6 @@ def _inferred_ranges(dynamic: Dict[int, object]) -> Dict[int, object]:
     (a clear error naming the axis and its minimum). Multiples of the stride
     (``32 * Dim``) stay as given.
     """
-    from torch.export.dynamic_shapes import _DerivedDim
     return {axis: dim if isinstance(dim, _DerivedDim) else torch.export.Dim.AUTO
             for axis, dim in dynamic.items()}
 
@@ -115,9 +83,11 @@ def compile_module(module: nn.Module, example: torch.Tensor,
 
 
 def package(out: str, files: Dict[str, list], info: PackageInfo) -> None:
-    """Write the graphs' AOTInductor files and ``info`` as one ``.pt2`` at ``out``."""
-    from torch.export.pt2_archive._package import package_pt2
-    package_pt2(out, aoti_files=files, extra_files={INFO_FILE: info.to_json()})
+    """Write the graphs' AOTInductor files (graph name -> files) and ``info`` as one
+    ``.pt2`` at ``out``, each graph under its model name (``PackageInfo.model_name``)."""
+    package_pt2(out, aoti_files={info.model_name(graph): graph_files
+                                 for graph, graph_files in files.items()},
+                extra_files={INFO_FILE: info.to_json()})
 
 
 def _input_shape(graph: GraphExport) -> List[Optional[int]]:
@@ -136,9 +106,9 @@ def export_aoti(config: str, checkpoint: str, out: str,
         checkpoint (str): its weights.
         out (str): the ``.pt2`` to write (every graph of the model in it).
         shape (tuple, optional): ``(H, W)`` to export (and, without
-            ``dynamic``, the only size the package takes). Default: the size of
-            the first test image, else the test pipeline's resize/crop size,
-            rounded up to the model's stride.
+            ``dynamic``, the only size the package takes; the batch is then 1).
+            Default: the size of the first test image, else the test
+            pipeline's resize/crop size, rounded up to the model's stride.
         dynamic (bool): dynamic batch size and image size (multiples of 32
             for detectors and segmentors); RoI counts are always dynamic.
         atol, rtol (float): the check's tolerance against PyTorch.
@@ -150,28 +120,26 @@ def export_aoti(config: str, checkpoint: str, out: str,
     Returns:
         dict: graph name -> largest difference from PyTorch on the check inputs.
     """
-    _check_out(out, '.pt2')
-    threads = threads or torch.get_num_threads()
-    cfg, kind, divisor, todo = prepare_graphs(config, checkpoint, shape, dynamic, log)
-    files, metadata, ops = {}, {}, set()
+    check_out(out, '.pt2')
+    cfg, kind, _, todo = prepare_graphs(config, checkpoint, shape, dynamic, log)
+    files, metadata, expected, ops = {}, {}, {}, set()
     for graph in todo:
-        expected = expected_outputs(graph)
-        metadata[graph.name] = (GraphMetadata(kind, cfg.model.type, graph.name,
-                                              output_groups(graph, expected), divisor), expected)
+        expected[graph.name] = expected_outputs(graph)
+        metadata[graph.name] = graph_metadata(cfg, kind, graph, expected[graph.name])
         log(f'{graph.name}: exporting and compiling with AOTInductor ...')
         module = shape_generic(graph.module) if graph.dynamic else graph.module
         files[graph.name], called = compile_module(module, graph.example, graph.dynamic, threads)
         ops.update(called)
-    info = PackageInfo(graphs={name: asdict(meta) for name, (meta, _) in metadata.items()},
+    info = PackageInfo(graphs={name: asdict(meta) for name, meta in metadata.items()},
                        inputs={graph.name: _input_shape(graph) for graph in todo},
-                       ops=sorted(ops), threads=threads)
+                       ops=sorted(ops))
     root, _ = osp.splitext(out)
     temp = f'{root}.{os.getpid()}.tmp.pt2'
     try:
         package(temp, files, info)
         loaded = load_package(temp)
         diffs = {graph.name: check_against_pytorch(graph, loaded[graph.name],
-                                                   metadata[graph.name][1], atol, rtol, log,
+                                                   expected[graph.name], atol, rtol, log,
                                                    BACKEND) for graph in todo}
         os.replace(temp, out)
     finally:
@@ -191,6 +159,5 @@ def temporary_package(module: nn.Module, example: torch.Tensor, directory: str,
     meta = GraphMetadata(name, name, 'main', [('out', count)])
     path = osp.join(directory, f'{name}.pt2')
     package(path, dict(main=files), PackageInfo(
-        graphs=dict(main=asdict(meta)), inputs=dict(main=list(example.shape)), ops=ops,
-        threads=torch.get_num_threads()))
+        graphs=dict(main=asdict(meta)), inputs=dict(main=list(example.shape)), ops=ops))
     return path

@@ -1,18 +1,18 @@
-"""Export a config + checkpoint to ONNX, check it in onnxruntime, then write it.
+"""The export pipeline both backends share: from a config and a checkpoint to checked graphs.
 
-Nothing is written unless every graph agrees with PyTorch on the check input
-(``check_input.py``) within ``atol + rtol * max |pytorch|`` per output; the files appear
-together by rename, so an interrupted or refused export leaves no partial file
-and an existing deployment at ``out`` intact.
+``prepare_graphs`` loads the model and makes its graphs (``graphs.py``) over an
+export-friendly copy (``rewrites.py``), with their check inputs
+(``check_input.py``); a backend's exporter (``onnx/export.py``,
+``aoti/export.py``) exports each graph, runs it in its backend and calls
+``check_against_pytorch``, which refuses any output further from PyTorch than
+``atol + rtol * max |pytorch|``. Nothing is written unless every graph passes,
+and the files appear by rename, so an interrupted or refused export leaves no
+partial file and an existing deployment at ``out`` intact.
 """
-import os
 import os.path as osp
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import onnx
-import onnxscript.optimizer
 import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
@@ -23,9 +23,7 @@ from torch.export import Dim
 
 from ..utils import model_config
 from . import check_input, graphs
-from .involution_onnx import OPSET, custom_translation_table
-from .metadata import GraphMetadata, companion_path
-from .ort_backend import OnnxRuntimeGraph
+from .metadata import GraphMetadata, num_classes_of
 from .rewrites import export_friendly
 
 ATOL, RTOL = 1e-4, 1e-4
@@ -49,8 +47,6 @@ class GraphExport:
     checks: List[Tensor]
     input_name: str
     dynamic: Dict[int, object]
-    proto: Optional[onnx.ModelProto] = None
-    max_diff: float = float('nan')
 
 
 def load_model(config: str, checkpoint: str) -> Tuple[Config, nn.Module]:
@@ -69,41 +65,11 @@ def load_model(config: str, checkpoint: str) -> Tuple[Config, nn.Module]:
     return cfg, model.eval()
 
 
-def to_onnx(module: nn.Module, args: Tuple[Tensor, ...], input_names: Sequence[str],
-            output_names: Sequence[str],
-            dynamic_shapes: Optional[Tuple[Dict[int, object], ...]] = None,
-            translation_table: Optional[dict] = None) -> onnx.ModelProto:
-    """``torch.onnx.export(..., dynamo=True)`` with the involution translation, opset 18.
-
-    ``dynamic_shapes``: per input, ``{axis: torch.export.Dim}`` (None: all static).
-    ``translation_table``: another ``custom_translation_table`` (the benchmark's
-    alternative form of the op); default: ``involution_onnx``'s.
-    The exporter's default optimizer is replaced by constant folding and dead
-    node removal: its pattern rewriter took 170 s on a RedNet-26 RetinaNet
-    (2,500 nodes, most of them involution taps) against 4 s for export and
-    folding, for a graph that runs as fast in onnxruntime (which does its own
-    fusions when it loads a model).
-    """
-    with torch.no_grad(), warnings.catch_warnings():
-        # The exporter warns about renamed dynamic axes and deprecated internals.
-        warnings.simplefilter('ignore')
-        program = torch.onnx.export(
-            module, tuple(args), dynamo=True, opset_version=OPSET, verbose=False, optimize=False,
-            custom_translation_table=translation_table or custom_translation_table(),
-            input_names=list(input_names),
-            output_names=list(output_names), dynamic_shapes=dynamic_shapes)
-    onnxscript.optimizer.fold_constants(program.model)
-    onnxscript.optimizer.remove_unused_nodes(program.model)
-    proto = program.model_proto
-    onnx.checker.check_model(proto)
-    return proto
-
-
 def _flat(groups: List[List[Tensor]]) -> List[Tensor]:
     return [t for group in groups for t in group]
 
 
-def _output_names(module: nn.Module, groups: List[List[Tensor]]) -> List[str]:
+def output_names(module: nn.Module, groups: List[List[Tensor]]) -> List[str]:
     names = module.group_names(len(groups))
     return [name if len(group) == 1 else f'{name}_{i}'
             for name, group in zip(names, groups, strict=True) for i in range(len(group))]
@@ -148,6 +114,22 @@ def output_groups(graph: GraphExport, expected: List[List[List[Tensor]]]) -> Lis
             zip(graph.module.group_names(len(expected[0])), expected[0], strict=True)]
 
 
+def graph_metadata(cfg: Config, kind: str, graph: GraphExport,
+                   expected: List[List[List[Tensor]]],
+                   companions: Optional[Dict[str, str]] = None) -> GraphMetadata:
+    """What ``graph`` of ``cfg``'s model records about itself (``metadata.py``).
+
+    Args:
+        cfg (Config): the exported config.
+        kind (str): the model's kind (``graphs.model_kind``).
+        graph (GraphExport): the graph.
+        expected (list): PyTorch's outputs on its checks (``expected_outputs``).
+        companions (dict, optional): graph name -> file name (an ``.onnx`` main graph).
+    """
+    return GraphMetadata(kind, cfg.model.type, graph.name, output_groups(graph, expected),
+                         graphs.size_divisor(kind), companions or {}, num_classes_of(cfg.model))
+
+
 def check_against_pytorch(graph: GraphExport, run: Callable, expected: List[List[List[Tensor]]],
                           atol: float, rtol: float, log: Callable[[str], None],
                           backend: str = 'onnxruntime') -> float:
@@ -157,7 +139,7 @@ def check_against_pytorch(graph: GraphExport, run: Callable, expected: List[List
     Raises:
         ExportCheckError: an output differs by more than ``atol + rtol * max |pytorch|``.
     """
-    names = _output_names(graph.module, expected[0])
+    names = output_names(graph.module, expected[0])
     worst, where, all_ok = 0.0, names[0], True
     for check, reference in zip(graph.checks, expected, strict=True):
         diff, output, ok = _largest_difference(_flat(run(check)), _flat(reference), names,
@@ -173,23 +155,6 @@ def check_against_pytorch(graph: GraphExport, run: Callable, expected: List[List
             f'the {graph.name} graph differs from PyTorch by up to {worst:.3g} ({where}), '
             f'more than {atol:g} + {rtol:g} * max |pytorch|; nothing was written')
     return worst
-
-
-def export_and_check(graph: GraphExport, metadata: GraphMetadata, atol: float, rtol: float,
-                     log: Callable[[str], None]) -> None:
-    """Export ``graph``, run it in onnxruntime on its check inputs, compare with PyTorch.
-
-    ``metadata`` goes into the graph, its output groups filled in.
-    """
-    expected = expected_outputs(graph)
-    metadata.groups = output_groups(graph, expected)
-    names = _output_names(graph.module, expected[0])
-    log(f'{graph.name}: exporting ({len(names)} outputs) ...')
-    graph.proto = to_onnx(graph.module, (graph.example, ), [graph.input_name], names,
-                          (graph.dynamic, ) if graph.dynamic else None)
-    metadata.write(graph.proto)
-    session = OnnxRuntimeGraph(graph.proto.SerializeToString(), name=f'the {graph.name} graph')
-    graph.max_diff = check_against_pytorch(graph, session, expected, atol, rtol, log)
 
 
 def _rpn_rois(model: nn.Module, input: Tensor, feats: Sequence[Tensor]) -> Tensor:
@@ -253,28 +218,13 @@ def _check_shape(shape: Tuple[int, int], divisor: int) -> None:
                          f'{"x".join(map(str, check_input.round_up(shape, divisor)))}')
 
 
-def _check_out(out: str, ext: str = '.onnx') -> None:
+def check_out(out: str, ext: str) -> None:
+    """Refuse an output path without the extension ``ext`` or in a missing directory."""
     if not out.endswith(ext):
         raise ValueError(f'out must be a {ext} file, got {out!r}')
     directory = osp.dirname(osp.abspath(out))
     if not osp.isdir(directory):
         raise FileNotFoundError(f'output directory does not exist: {directory}')
-
-
-def _write(files: Dict[str, onnx.ModelProto]) -> None:
-    """Write every file beside its target, then rename them all into place."""
-    temps = {}
-    try:
-        for path, proto in files.items():
-            temps[path] = f'{path}.{os.getpid()}.tmp'
-            with open(temps[path], 'xb') as f:  # mode 0666 & ~umask, like any new file
-                f.write(proto.SerializeToString())
-        for path, temp in temps.items():
-            os.replace(temp, path)
-    finally:
-        for temp in temps.values():
-            if osp.exists(temp):
-                os.remove(temp)
 
 
 def prepare_graphs(config: str, checkpoint: str, shape: Optional[Tuple[int, int]],
@@ -319,40 +269,3 @@ def prepare_graphs(config: str, checkpoint: str, shape: Optional[Tuple[int, int]
     return cfg, kind, divisor, todo
 
 
-def export_onnx(config: str, checkpoint: str, out: str,
-                shape: Optional[Tuple[int, int]] = None, dynamic: bool = False,
-                atol: float = ATOL, rtol: float = RTOL,
-                log: Callable[[str], None] = print) -> Dict[str, float]:
-    """Export the model of ``config`` with ``checkpoint`` to ``out`` (and its companions).
-
-    Args:
-        config (str): an mmpretrain, mmseg or mmdet config.
-        checkpoint (str): its weights.
-        out (str): the ``.onnx`` file of the ``main`` graph; a two-stage
-            detector's RoI heads go beside it (``metadata.companion_path``).
-        shape (tuple, optional): ``(H, W)`` to export (and, without
-            ``dynamic``, the only size the graph takes). Default: the size of
-            the first test image, else the test pipeline's resize/crop size,
-            rounded up to the model's stride.
-        dynamic (bool): dynamic batch size and image size (multiples of 32
-            for detectors and segmentors); RoI counts are always dynamic. The
-            graph is then also checked at batch 2 and another size.
-        atol, rtol (float): the check's tolerance against PyTorch.
-        log (callable): where progress lines go.
-
-    Returns:
-        dict: graph name -> largest difference from PyTorch on the check input.
-    """
-    _check_out(out)
-    cfg, kind, divisor, todo = prepare_graphs(config, checkpoint, shape, dynamic, log)
-    paths = {g.name: out if g.name == 'main' else companion_path(out, g.name) for g in todo}
-    companions = {name: osp.basename(path) for name, path in paths.items() if name != 'main'}
-    for graph in todo:
-        metadata = GraphMetadata(kind, cfg.model.type, graph.name, [], divisor,
-                                 companions if graph.name == 'main' else {})
-        export_and_check(graph, metadata, atol, rtol, log)
-    files = {paths[graph.name]: graph.proto for graph in todo}
-    _write(files)
-    for path in files:
-        log(f'wrote {path}')
-    return {graph.name: graph.max_diff for graph in todo}
