@@ -68,35 +68,36 @@ struct FusedProblem {
            (p.kernel_w - 1) * p.dilation_w / p.stride_w + 1;
   }
   int64_t phase_row() const { return p.stride_w * phase_length(); }
-  // Scratch of a forward or grad_input task: the pack, its kernel tile (with a
-  // vector of slack: a row's last vector may read past the tile) and, NCHW,
-  // one channel's input rows in phases.
+  // Scratch of a forward or grad_input task: its kernel tile (with a vector of
+  // slack: a row's last vector may read past the tile) and, NCHW, one
+  // channel's input rows in phases.
   int64_t kernel_tile_elements() const {
     return tile_groups() * p.taps() * tile_rows() * p.out_width + kMaxLanes;
   }
   // Scratch of a grad_input task: as forward's, then its band of input rows
   // of each of its channels, phased (NCHW).
   int64_t grad_input_scratch_elements() const {
-    return pack_elements() + kernel_tile_elements() +
-           tile_groups() * p.group_channels * input_band() * phase_row();
-  }
-  // A micro-kernel's operand columns packed to full vectors (2 vectors wide),
-  // for products whose columns end inside a vector.
-  int64_t pack_elements() const {
-    return 2 * kMaxLanes * std::max({hidden, kernel_rows(), tile_rows() * p.out_width});
+    return kernel_tile_elements() + tile_groups() * p.group_channels * input_band() * phase_row();
   }
   int64_t forward_scratch_elements() const {
-    return pack_elements() + kernel_tile_elements() + band_input_rows(tile_rows()) * phase_row();
+    return kernel_tile_elements() + band_input_rows(tile_rows()) * phase_row();
   }
-  // Scratch of a grad_span task: the pack, the kernel's gradient for a tile of
-  // all groups, a transposed tile of hidden and, NCHW, every channel's input
-  // rows in phases.
+  // Scratch of a grad_span task: the kernel's gradient for a tile of all
+  // groups, a transposed tile of hidden and, NCHW, every channel's input rows
+  // in phases.
   int64_t tile_elements() const { return kernel_rows() * tile_rows() * p.out_width; }
   int64_t span_scratch_elements() const {
-    return pack_elements() + tile_elements() + tile_rows() * p.out_width * hidden +
+    return tile_elements() + tile_rows() * p.out_width * hidden +
            p.channels * band_input_rows(tile_rows()) * phase_row();
   }
 };
+
+// C (M x N, row stride ldc) += A (M x K, strides ars and ais) * B (K x N,
+// row stride ldb): the span's products, by torch's matrix multiply (the
+// binding's; the kernels call no torch code).
+template <typename T>
+using MatmulFn = void (*)(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t ais,
+                          const T* B, int64_t ldb, T* C, int64_t ldc);
 
 // The operands of the three passes (null where a pass does not use them).
 // `span_t` is the span weight transposed (Ch, G*Kh*Kw), made once per call.
@@ -111,6 +112,7 @@ struct FusedArgs {
   T* out;          // forward: output; grad_input: grad_input; grad_span: grad_hidden
   T* grad_span;    // grad_span: this task's partial sums (G*Kh*Kw, Ch), accumulated
   T* grad_bias;    // grad_span: this task's partial sums (G*Kh*Kw), accumulated
+  MatmulFn<T> matmul;
 };
 
 // forward: output rows [begin, end) of groups [g0, g1) of sample n.

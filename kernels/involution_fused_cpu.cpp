@@ -23,6 +23,8 @@
 #include "involution_fused.h"
 #include "mmrednet_generated.h"  // the op schemas, written by setup.py
 
+#include <torch/csrc/inductor/aoti_torch/generated/c_shim_cpu.h>
+
 namespace {
 
 using namespace mmrednet_cpu::binding;  // NOLINT: the binding's vocabulary
@@ -32,6 +34,24 @@ using mmrednet_cpu::FusedKernels;
 using mmrednet_cpu::FusedProblem;
 using mmrednet_cpu::Problem;
 using OptionalTensor = std::optional<Tensor>;
+
+// C (M x N) += A (M x K) * B (K x N) by torch's addmm on views of the
+// operands (FusedArgs::matmul). Called inside a task: torch runs it on the
+// calling thread, so a result does not depend on the thread count.
+template <typename T>
+void matmul(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t ais, const T* B,
+            int64_t ldb, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const ScalarType type = std::is_same_v<T, float> ? ScalarType::Float : ScalarType::Double;
+  const torch::stable::Device cpu(torch::headeronly::DeviceType::CPU);
+  const Tensor a = torch::stable::from_blob(const_cast<T*>(A), Ints{M, K}, Ints{ars, ais}, cpu,
+                                            type);
+  const Tensor b = torch::stable::from_blob(const_cast<T*>(B), Ints{K, N}, Ints{ldb, 1}, cpu,
+                                            type);
+  const Tensor c = torch::stable::from_blob(C, Ints{M, N}, Ints{ldc, 1}, cpu, type);
+  STABLE_TORCH_ERROR_CODE_CHECK(
+      aoti_torch_cpu_addmm_out(c.get(), c.get(), a.get(), b.get(), 1.0, 1.0));
+}
 
 // Partial sums of the span weight's gradient: at most this many, one per chunk
 // of consecutive tasks (a fixed split, so a fixed order of summation).
@@ -173,7 +193,7 @@ struct Operands {
   template <typename T>
   FusedArgs<T> args(const T* grad_output, T* out) const {
     return {data<T>(input), data<T>(hidden), data<T>(weight), data<T>(weight_t),
-            bias ? data<T>(*bias) : nullptr, grad_output, out, nullptr, nullptr};
+            bias ? data<T>(*bias) : nullptr, grad_output, out, nullptr, nullptr, &matmul<T>};
   }
 };
 

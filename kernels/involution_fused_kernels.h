@@ -5,14 +5,12 @@
 //
 // A task generates the kernel of a tile of output pixels, W = S h + b
 // (kernel rows m = g * Kh * Kw + tap), into its scratch, in cache, and uses it
-// there: the kernel never exists as a tensor. The span product is a register-
-// blocked micro-kernel (gemm below), compiled per instruction set with the
-// rest: torch's matrix multiply is reachable from the stable ABI only as an
-// op call with tensor wrappers per tile (aoti_torch_cpu_addmm_out on
-// from_blob views). Measured alone on the tile shapes (one thread), torch's
-// sgemm runs them 1.3-2.3x faster than this micro-kernel, but the products
-// are a small part of the op's time (the taps' sums and their gradients are
-// the rest), so this first version keeps the kernels free of torch calls.
+// there: the kernel never exists as a tensor. The span's products go through
+// torch's matrix multiply (FusedArgs::matmul, aoti_torch_cpu_addmm_out on
+// views of the tiles: single-threaded inside a task): measured on the tile
+// shapes, one thread, it runs them 1.3-2.3x faster than a register-blocked
+// micro-kernel compiled here (26-109 vs 61-186 GFLOP/s), and the whole op
+// 0-13% faster.
 // - forward: a tile of output rows (groups [g0, g1) of one sample): kernel
 //   tile, then the K*K taps summed into the output rows.
 // - grad_input: a band of input rows, written by this task only (the output
@@ -32,9 +30,6 @@ struct Fused {
   using S = Simd<T>;
   using V = typename S::Vec;
   static constexpr int L = S::kLanes;
-  static constexpr int MR = 4;        // micro-kernel rows
-  static constexpr int NV = 2;        // micro-kernel column vectors
-  static constexpr int NB = NV * L;   // micro-kernel columns
 
   // The first `n` values at p (n <= L; none when n <= 0), zeros after them.
   static V load_part(const T* p, int64_t n) {
@@ -50,60 +45,6 @@ struct Fused {
     if (n >= L) return S::load(p);
     if (p + L > end) return load_part(p, n);
     return S::lane_index() < static_cast<typename S::Index>(n) ? S::load(p) : V{};
-  }
-
-  // C[r][c] += sum_i A[r * ars + i * ais] * B[i * ldb + c] for r < M, c < cols
-  // (cols <= NB; B readable NB columns wide): M x NV accumulators in registers.
-  // Each value of C is summed in the same order (i ascending, one multiply-add
-  // each) whatever its block, so a result does not depend on the tiling.
-  template <int M>
-  static void gemm_block(int64_t K, const T* A, int64_t ars, int64_t ais, const T* B,
-                         int64_t ldb, T* C, int64_t ldc, int64_t cols) {
-    V acc[M][NV];
-    for (int r = 0; r < M; ++r) {
-      for (int v = 0; v < NV; ++v) acc[r][v] = load_part(C + r * ldc + v * L, cols - v * L);
-    }
-    for (int64_t i = 0; i < K; ++i) {
-      V b[NV];
-      for (int v = 0; v < NV; ++v) b[v] = S::load(B + i * ldb + v * L);
-      for (int r = 0; r < M; ++r) {
-        const T a = A[r * ars + i * ais];
-        for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
-      }
-    }
-    for (int r = 0; r < M; ++r) {
-      for (int v = 0; v < NV; ++v) {
-        const int64_t lanes = std::min<int64_t>(L, cols - v * L);
-        if (lanes > 0) S::store(C + r * ldc + v * L, acc[r][v], lanes);
-      }
-    }
-  }
-
-  // C (M x N, row stride ldc) += A (M x K, strides ars, ais) * B (K x N, row
-  // stride ldb). The last columns, when they end inside a block, are packed
-  // (K x NB, zero padded) into `pack` (FusedProblem::pack_elements).
-  static void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t ais,
-                   const T* B, int64_t ldb, T* C, int64_t ldc, T* pack) {
-    for (int64_t c0 = 0; c0 < N; c0 += NB) {
-      const int64_t cols = std::min<int64_t>(NB, N - c0);
-      const T* panel = B + c0;
-      int64_t ld = ldb;
-      if (cols < NB) {
-        for (int64_t i = 0; i < K; ++i) {
-          std::memcpy(pack + i * NB, B + i * ldb + c0, cols * sizeof(T));
-          std::fill(pack + i * NB + cols, pack + (i + 1) * NB, T(0));
-        }
-        panel = pack;
-        ld = NB;
-      }
-      int64_t r = 0;
-      for (; r + MR <= M; r += MR) {
-        gemm_block<MR>(K, A + r * ars, ars, ais, panel, ld, C + r * ldc + c0, ldc, cols);
-      }
-      for (; r < M; ++r) {
-        gemm_block<1>(K, A + r * ars, ars, ais, panel, ld, C + r * ldc + c0, ldc, cols);
-      }
-    }
   }
 
   // y[k] += a * x[k], k < n.
@@ -192,7 +133,7 @@ struct Fused {
   // The kernel of output rows [i0, i1), groups [g0, g1), of sample n into W:
   // [m][pixel] (NCHW) or [pixel][m] (channels-last), m from g0 * taps.
   static void kernel_tile(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
-                          int64_t g1, int64_t i0, int64_t i1, T* W, T* pack) {
+                          int64_t g1, int64_t i0, int64_t i1, T* W) {
     const Problem& p = f.p;
     const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), m0 = g0 * p.taps();
     const int64_t ch = f.hidden, GT = f.kernel_rows();
@@ -200,8 +141,8 @@ struct Fused {
       for (int64_t m = 0; m < M; ++m) {
         std::fill(W + m * P, W + (m + 1) * P, f.bias ? a.bias[m0 + m] : T(0));
       }
-      gemm(M, P, ch, a.span + m0 * ch, ch, 1,
-           a.hidden + n * ch * p.out_plane() + i0 * p.out_width, p.out_plane(), W, P, pack);
+      a.matmul(M, P, ch, a.span + m0 * ch, ch, 1,
+           a.hidden + n * ch * p.out_plane() + i0 * p.out_width, p.out_plane(), W, P);
     } else {
       for (int64_t q = 0; q < P; ++q) {
         if (f.bias) {
@@ -210,17 +151,16 @@ struct Fused {
           std::fill(W + q * M, W + (q + 1) * M, T(0));
         }
       }
-      gemm(P, M, ch, a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch, ch, 1,
-           a.span_t + m0, GT, W, M, pack);
+      a.matmul(P, M, ch, a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch, ch, 1,
+           a.span_t + m0, GT, W, M);
     }
   }
 
   static void forward(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
                       int64_t g1, int64_t i0, int64_t i1, T* scratch) {
     const Problem& p = f.p;
-    T* pack = scratch;
-    T* W = pack + f.pack_elements();
-    kernel_tile(f, a, n, g0, g1, i0, i1, W, pack);
+    T* W = scratch;
+    kernel_tile(f, a, n, g0, g1, i0, i1, W);
     const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), C = p.channels;
     const int64_t cg = p.group_channels, kw = p.kernel_w;
     if (!p.channels_last) {
@@ -292,8 +232,7 @@ struct Fused {
   static void grad_input(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
                          int64_t g1, int64_t y0, int64_t y1, T* scratch) {
     const Problem& p = f.p;
-    T* pack = scratch;
-    T* W = pack + f.pack_elements();
+    T* W = scratch;
     const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
     T* gx = a.out;
     // NCHW: each channel's rows [y0, y1) are summed in phased rows (see
@@ -318,7 +257,7 @@ struct Fused {
     const int64_t rows = f.tile_rows();
     for (int64_t i0 = first; i0 < last; i0 += rows) {
       const int64_t i1 = std::min(last, i0 + rows);
-      kernel_tile(f, a, n, g0, g1, i0, i1, W, pack);
+      kernel_tile(f, a, n, g0, g1, i0, i1, W);
       const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps();
       if (!p.channels_last) {
         // A row's last vector reads past the tile: finite values there.
@@ -390,8 +329,7 @@ struct Fused {
     const Problem& p = f.p;
     const int64_t P = (i1 - i0) * p.out_width, M = f.kernel_rows(), ch = f.hidden;
     const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
-    T* pack = scratch;
-    T* dW = pack + f.pack_elements();
+    T* dW = scratch;
     T* gh = a.out;
     if (!p.channels_last) {
       // dW[m][q]: every channel's input rows in phases, then per tap L output
@@ -445,14 +383,14 @@ struct Fused {
       for (int64_t k = 0; k < ch; ++k) {
         std::fill(ghp + k * p.out_plane(), ghp + k * p.out_plane() + P, T(0));
       }
-      gemm(ch, P, M, a.span_t, M, 1, dW, P, ghp, p.out_plane(), pack);
+      a.matmul(ch, P, M, a.span_t, M, 1, dW, P, ghp, p.out_plane());
       // partial grad_span (M x ch) += dW h^T, with h^T (P x ch) transposed here.
       T* ht = dW + f.tile_elements();  // before the phased rows
       const T* hp = a.hidden + n * ch * p.out_plane() + i0 * p.out_width;
       for (int64_t k = 0; k < ch; ++k) {
         for (int64_t q = 0; q < P; ++q) ht[q * ch + k] = hp[k * p.out_plane() + q];
       }
-      gemm(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch, pack);
+      a.matmul(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch);
       return;
     }
     // dW[q][m]: per pixel and group, products over the group's channels for
@@ -493,8 +431,8 @@ struct Fused {
     const T* hp = a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch;
     T* ghp = gh + (n * p.out_plane() + i0 * p.out_width) * ch;
     std::fill(ghp, ghp + P * ch, T(0));
-    gemm(P, ch, M, dW, M, 1, a.span, ch, ghp, ch, pack);  // grad_hidden = dW S
-    gemm(M, ch, P, dW, 1, M, hp, ch, a.grad_span, ch, pack);  // partial grad_span += dW^T h
+    a.matmul(P, ch, M, dW, M, 1, a.span, ch, ghp, ch);  // grad_hidden = dW S
+    a.matmul(M, ch, P, dW, 1, M, hp, ch, a.grad_span, ch);  // partial grad_span += dW^T h
   }
 };
 
