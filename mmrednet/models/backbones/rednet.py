@@ -1,4 +1,4 @@
-"""RedNet: ResNet with involution in the stem and every bottleneck (SPEC §3)."""
+"""RedNet (Li et al., CVPR 2021): ResNet with involution in the stem and every bottleneck."""
 from typing import Optional, Sequence, Tuple
 
 import torch

@@ -1,4 +1,4 @@
-"""The involution layer: kernel generation plus the involution op (SPEC §2)."""
+"""The involution layer: kernel generation plus the involution op (Li et al., CVPR 2021)."""
 from typing import Optional, Sequence, Union
 
 import torch
