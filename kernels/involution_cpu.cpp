@@ -123,15 +123,42 @@ std::string message(const Parts&... parts) {
 // The arguments, checked as mmrednet/ops/_args.py checks them for the Python
 // entry points (same conditions and messages), since C++ callers have no
 // Python in front of the op.
-int64_t output_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding,
-                    int64_t dilation) {
-  return (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+//
+// Bounds: a stride, padding or dilation value fits 32 bits (the CUDA kernels'
+// coordinates), and the padded problem, (C + G * Kh * Kw) * (H + 2 * pad_h) *
+// (W + 2 * pad_w) values, at most 2^40: every scratch size and index of the
+// kernels is a small multiple of it (rows and columns of a pass's window span
+// the padded input at most, see make_problem's stride), so none wraps in 64
+// bits. Those are computed here with saturating arithmetic, before any other
+// product of the geometry.
+constexpr int64_t kMaxGeometry = 2147483647;           // 2^31 - 1
+constexpr int64_t kMaxPaddedProblem = int64_t{1} << 40;
+
+// a + b and a * b for a, b >= 0, INT64_MAX where they overflow.
+int64_t saturating_add(int64_t a, int64_t b) {
+  int64_t sum;
+  return __builtin_add_overflow(a, b, &sum) ? INT64_MAX : sum;
+}
+int64_t saturating_mul(int64_t a, int64_t b) {
+  int64_t product;
+  return __builtin_mul_overflow(a, b, &product) ? INT64_MAX : product;
 }
 
 void check_pair(const char* op, const char* name, const Ints& values, int64_t minimum) {
   CHECK_VALUE(values.size() == 2, op, ": ", name, " must be 2 ints, got ", list(values));
   CHECK_VALUE(values[0] >= minimum && values[1] >= minimum, op, ": ", name, " must be >= ", minimum,
         ", got ", list(values));
+  CHECK_VALUE(values[0] <= kMaxGeometry && values[1] <= kMaxGeometry, op, ": ", name,
+              " must be <= ", kMaxGeometry, " (2^31 - 1), got ", list(values));
+}
+
+// Length of one output axis, as for a convolution with the same geometry; 0
+// where the input is too small. `padded` (the padded input length) is at most
+// kMaxPaddedProblem, so nothing overflows: the kernel span dilation * (kernel - 1)
+// is compared by division first.
+int64_t output_size(int64_t padded, int64_t kernel, int64_t stride, int64_t dilation) {
+  if (kernel - 1 > (padded - 1) / dilation) return 0;
+  return (padded - dilation * (kernel - 1) - 1) / stride + 1;
 }
 
 // What ATen's isFloatingType accepts (and the stable ABI of TORCH_TARGET_VERSION
@@ -190,8 +217,18 @@ ScalarType check_problem(const char* op, const Tensor& input, const Tensor& weig
   CHECK_VALUE(w[2] >= 1 && w[3] >= 1, op, ": kernel size must be >= 1, got ", list(weight, 2, 2));
   CHECK_VALUE(x[2] >= 1 && x[3] >= 1, op, ": input spatial size must be >= 1, got ",
               list(input, 2, 2));
-  const int64_t out_h = output_size(x[2], w[2], stride[0], padding[0], dilation[0]);
-  const int64_t out_w = output_size(x[3], w[3], stride[1], padding[1], dilation[1]);
+  const int64_t padded_h = saturating_add(x[2], 2 * padding[0]);
+  const int64_t padded_w = saturating_add(x[3], 2 * padding[1]);
+  const int64_t values = saturating_mul(
+      saturating_add(channels, saturating_mul(groups, saturating_mul(w[2], w[3]))),
+      saturating_mul(padded_h, padded_w));
+  CHECK_VALUE(values <= kMaxPaddedProblem, op,
+              ": the padded problem, (channels + groups * Kh * Kw) * (H + 2 * padding[0]) * "
+              "(W + 2 * padding[1]) = (", channels, " + ", groups, " * ", w[2], " * ", w[3],
+              ") * (", x[2], " + 2 * ", padding[0], ") * (", x[3], " + 2 * ", padding[1],
+              "), must be at most 2^40 values");
+  const int64_t out_h = output_size(padded_h, w[2], stride[0], dilation[0]);
+  const int64_t out_w = output_size(padded_w, w[3], stride[1], dilation[1]);
   CHECK_VALUE(out_h >= 1 && out_w >= 1, op, ": input spatial size ", list(input, 2, 2),
               " is too small for kernel ", list(weight, 2, 2), ", padding ", list(padding),
               ", dilation ", list(dilation));
@@ -291,11 +328,17 @@ Tensor new_empty(const Ints& sizes, const Tensor& like, bool channels_last = fal
   return Tensor(handle);
 }
 
+// The problem of checked arguments. A stride longer than the padded input
+// (one output row or column, whose stride nothing reads) is shortened to that
+// length: the same result, and the kernels' windows (rows of R outputs, columns
+// of a pixel block) then span at most a few padded inputs.
 Problem make_problem(const Tensor& input, const Tensor& weight, const Ints& stride,
                      const Ints& padding, const Ints& dilation, bool channels_last) {
   const auto x = input.sizes(), w = weight.sizes();
+  const int64_t stride_h = std::min(stride[0], x[2] + 2 * padding[0]);
+  const int64_t stride_w = std::min(stride[1], x[3] + 2 * padding[1]);
   return Problem{x[0], x[1], w[1], x[1] / w[1], x[2], x[3], w[4], w[5], w[2], w[3],
-                 stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
+                 stride_h, stride_w, padding[0], padding[1], dilation[0], dilation[1],
                  channels_last};
 }
 

@@ -276,6 +276,105 @@ def check_case(case: Case, device: str) -> None:
         _expect_error(lambda: involution(fx, fw, *fgeo), 'involution', words)
 
 
+# Geometry at and past the bounds: a stride, padding or dilation value is at most 2^31 - 1,
+# the padded problem (C + G * Kh * Kw) * (H + 2 * pad_h) * (W + 2 * pad_w) at most 2^40
+# values; values near 2^31, 2^62 and INT64_MAX, and products that overflow 64 bits.
+MAX_GEOMETRY, MAX_PADDED_PROBLEM = 2**31 - 1, 2**40
+EXTREMES = (2**31 - 2, 2**31 - 1, 2**31, 2**32 + 1, 2**55, 2**60, 2**62, 2**63 - 1)
+EXTREME_KINDS = ('stride', 'padding', 'dilation', 'two', 'issue', 'kernel', 'channels',
+                 'in_bounds')
+
+
+@dataclass
+class ExtremeCase:
+    case: Case
+    expand: Optional[str] = None  # 'kernel' or 'channels': a huge stride-0 axis
+
+    def expected_error(self) -> Optional[str]:
+        """Words the error must contain, from the bounds (exact integers); None: valid."""
+        c = self.case
+        for name in ('stride', 'padding', 'dilation'):
+            if max(getattr(c, name)) > MAX_GEOMETRY:
+                return name
+        if self.expand:
+            return 'padded problem'
+        kernel, size, padding = (((1, ) + t)[-2:] for t in (c.kernel, c.size, c.padding))
+        padded = [s + 2 * p for s, p in zip(size, padding, strict=True)]
+        if ((c.groups * c.group_channels + c.groups * kernel[0] * kernel[1]) * padded[0] *
+                padded[1] > MAX_PADDED_PROBLEM):
+            return 'padded problem'
+        if min(c.out_size) < 1:
+            return 'too small'
+        return None
+
+
+def make_extreme_cases(seed: int, count: int) -> List[ExtremeCase]:
+    rng = random.Random(seed)
+    cases = []
+    for index in range(count):
+        kind = rng.choice(EXTREME_KINDS)
+        value = rng.choice(EXTREMES)
+        # Padding within the bound is refused only as a product: both axes of a 2-D problem.
+        ndim = 2 if kind == 'padding' and value <= MAX_GEOMETRY else rng.choice((1, 2))
+        geometry = {
+            'stride': [rng.randint(1, 2) for _ in range(ndim)],
+            'padding': [rng.randint(0, 1) for _ in range(ndim)],
+            'dilation': [rng.randint(1, 2) for _ in range(ndim)],
+        }
+        kernel = [rng.choice((1, 3)) for _ in range(ndim)]
+        axes = rng.choice([(a, ) for a in range(ndim)] + [tuple(range(ndim))])
+        if kind == 'padding' and value <= MAX_GEOMETRY:
+            axes = (0, 1)
+        if kind in geometry:
+            for a in axes:
+                geometry[kind][a] = value
+        elif kind == 'in_bounds':  # valid: one output along the stride, or one tap dilated
+            name = rng.choice(('stride', 'dilation'))
+            for a in axes:
+                geometry[name][a] = rng.choice((2**31 - 2, MAX_GEOMETRY))
+                kernel[a] = 1 if name == 'dilation' else kernel[a]
+        elif kind == 'two':  # two of the three at once: the first one checked is named
+            for name in rng.sample(sorted(geometry), 2):
+                geometry[name][axes[0]] = rng.choice(EXTREMES)
+        elif kind == 'issue':  # a stride of 2^24 with a dilation of 2^55 used to segfault
+            geometry['stride'][axes[0]], geometry['dilation'][axes[0]] = 2**24, 2**55
+        case = Case(index, ndim, rng.choice((0, 1, 2)), rng.randint(1, 2), rng.randint(1, 3),
+                    tuple(rng.randint(5, 9) for _ in range(ndim)), tuple(kernel),
+                    tuple(geometry['stride']), tuple(geometry['padding']),
+                    tuple(geometry['dilation']), rng.choice((torch.float64, torch.float32)),
+                    'contiguous', 'extreme')
+        cases.append(ExtremeCase(case, kind if kind in ('kernel', 'channels') else None))
+    return cases
+
+
+def check_extreme_case(extreme: ExtremeCase, device: str) -> None:
+    """Every entry point on one case of extreme geometry: the reference or the error
+    naming the parameter, and never an attempt to allocate what the geometry implies."""
+    from mmrednet.ops import involution
+    case, words = extreme.case, extreme.expected_error()
+    if words is None:  # valid: one output pixel along a huge stride, or a 1-tap huge dilation
+        check_case(Case(**{**case.__dict__, 'mismatch': None}), device)
+        return
+    c = case.groups * case.group_channels
+    x = torch.randn(case.batch, c, *case.size, dtype=case.dtype, device=device)
+    # The error comes before the output size is compared: any kernel grid does.
+    w = torch.randn(case.batch, case.groups, *case.kernel, *(1, ) * case.ndim,
+                    dtype=case.dtype, device=device)
+    if extreme.expand == 'kernel':
+        w = w.new_zeros(()).expand(case.batch, case.groups, 2**40, *w.shape[3:])
+    elif extreme.expand == 'channels':
+        x = x.new_zeros(()).expand(case.batch, 2**40, *case.size)
+    grad_out = x.new_zeros(()).expand(*x.shape[:2], *(1, ) * case.ndim)
+    x2, w2, g2, geometry2 = _to_2d(x, w, grad_out, case)
+    for what, call in _ops(x2, w2, g2, geometry2).items():
+        _expect_error(call, what, words)
+        _expect_error(lambda what=what: _fake(lambda mode: _ops(*(
+            mode.from_tensor(t) for t in (x2, w2, g2)), geometry2)[what]()), f'fake {what}',
+                      words)
+    _expect_error(lambda: involution(x, w, case.stride, case.padding, case.dilation),
+                  'involution', words)
+
+
 LAYER_MISMATCHES = {'channels': 'channels', 'rank': 'dims', 'empty_spatial': 'spatial size'}
 
 
@@ -315,11 +414,12 @@ def check_layer_case(rng: random.Random, index: int, device: str) -> None:
         torch.testing.assert_close(got, exp, msg=lambda m, name=name: f'{what}: {name}: {m}')
 
 
-def main(seed: int, count: int, layer_count: int, device: str) -> None:
+def main(seed: int, count: int, layer_count: int, device: str, extreme_count: int = 0) -> None:
     """Run the cases, printing each before it runs (the last line names a crashing case) and a
     JSON summary at the end."""
     torch.manual_seed(seed)
-    failures, counts = [], {'valid': 0, 'mismatch': 0, 'layer': 0}
+    failures, counts = [], {'valid': 0, 'mismatch': 0, 'layer': 0, 'extreme_valid': 0,
+                            'extreme_error': 0}
     for case in make_cases(seed, count):
         print('RUN', case.describe(), flush=True)
         try:
@@ -327,6 +427,14 @@ def main(seed: int, count: int, layer_count: int, device: str) -> None:
         except Exception as exc:  # an unexpected error in a valid case fails it too
             failures.append(f'{case.describe()}: {type(exc).__name__}: {exc}'.splitlines()[0])
         counts['valid' if case.mismatch is None else 'mismatch'] += 1
+    for extreme in make_extreme_cases(seed, extreme_count):
+        what = f'{extreme.case.describe()} expand={extreme.expand}'
+        print('RUN', what, flush=True)
+        try:
+            check_extreme_case(extreme, device)
+        except Exception as exc:
+            failures.append(f'{what}: {type(exc).__name__}: {exc}'.splitlines()[0])
+        counts['extreme_valid' if extreme.expected_error() is None else 'extreme_error'] += 1
     rng = random.Random(seed)
     for index in range(layer_count):
         print('RUN layer case', index, flush=True)
@@ -338,11 +446,13 @@ def main(seed: int, count: int, layer_count: int, device: str) -> None:
     print('SUMMARY', json.dumps(dict(counts=counts, failures=failures)), flush=True)
 
 
-def _run(device: str, count: int, layer_count: int, library: bool) -> dict:
+def _run(device: str, count: int, layer_count: int, library: bool,
+         extreme_count: int = 0) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
     if not library:
         env['MMREDNET_WITH_EXT'] = '0'
-    code = f'from tests.test_op_fuzz import main; main(0, {count}, {layer_count}, {device!r})'
+    code = (f'from tests.test_op_fuzz import main; '
+            f'main(0, {count}, {layer_count}, {device!r}, {extreme_count})')
     proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600, check=False)  # a crash is reported below
     lines = proc.stdout.splitlines()
@@ -385,10 +495,17 @@ def test_every_cpu_entry_point_gives_the_reference_or_a_clear_error():
     assert counts['valid'] > 120 and counts['mismatch'] > 80 and counts['layer'] == 30
 
 
+def test_extreme_geometry_gives_the_reference_or_a_clear_error():
+    # Huge values used to wrap the kernels' sizes: a segfault (stride 2^24, dilation 2^55),
+    # about 4x the right result (padding and dilation near 2^60), petabyte allocations.
+    counts = _run('cpu', count=0, layer_count=0, library=True, extreme_count=120)
+    assert counts['extreme_valid'] > 10 and counts['extreme_error'] > 80
+
+
 def test_portable_path_gives_the_reference_or_a_clear_error():
     # The kernels registered from Python (every device but the CPU with the op library).
-    counts = _run('cpu', count=120, layer_count=0, library=False)
-    assert counts['valid'] > 40 and counts['mismatch'] > 30
+    counts = _run('cpu', count=120, layer_count=0, library=False, extreme_count=40)
+    assert counts['valid'] > 40 and counts['mismatch'] > 30 and counts['extreme_error'] > 20
 
 
 @pytest.mark.gpu
@@ -407,3 +524,15 @@ def test_fuzz_cases_cover_every_mismatch_dtype_and_layout():
                                                    (2, 'contiguous'), (2, 'strided'),
                                                    (2, 'channels_last')}
     assert any(c.batch == 0 for c in valid) and any(c.group_channels == 0 for c in valid)
+
+
+def test_extreme_cases_cover_every_bound():
+    cases = make_extreme_cases(0, 120)
+    assert {e.expected_error() for e in cases} == {None, 'stride', 'padding', 'dilation',
+                                                   'padded problem', 'too small'}
+    values = {v for e in cases for name in ('stride', 'padding', 'dilation')
+              for v in getattr(e.case, name)}
+    assert set(EXTREMES) <= values and {e.expand for e in cases} == {None, 'kernel', 'channels'}
+    # Within the value bounds, a product past 2^63: the padded problem must be refused.
+    assert any(e.expected_error() == 'padded problem' and max(e.case.padding) == MAX_GEOMETRY
+               for e in cases)

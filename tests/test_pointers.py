@@ -78,9 +78,6 @@ def test_config_headers_point_at_what_exists(config):
     assert _missing(REPO_PATH.findall(comments)) == []
 
 
-# Sources that still cite SPEC; the test below fails as each stops, so that it leaves this list.
-_SOURCES_STILL_CITING_SPEC = ('mmrednet/models/backbones/rednet.py',
-                              'mmrednet/models/layers/involution.py')
 SOURCES = sorted(osp.relpath(p, ROOT)
                  for pattern in ('mmrednet/**/*.py', 'tools/**/*.py', 'kernels/**/*.[ch]*')
                  for p in glob.glob(osp.join(ROOT, pattern), recursive=True))
@@ -90,7 +87,7 @@ def test_source_text_cites_what_readers_can_follow():
     """Docstrings (the API reference renders them) and comments cite the paper, the original
     repository or our docs, not a reference document that is not in the repository."""
     citing = [path for path in SOURCES if re.search(r'\bSPEC\b|§', _read(path))]
-    assert citing == list(_SOURCES_STILL_CITING_SPEC)
+    assert citing == []
 
 
 @pytest.mark.parametrize('page', USER_PAGES)

@@ -11,6 +11,14 @@ from torch import Tensor
 
 IntOrPair = Union[int, Sequence[int]]
 
+# Bounds of the geometry, the same in the C++ kernels (kernels/involution_cpu.cpp):
+# a stride, padding or dilation value fits 32 bits (the CUDA kernels' coordinates),
+# and the padded problem, (C + G * Kh * Kw) * (H + 2 * pad_h) * (W + 2 * pad_w)
+# values, at most 2^40, so that no scratch size or index of the kernels wraps in
+# 64 bits (each is a small multiple of it).
+MAX_GEOMETRY = 2**31 - 1
+MAX_PADDED_PROBLEM = 2**40
+
 
 def _as_tuple(value: IntOrPair, ndim: int, name: str, minimum: int) -> Tuple[int, ...]:
     values = (value,) * ndim if isinstance(value, int) else tuple(value)
@@ -18,7 +26,30 @@ def _as_tuple(value: IntOrPair, ndim: int, name: str, minimum: int) -> Tuple[int
         raise ValueError(f'involution: {name} must be an int or {ndim} ints, got {value!r}')
     if any(v < minimum for v in values):
         raise ValueError(f'involution: {name} must be >= {minimum}, got {value!r}')
+    if any(v > MAX_GEOMETRY for v in values):
+        raise ValueError(f'involution: {name} must be <= {MAX_GEOMETRY} (2^31 - 1), got '
+                         f'{value!r}')
     return values
+
+
+def _check_padded_problem(channels: int, groups: int, kernel: Tuple[int, int],
+                          size: Tuple[int, int], padding: Tuple[int, int]) -> None:
+    """The padded problem (2-D layout) is at most ``MAX_PADDED_PROBLEM`` values.
+
+    Exact on plain ints; not checked while tracing with symbolic sizes (it
+    would add a guard on them), where the kernels check it on every call.
+    """
+    numbers = (channels, groups, *kernel, *size)
+    if not all(isinstance(v, int) for v in numbers):
+        return
+    values = ((channels + groups * kernel[0] * kernel[1]) * (size[0] + 2 * padding[0]) *
+              (size[1] + 2 * padding[1]))
+    if values > MAX_PADDED_PROBLEM:
+        raise ValueError(
+            f'involution: the padded problem, (channels + groups * Kh * Kw) * '
+            f'(H + 2 * padding[0]) * (W + 2 * padding[1]) = ({channels} + {groups} * '
+            f'{kernel[0]} * {kernel[1]}) * ({size[0]} + 2 * {padding[0]}) * ({size[1]} + 2 * '
+            f'{padding[1]}), must be at most 2^40 values')
 
 
 def _check_like_input(name: str, tensor: Tensor, input: Tensor) -> None:
@@ -109,6 +140,10 @@ def canonicalize(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntO
     if any(size < 1 for size in input.shape[2:]):
         raise ValueError(f'involution: input spatial size must be >= 1, got '
                          f'{tuple(input.shape[2:])}')
+    # In the 2-D layout, as the ops see it: a 1-D problem has a height of one.
+    _check_padded_problem(channels, groups, ((1, ) + kernel)[-2:],
+                          ((1, ) + tuple(input.shape[2:]))[-2:],
+                          ((0, ) + padding_t)[-2:])
     expected_out = tuple(
         output_size(size, k, s, p, d)
         for size, k, s, p, d in zip(input.shape[2:], kernel, stride_t, padding_t, dilation_t,

@@ -1,4 +1,4 @@
-"""RedNet: ResNet with involution in the stem and every bottleneck (SPEC §3)."""
+"""RedNet (Li et al., CVPR 2021): ResNet with involution in the stem and every bottleneck."""
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -269,6 +269,8 @@ class RedNet(BaseModule):
             conv_cfg, norm_cfg = block_kwargs['conv_cfg'], block_kwargs['norm_cfg']
             pool = []
             if avg_down and stride != 1:
+                # count_include_pad=False: the form of the ceil-mode pool torch 2.14's
+                # inductor differentiates right (docs/notes/inductor_avgpool_ceil_mode.md).
                 pool = [nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)]
             downsample = nn.Sequential(
                 *pool,

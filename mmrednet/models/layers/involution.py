@@ -1,4 +1,4 @@
-"""The involution layer: kernel generation plus the involution op (SPEC §2)."""
+"""The involution layer: kernel generation plus the involution op (Li et al., CVPR 2021)."""
 from typing import Optional, Sequence, Union
 
 import torch
@@ -94,8 +94,13 @@ class _InvolutionNd(BaseModule):
                                 norm_cfg=None, act_cfg=None)
         # ceil_mode: the pooled grid is ceil(H / s), exactly the output grid of
         # the op for odd K and 'same' padding, for every H (the original used
-        # floor and broke on odd sizes).
-        self.avgpool = _POOL[nd](stride, stride, ceil_mode=True) if stride > 1 else None
+        # floor and broke on odd sizes). count_include_pad=False: the same
+        # numbers without padding (a clipped last window averages what it
+        # holds either way), but torch 2.14's inductor differentiates only
+        # this form right; with True it divides a clipped window's gradient
+        # by the full window (docs/notes/inductor_avgpool_ceil_mode.md).
+        self.avgpool = (_POOL[nd](stride, stride, ceil_mode=True, count_include_pad=False)
+                        if stride > 1 else None)
         self.bias = nn.Parameter(torch.zeros(in_channels)) if bias else None
 
     def _check_input(self, x: Tensor) -> None:
