@@ -1,6 +1,7 @@
-// The fused involution ops of the op library: out = involution(x, span(h)),
-// with span a 1x1 convolution (weight (G*Kh*Kw, C_hidden), optional bias),
-// and their gradients, on torch's stable ABI (see involution_cpu.cpp).
+// The CPU kernels of the fused involution ops (defined with the others in
+// involution_cpu.cpp): out = involution(x, span(h)), with span a 1x1
+// convolution (weight (G*Kh*Kw, C_hidden), optional bias), and their
+// gradients, on torch's stable ABI (see involution_cpu.cpp).
 //
 // The per-pixel kernel is generated tile by tile in each task's scratch
 // (involution_fused_kernels.h, compiled per instruction set) and never stored:
@@ -11,19 +12,18 @@
 // number of threads. Two layouts: all (N, C, H, W) tensors contiguous, or
 // channels-last when the input is (what a channels-last model produces).
 // Half and bfloat16 are computed in float32, as by the involution ops.
+#include <torch/csrc/inductor/aoti_torch/generated/c_shim_cpu.h>  // addmm_out
+
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <type_traits>
 
 #include "involution_cpu_binding.h"
 #include "involution_fused.h"
-#include "mmrednet_generated.h"  // the op schemas, written by setup.py
-
-#include <torch/csrc/inductor/aoti_torch/generated/c_shim_cpu.h>
 
 namespace {
 
@@ -57,18 +57,15 @@ void matmul(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t ai
 // of consecutive tasks (a fixed split, so a fixed order of summation).
 constexpr int64_t kSpanPartials = 16;
 
-// The fused kernels of the instruction set the involution ops use (the
-// _cpu_isa op of involution_cpu.cpp, which tests and benchmarks set).
+// The fused kernels of the instruction set the involution ops use (which
+// tests and benchmarks choose by the _cpu_set_isa op).
 const FusedIsa& current_isa() {
-  std::array<StableIValue, 1> stack{};
-  STABLE_TORCH_ERROR_CODE_CHECK(
-      torch_call_dispatcher("mmrednet::_cpu_isa", "", stack.data(), TORCH_ABI_VERSION));
-  const auto name = torch::stable::detail::to<std::string>(stack[0]);
+  const std::string name = mmrednet_cpu::selected_isa().name;
   for (const FusedIsa* isa :
        {&mmrednet_cpu::kFusedAvx512, &mmrednet_cpu::kFusedAvx2, &mmrednet_cpu::kFusedBaseline}) {
     if (name == isa->name) return *isa;
   }
-  return mmrednet_cpu::kFusedBaseline;
+  throw std::logic_error("involution_fused: no fused kernels for instruction set " + name);
 }
 
 // Checks the problem, as mmrednet/ops/_fused_args.py checks it for the Python
@@ -346,12 +343,6 @@ std::tuple<Tensor, Tensor, Tensor> involution_fused_grad_span(
 }
 
 }  // namespace
-
-STABLE_TORCH_LIBRARY_FRAGMENT(mmrednet, m) {
-  m.def(MMREDNET_SCHEMA_INVOLUTION_FUSED);
-  m.def(MMREDNET_SCHEMA_INVOLUTION_FUSED_GRAD_INPUT);
-  m.def(MMREDNET_SCHEMA_INVOLUTION_FUSED_GRAD_SPAN);
-}
 
 STABLE_TORCH_LIBRARY_IMPL(mmrednet, CPU, m) {
   m.impl("involution_fused", TORCH_BOX(&involution_fused));

@@ -300,6 +300,8 @@ def _bad_cases():
         'padding': (dict(p=[-1, 1]), 'padding'),
         'dilation': (dict(d=[1, 0]), 'dilation'),
         'too small': (dict(p=[0, 0], x=x[..., :1, :]), 'too small'),
+        'stride bound': (dict(s=[2**40, 1]), 'stride must be <='),
+        'padded problem': (dict(p=[2**20, 2**20]), 'padded problem'),
         'grad_output shape': (dict(g=torch.randn(2, 8, 7, 5)), 'grad_output'),
         'grad_output dtype': (dict(g=torch.randn(2, 8, 7, 6).double()), 'grad_output dtype'),
     }
