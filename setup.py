@@ -53,13 +53,16 @@ def cpu_extension():
              f'-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}']
     # The ops and their CPU kernels, compiled once per instruction set (picked at run time).
     sources = [f'kernels/involution_cpu{part}.cpp'
-               for part in ('', '_avx512', '_avx2', '_baseline')]
+               for part in ('', '_avx512', '_avx2', '_baseline')] + [
+                   'kernels/involution_fused_cpu.cpp']
     # A plain shared library, not a Python module: loaded by torch.ops.load_library,
     # and by C++ programs without Python (py_limited_api drops libtorch_python).
     generated = generated_header(os.path.abspath(os.path.join('build', 'generated')))
     ext = CppExtension('mmrednet._C', sources, extra_compile_args=flags, py_limited_api=True,
                        include_dirs=[generated],
                        depends=['kernels/involution_cpu.h', 'kernels/involution_cpu_kernels.h',
+                                'kernels/involution_cpu_binding.h', 'kernels/involution_fused.h',
+                                'kernels/involution_fused_kernels.h',
                                 'mmrednet/ops/schemas.py', 'mmrednet/version.py'])
     build_ext = BuildExtension.with_options(no_python_abi_suffix=True)
     return dict(ext_modules=[ext], cmdclass={'build_ext': build_ext})

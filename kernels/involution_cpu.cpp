@@ -27,33 +27,24 @@
 // arguments, a std::runtime_error (RuntimeError) otherwise; the stable ABI has
 // no TypeError, so a dtype mismatch at a direct torch.ops call is a ValueError
 // (the functional involution() raises TypeError before the op is reached).
-#include <torch/csrc/stable/library.h>
-#include <torch/csrc/stable/ops.h>
-#include <torch/csrc/stable/tensor.h>
-#include <torch/headeronly/core/MemoryFormat.h>
-#include <torch/headeronly/core/ScalarType.h>
-
 #include <algorithm>
 #include <cstdint>
-#include <initializer_list>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "involution_cpu.h"
+#include "involution_cpu_binding.h"  // checks, layouts and allocation shared with the fused ops
 #include "mmrednet_generated.h"  // the op schemas and the package version, written by setup.py
 
 namespace {
 
-using torch::headeronly::MemoryFormat;
-using torch::headeronly::ScalarType;
-using torch::stable::Tensor;
+using namespace mmrednet_cpu::binding;  // NOLINT: the binding's vocabulary
 using mmrednet_cpu::Isa;
 using mmrednet_cpu::PassId;
 using mmrednet_cpu::Problem;
-using Ints = std::vector<int64_t>;
+#define CHECK_VALUE MMREDNET_CHECK_VALUE  // a bad argument: ValueError in Python
 
 std::vector<const Isa*> supported_isas() {
   std::vector<const Isa*> isas;
@@ -76,121 +67,10 @@ const Isa*& current_isa() {
   return isa;
 }
 
-// Messages as ATen's checks wrote them: lists as [a, b], dtypes by their ATen
-// names, devices as cpu or cuda:0.
-struct List {
-  torch::headeronly::IntHeaderOnlyArrayRef values;
-};
-
-std::ostream& operator<<(std::ostream& out, List list) {
-  out << '[';
-  for (size_t i = 0; i < list.values.size(); ++i) out << (i ? ", " : "") << list.values[i];
-  return out << ']';
-}
-
-List list(const Ints& values) { return {values}; }
-List list(const Tensor& t, int64_t first, int64_t count) {
-  return {t.sizes().slice(first, count)};
-}
-List shape(const Tensor& t) { return {t.sizes()}; }
-
-std::ostream& operator<<(std::ostream& out, const torch::stable::Device& device) {
-  using torch::headeronly::DeviceType;
-  switch (device.type()) {
-    case DeviceType::CPU: out << "cpu"; break;
-    case DeviceType::CUDA: out << "cuda"; break;
-    case DeviceType::Meta: out << "meta"; break;
-    default: out << "device type " << static_cast<int>(device.type());
-  }
-  if (device.index() >= 0) out << ':' << static_cast<int>(device.index());
-  return out;
-}
-
-template <typename... Parts>
-std::string message(const Parts&... parts) {
-  std::ostringstream out;
-  (out << ... << parts);
-  return out.str();
-}
-
-// A bad argument: std::invalid_argument, the message's parts evaluated only
-// then (as TORCH_CHECK_VALUE).
-#define CHECK_VALUE(condition, ...)                                      \
-  do {                                                                   \
-    if (!(condition)) throw std::invalid_argument(message(__VA_ARGS__)); \
-  } while (false)
-
 // The arguments, checked as mmrednet/ops/_args.py checks them for the Python
 // entry points (same conditions and messages), since C++ callers have no
-// Python in front of the op.
+// Python in front of the op; bounded as involution_cpu_binding.h says.
 //
-// Bounds: a stride, padding or dilation value fits 32 bits (the CUDA kernels'
-// coordinates), and the padded problem, (C + G * Kh * Kw) * (H + 2 * pad_h) *
-// (W + 2 * pad_w) values, at most 2^40: every scratch size and index of the
-// kernels is a small multiple of it (rows and columns of a pass's window span
-// the padded input at most, see make_problem's stride), so none wraps in 64
-// bits. Those are computed here with saturating arithmetic, before any other
-// product of the geometry.
-constexpr int64_t kMaxGeometry = 2147483647;           // 2^31 - 1
-constexpr int64_t kMaxPaddedProblem = int64_t{1} << 40;
-
-// a + b and a * b for a, b >= 0, INT64_MAX where they overflow.
-int64_t saturating_add(int64_t a, int64_t b) {
-  int64_t sum;
-  return __builtin_add_overflow(a, b, &sum) ? INT64_MAX : sum;
-}
-int64_t saturating_mul(int64_t a, int64_t b) {
-  int64_t product;
-  return __builtin_mul_overflow(a, b, &product) ? INT64_MAX : product;
-}
-
-void check_pair(const char* op, const char* name, const Ints& values, int64_t minimum) {
-  CHECK_VALUE(values.size() == 2, op, ": ", name, " must be 2 ints, got ", list(values));
-  CHECK_VALUE(values[0] >= minimum && values[1] >= minimum, op, ": ", name, " must be >= ", minimum,
-        ", got ", list(values));
-  CHECK_VALUE(values[0] <= kMaxGeometry && values[1] <= kMaxGeometry, op, ": ", name,
-              " must be <= ", kMaxGeometry, " (2^31 - 1), got ", list(values));
-}
-
-// Length of one output axis, as for a convolution with the same geometry; 0
-// where the input is too small. `padded` (the padded input length) is at most
-// kMaxPaddedProblem, so nothing overflows: the kernel span dilation * (kernel - 1)
-// is compared by division first.
-int64_t output_size(int64_t padded, int64_t kernel, int64_t stride, int64_t dilation) {
-  if (kernel - 1 > (padded - 1) / dilation) return 0;
-  return (padded - dilation * (kernel - 1) - 1) / stride + 1;
-}
-
-// What ATen's isFloatingType accepts (and the stable ABI of TORCH_TARGET_VERSION
-// names): the kernels compute the 16- and 8-bit types in float32.
-bool is_floating(ScalarType type) {
-  switch (type) {
-    case ScalarType::Float: case ScalarType::Double: case ScalarType::Half:
-    case ScalarType::BFloat16: case ScalarType::Float8_e5m2: case ScalarType::Float8_e4m3fn:
-    case ScalarType::Float8_e5m2fnuz: case ScalarType::Float8_e4m3fnuz:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// A tensor's dtype and device as the C shim codes them: compared without
-// converting them (the messages convert them).
-int32_t dtype_code(const Tensor& t) {
-  int32_t code;
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_dtype(t.get(), &code));
-  return code;
-}
-
-bool same_device(const Tensor& a, const Tensor& b) {
-  int32_t a_type, a_index, b_type, b_index;
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_type(a.get(), &a_type));
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_type(b.get(), &b_type));
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_index(a.get(), &a_index));
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_index(b.get(), &b_index));
-  return a_type == b_type && a_index == b_index;
-}
-
 // Checks the problem and returns the dtype of its tensors.
 ScalarType check_problem(const char* op, const Tensor& input, const Tensor& weight,
                          const Ints& stride, const Ints& padding, const Ints& dilation) {
@@ -217,18 +97,10 @@ ScalarType check_problem(const char* op, const Tensor& input, const Tensor& weig
   CHECK_VALUE(w[2] >= 1 && w[3] >= 1, op, ": kernel size must be >= 1, got ", list(weight, 2, 2));
   CHECK_VALUE(x[2] >= 1 && x[3] >= 1, op, ": input spatial size must be >= 1, got ",
               list(input, 2, 2));
-  const int64_t padded_h = saturating_add(x[2], 2 * padding[0]);
-  const int64_t padded_w = saturating_add(x[3], 2 * padding[1]);
-  const int64_t values = saturating_mul(
-      saturating_add(channels, saturating_mul(groups, saturating_mul(w[2], w[3]))),
-      saturating_mul(padded_h, padded_w));
-  CHECK_VALUE(values <= kMaxPaddedProblem, op,
-              ": the padded problem, (channels + groups * Kh * Kw) * (H + 2 * padding[0]) * "
-              "(W + 2 * padding[1]) = (", channels, " + ", groups, " * ", w[2], " * ", w[3],
-              ") * (", x[2], " + 2 * ", padding[0], ") * (", x[3], " + 2 * ", padding[1],
-              "), must be at most 2^40 values");
-  const int64_t out_h = output_size(padded_h, w[2], stride[0], dilation[0]);
-  const int64_t out_w = output_size(padded_w, w[3], stride[1], dilation[1]);
+  const Ints padded =
+      check_padded_problem(op, channels, groups, {w[2], w[3]}, {x[2], x[3]}, padding);
+  const int64_t out_h = output_size(padded[0], w[2], stride[0], dilation[0]);
+  const int64_t out_w = output_size(padded[1], w[3], stride[1], dilation[1]);
   CHECK_VALUE(out_h >= 1 && out_w >= 1, op, ": input spatial size ", list(input, 2, 2),
               " is too small for kernel ", list(weight, 2, 2), ", padding ", list(padding),
               ", dilation ", list(dilation));
@@ -251,26 +123,6 @@ void check_grad_output(const char* op, const Tensor& grad_output, const Tensor& 
               shape(grad_output));
 }
 
-// Whether `t` is laid out densely with its dimensions in `order` (outermost
-// first), as ATen's is_contiguous decides it (size-1 dimensions have any
-// stride). Read from the strides: no dispatcher call.
-bool dense_in_order(const Tensor& t, std::initializer_list<int64_t> order) {
-  const auto sizes = t.sizes(), strides = t.strides();
-  if (std::find(sizes.begin(), sizes.end(), 0) != sizes.end()) return true;
-  int64_t expected = 1;
-  for (auto d = std::rbegin(order); d != std::rend(order); ++d) {
-    if (sizes[*d] == 1) continue;
-    if (strides[*d] != expected) return false;
-    expected *= sizes[*d];
-  }
-  return true;
-}
-
-// Whether an (N, C, H, W) tensor is contiguous in the problem's layout.
-bool contiguous(const Tensor& t, bool channels_last) {
-  return channels_last ? dense_in_order(t, {0, 2, 3, 1}) : dense_in_order(t, {0, 1, 2, 3});
-}
-
 // The kernel as a channels-last 1x1 convolution writes it: (N, Ho, Wo, G, Kh, Kw) in memory
 // (and not also contiguous), as _args.is_pixel_major.
 bool pixel_major(const Tensor& weight) {
@@ -278,54 +130,10 @@ bool pixel_major(const Tensor& weight) {
          dense_in_order(weight, {0, 4, 5, 1, 2, 3});
 }
 
-MemoryFormat format(bool channels_last) {
-  return channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
-}
-
-// The kernels compute in float32 or float64.
-ScalarType compute_type(ScalarType type) {
-  return type == ScalarType::Float || type == ScalarType::Double ? type : ScalarType::Float;
-}
-
-// `t` of dtype `type` in dtype `to`.
-Tensor cast(const Tensor& t, ScalarType type, ScalarType to) {
-  return type == to ? t : torch::stable::to(t, to);
-}
-
-// An (N, C, H, W) tensor of dtype `type` in the computing dtype and the problem's layout.
-Tensor dense(const Tensor& t, ScalarType type, bool channels_last) {
-  const Tensor c = cast(t, type, compute_type(type));
-  return contiguous(c, channels_last) ? c : torch::stable::contiguous(c, format(channels_last));
-}
-
 // The kernel in the computing dtype: pixel-major kept as it is when channels-last.
 Tensor kernel_tensor(const Tensor& weight, ScalarType type, bool channels_last) {
   const Tensor w = cast(weight, type, compute_type(type));
   return channels_last || dense_in_order(w, {0, 1, 2, 3, 4, 5}) ? w : torch::stable::contiguous(w);
-}
-
-// A new (uninitialized) tensor of `like`'s dtype and device: contiguous, or
-// channels-last (4-D), with the strides torch.empty gives. By the C shim's
-// empty_strided: torch::stable::empty looks the op up by name in every call,
-// which costs a tiny problem more than its arithmetic.
-Tensor new_empty(const Ints& sizes, const Tensor& like, bool channels_last = false) {
-  const int64_t dims = static_cast<int64_t>(sizes.size());
-  Ints strides(sizes.size(), 1);
-  if (channels_last) {
-    strides = {sizes[2] * sizes[3] * sizes[1], 1, sizes[3] * sizes[1], sizes[1]};
-  } else {
-    for (int64_t d = dims - 2; d >= 0; --d) {
-      strides[d] = strides[d + 1] * std::max<int64_t>(sizes[d + 1], 1);
-    }
-  }
-  int32_t dtype, device_type, device_index;
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_dtype(like.get(), &dtype));
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_type(like.get(), &device_type));
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_device_index(like.get(), &device_index));
-  AtenTensorHandle handle;
-  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(
-      dims, sizes.data(), strides.data(), dtype, device_type, device_index, &handle));
-  return Tensor(handle);
 }
 
 // The problem of checked arguments. A stride longer than the padded input
@@ -387,10 +195,6 @@ void run(PassId id, const Problem& p, int64_t rows, const T* a, const T* b, Tens
   });
 }
 
-template <typename T>
-const T* data(const Tensor& t) {
-  return static_cast<const T*>(t.const_data_ptr());
-}
 
 // Runs pass `id` over `rows` rows with operands `a` and `b` into `out` (all in
 // the computing dtype of `type`); returns `out` in `type`.
@@ -481,10 +285,16 @@ std::string library_version() { return MMREDNET_VERSION; }
 
 }  // namespace
 
+const Isa& mmrednet_cpu::selected_isa() { return *current_isa(); }
+
 STABLE_TORCH_LIBRARY(mmrednet, m) {
   m.def(MMREDNET_SCHEMA_INVOLUTION);
   m.def(MMREDNET_SCHEMA_INVOLUTION_GRAD_INPUT);
   m.def(MMREDNET_SCHEMA_INVOLUTION_GRAD_WEIGHT);
+  // The fused ops (their CPU kernels: involution_fused_cpu.cpp).
+  m.def(MMREDNET_SCHEMA_INVOLUTION_FUSED);
+  m.def(MMREDNET_SCHEMA_INVOLUTION_FUSED_GRAD_INPUT);
+  m.def(MMREDNET_SCHEMA_INVOLUTION_FUSED_GRAD_SPAN);
   // The CPU kernels' instruction set (widest first; tests pick each one) and
   // the library's version (the mmrednet version it was built from).
   m.def("_cpu_supported_isas() -> str[]");

@@ -54,4 +54,8 @@ extern const Isa kIsaAvx512;
 extern const Isa kIsaAvx2;
 extern const Isa kIsaBaseline;
 
+// The instruction set in use (the widest this CPU runs, unless the
+// _cpu_set_isa op chose another): the fused ops pick their kernels by its name.
+const Isa& selected_isa();
+
 }  // namespace mmrednet_cpu

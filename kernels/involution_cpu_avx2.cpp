@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "involution_cpu.h"
+#include "involution_fused.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #if defined(__clang__)
@@ -22,9 +23,11 @@ namespace avx2 {
 #define MMREDNET_PIXEL_BLOCK 4
 #define MMREDNET_WEIGHT_ROWS 1
 #include "involution_cpu_kernels.h"
+#include "involution_fused_kernels.h"
 }  // namespace avx2
 
 const Isa kIsaAvx2{"avx2", &avx2::select<float>, &avx2::select<double>};
+const FusedIsa kFusedAvx2{"avx2", avx2::fused_kernels<float>(), avx2::fused_kernels<double>()};
 }  // namespace mmrednet_cpu
 
 #if defined(__clang__)

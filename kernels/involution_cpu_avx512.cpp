@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "involution_cpu.h"
+#include "involution_fused.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #if defined(__clang__)
@@ -23,9 +24,11 @@ namespace avx512 {
 #define MMREDNET_PIXEL_BLOCK 8
 #define MMREDNET_WEIGHT_ROWS 2
 #include "involution_cpu_kernels.h"
+#include "involution_fused_kernels.h"
 }  // namespace avx512
 
 const Isa kIsaAvx512{"avx512", &avx512::select<float>, &avx512::select<double>};
+const FusedIsa kFusedAvx512{"avx512", avx512::fused_kernels<float>(), avx512::fused_kernels<double>()};
 }  // namespace mmrednet_cpu
 
 #if defined(__clang__)

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "involution_cpu.h"
+#include "involution_fused.h"
 
 namespace mmrednet_cpu {
 namespace baseline {
@@ -14,7 +15,9 @@ namespace baseline {
 #define MMREDNET_PIXEL_BLOCK 4
 #define MMREDNET_WEIGHT_ROWS 1
 #include "involution_cpu_kernels.h"
+#include "involution_fused_kernels.h"
 }  // namespace baseline
 
 const Isa kIsaBaseline{"baseline", &baseline::select<float>, &baseline::select<double>};
+const FusedIsa kFusedBaseline{"baseline", baseline::fused_kernels<float>(), baseline::fused_kernels<double>()};
 }  // namespace mmrednet_cpu

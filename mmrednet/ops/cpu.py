@@ -6,7 +6,8 @@ computes half and bfloat16 in float32. Two memory layouts are computed in
 place: all tensors contiguous (NCHW), or, when the kernel is pixel-major (what
 a channels-last 1x1 convolution writes, see ``_args.is_pixel_major``),
 channels-last input, grad_output and outputs. A channels-last model thus runs
-the op without any layout copy. This module says which, for the fake kernels,
+the op without any layout copy. The fused ops (``kernels/involution_fused_cpu.cpp``)
+run channels-last when their input is. This module says which, for the fake kernels,
 and picks the instruction set the kernels run (for tests and benchmarks).
 """
 from typing import List
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from . import native
 from ._args import is_pixel_major
+from ._fused_args import is_channels_last
 
 AVAILABLE = native.LOADED
 
@@ -23,6 +25,12 @@ AVAILABLE = native.LOADED
 def channels_last(weight: Tensor) -> bool:
     """Whether the kernels run channels-last for this kernel tensor."""
     return is_pixel_major(weight)
+
+
+def fused_channels_last(input: Tensor) -> bool:
+    """Whether the fused kernels run channels-last for this input (then hidden,
+    grad_output and every (N, C, H, W) result are channels-last too)."""
+    return is_channels_last(input)
 
 
 def supported_isas() -> List[str]:

@@ -1,11 +1,12 @@
-"""The public functional involution op and its backward."""
+"""The public functional involution ops: involution, its backward, and the fused op."""
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from ._args import IntOrPair, canonicalize, dense
-from .library import involution_grads, involution_op
+from ._fused_args import canonicalize_fused, dense_fused
+from .library import fused_op, involution_grads, involution_op
 
 
 def _op_args(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntOrPair,
@@ -89,3 +90,50 @@ def involution_backward(grad_output: Tensor, input: Tensor, weight: Tensor,
               if g is not None]
     results = iter(torch.autograd.grad(*zip(*wanted, strict=True)) if wanted else ())
     return tuple(None if g is None else next(results) for g in grads)
+
+
+def involution_fused(input: Tensor, hidden: Tensor, weight: Tensor, kernel_size: IntOrPair,
+                     bias: Optional[Tensor] = None, stride: IntOrPair = 1,
+                     padding: IntOrPair = 0, dilation: IntOrPair = 1) -> Tensor:
+    """Involution with kernels generated from ``hidden`` by a 1x1 convolution,
+    without writing them: ``involution(input, span(hidden))``.
+
+    ``span(hidden)[n, g*Kh*Kw + u*Kw + v, i, j] = sum_k weight[g*Kh*Kw + u*Kw + v, k]
+    * hidden[n, k, i, j] + bias[...]``, viewed as the kernel ``(N, G, Kh, Kw,
+    Ho, Wo)`` of :func:`involution`. The result equals that composition (the
+    kernel branch of RedNet's involution layer, then the op), but the CPU
+    kernels generate each pixel's kernel in cache and never store it, in
+    forward or backward (the kernel is ``Kh*Kw*G/C`` times the input's size);
+    other devices run the composition. Gradients flow to ``input``,
+    ``hidden``, ``weight`` and ``bias``.
+
+    Args:
+        input (Tensor): ``(N, C, H, W)``, or ``(N, C, L)`` for 1-D.
+        hidden (Tensor): the kernel branch's features after its norm and
+            activation, ``(N, C_hidden, Ho, Wo)`` (``(N, C_hidden, Lo)``): the
+            output size of a convolution of ``input`` with this geometry.
+        weight (Tensor): the span's weight, ``(G*Kh*Kw, C_hidden)`` or as
+            ``nn.Conv2d`` (``nn.Conv1d``) stores it, ``(G*Kh*Kw, C_hidden, 1, 1)``;
+            ``G`` must divide ``C``.
+        kernel_size (int | tuple): ``(Kh, Kw)`` (``K`` for 1-D).
+        bias (Tensor, optional): the span's bias, ``(G*Kh*Kw,)``. Default: None.
+        stride (int | tuple): step between output pixels. Default: 1.
+        padding (int | tuple): zero padding on each side. Default: 0.
+        dilation (int | tuple): spacing between kernel taps. Default: 1.
+
+    Returns:
+        Tensor: ``(N, C, Ho, Wo)`` (or ``(N, C, Lo)``), same dtype as input;
+        channels-last on the CPU when ``input`` is.
+    """
+    device = input.device.type
+    tensors = (input, hidden, weight, bias)
+    if (len({t.dtype for t in tensors if isinstance(t, Tensor)}) > 1
+            and torch.is_autocast_enabled(device)):
+        # As a convolution under autocast: compute in the autocast dtype.
+        dtype = torch.get_autocast_dtype(device)
+        input, hidden, weight, bias = (t.to(dtype) if isinstance(t, Tensor) else t
+                                       for t in tensors)
+    x, h, w, b, geo, one_d = canonicalize_fused(input, hidden, weight, bias, kernel_size, stride,
+                                                padding, dilation)
+    out = fused_op(*dense_fused(x, h, w, b), *geo.lists())
+    return out.squeeze(2) if one_d else out

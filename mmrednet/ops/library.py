@@ -1,6 +1,8 @@
 """The ``mmrednet::involution*`` ops: the single dispatch point.
 
-Three ops (forward, grad_input, grad_weight), as torchvision defines its ops:
+Three ops (forward, grad_input, grad_weight), as torchvision defines its ops,
+and three of the fused op ``involution(input, span(hidden))`` (forward,
+grad_input, grad_span), whose portable kernels are its composition:
 the schemas (``schemas.py``) and the CPU kernels come from the compiled op
 library (``native.py``, ``STABLE_TORCH_LIBRARY`` in ``kernels/involution_cpu.cpp``);
 without it the schemas are defined here. Registered from Python on the same
@@ -21,6 +23,7 @@ from torch import Tensor
 
 from . import cpu, cuda, native, portable
 from ._args import check_op_args
+from ._fused_args import check_fused_op_args
 from .schemas import SCHEMAS
 
 _LIB = torch.library.Library('mmrednet', 'FRAGMENT')  # lives as long as the process
@@ -31,6 +34,9 @@ if not native.LOADED:
 involution_op = torch.ops.mmrednet.involution
 grad_input_op = torch.ops.mmrednet.involution_grad_input
 grad_weight_op = torch.ops.mmrednet.involution_grad_weight
+fused_op = torch.ops.mmrednet.involution_fused
+fused_grad_input_op = torch.ops.mmrednet.involution_fused_grad_input
+fused_grad_span_op = torch.ops.mmrednet.involution_fused_grad_span
 
 
 def _checked(kernel: Callable, fallback: Callable, with_grad_output: bool) -> Callable:
@@ -118,3 +124,98 @@ def _backward(ctx, grad_output):
 
 torch.library.register_autograd('mmrednet::involution', _backward,
                                 setup_context=_setup_context, lib=_LIB)
+
+
+# The fused op. Its composition is the kernel of every device without a fused
+# one (CUDA included: its span convolution and involution kernels), and of the
+# CPU without the library.
+def _check_fused(input, hidden, weight, bias, *geometry):
+    check_fused_op_args(input, hidden, weight, bias, *geometry)
+
+
+def _check_fused_grad_input(grad_output, input, hidden, weight, bias, *geometry):
+    check_fused_op_args(input, hidden, weight, bias, *geometry, grad_output=grad_output)
+
+
+def _check_fused_grad_span(grad_output, input, hidden, weight, *geometry):
+    check_fused_op_args(input, hidden, weight, None, *geometry, grad_output=grad_output)
+
+
+def _fused_checked(kernel: Callable, check: Callable) -> Callable:
+    """``kernel`` behind the fused op's argument checks (``check``, taking the op's arguments)."""
+
+    @functools.wraps(kernel)
+    def run(*args):
+        check(*args)
+        return kernel(*args)
+
+    return run
+
+
+_FUSED_KERNELS = {
+    'involution_fused': (portable.fused_forward, _check_fused),
+    'involution_fused_grad_input': (portable.fused_grad_input, _check_fused_grad_input),
+    'involution_fused_grad_span': (portable.fused_grad_span, _check_fused_grad_span),
+}
+for _name, (_kernel, _check) in _FUSED_KERNELS.items():
+    torch.library.register_kernel(f'mmrednet::{_name}', None, _fused_checked(_kernel, _check),
+                                  lib=_LIB)
+
+
+def _fused_channels_last(input: Tensor) -> bool:
+    """Whether the backend computes channels-last: only the CPU kernels do (see ``cpu.py``)."""
+    return input.device.type == 'cpu' and cpu.AVAILABLE and cpu.fused_channels_last(input)
+
+
+@torch.library.register_fake('mmrednet::involution_fused', lib=_LIB)
+def _(input, hidden, weight, bias, kernel_size, stride, padding, dilation):
+    _check_fused(input, hidden, weight, bias, kernel_size, stride, padding, dilation)
+    return _like(input, (*input.shape[:2], *hidden.shape[2:]), _fused_channels_last(input))
+
+
+@torch.library.register_fake('mmrednet::involution_fused_grad_input', lib=_LIB)
+def _(grad_output, input, hidden, weight, bias, kernel_size, stride, padding, dilation):
+    _check_fused_grad_input(grad_output, input, hidden, weight, bias, kernel_size, stride,
+                            padding, dilation)
+    return _like(grad_output, input.shape, _fused_channels_last(input))
+
+
+@torch.library.register_fake('mmrednet::involution_fused_grad_span', lib=_LIB)
+def _(grad_output, input, hidden, weight, kernel_size, stride, padding, dilation):
+    _check_fused_grad_span(grad_output, input, hidden, weight, kernel_size, stride, padding,
+                           dilation)
+    return (_like(grad_output, hidden.shape, _fused_channels_last(input)),
+            grad_output.new_empty(weight.shape), grad_output.new_empty(weight.shape[0]))
+
+
+def _fused_setup_context(ctx, inputs, output):
+    input, hidden, weight, bias, *geometry = inputs
+    # The span's operands, never the kernel they generate: backward generates it again.
+    ctx.save_for_backward(input, hidden, weight, bias)
+    ctx.geometry = geometry
+
+
+def involution_fused_grads(grad_output: Tensor, input: Tensor, hidden: Tensor, weight: Tensor,
+                           bias: Optional[Tensor], kernel_size: List[int], stride: List[int],
+                           padding: List[int], dilation: List[int],
+                           output_mask: Sequence[bool] = (True, True, True, True)
+                           ) -> Tuple[Optional[Tensor], ...]:
+    """``(grad_input, grad_hidden, grad_weight, grad_bias)`` of the canonical fused op;
+    None where ``output_mask`` is False (grad_bias also where ``bias`` is None)."""
+    geometry = (kernel_size, stride, padding, dilation)
+    grad_in = (fused_grad_input_op(grad_output, input, hidden, weight, bias, *geometry)
+               if output_mask[0] else None)
+    wanted = (output_mask[1], output_mask[2], bias is not None and output_mask[3])
+    span = (fused_grad_span_op(grad_output, input, hidden, weight, *geometry) if any(wanted)
+            else (None, ) * 3)
+    return grad_in, *(g if w else None for g, w in zip(span, wanted, strict=True))
+
+
+def _fused_backward(ctx, grad_output):
+    input, hidden, weight, bias = ctx.saved_tensors
+    return (*involution_fused_grads(grad_output, input, hidden, weight, bias, *ctx.geometry,
+                                    ctx.needs_input_grad[:4]), None, None, None, None)
+
+
+torch.library.register_autograd('mmrednet::involution_fused', _fused_backward,
+                                setup_context=_fused_setup_context, lib=_LIB)

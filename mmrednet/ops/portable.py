@@ -4,10 +4,13 @@ Walks the K*K taps over strided views of the zero-padded input, so it never
 builds the unfolded tensor (peak extra memory is one padded copy of the input
 plus one output-sized temporary). It is the fallback behind the native
 backends, not the definition of the semantics (that is ``reference.py``).
-All tensors are in the canonical 2-D layout of ``_args.canonicalize``.
+The fused op's fallback is its composition: the span convolution writes the
+kernel, and the involution ops run on it. All tensors are in the canonical
+2-D layout of ``_args.canonicalize`` (``_fused_args.canonicalize_fused``).
 """
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -62,3 +65,45 @@ def grad_weight(grad_output: Tensor, input: Tensor, weight: Tensor, stride: Sequ
     for u, v, rows, cols in _taps(weight, stride, dilation):
         grad_w[:, :, u, v] = (padded[..., rows, cols] * grad_out).sum(2)
     return grad_w
+
+
+# The fused op ``involution(input, span(hidden))`` as its composition: the span
+# (a 1x1 convolution) writes the kernel, then the involution ops run on it.
+# The default for every device without a fused kernel. Through the registered
+# ops (resolved at call time: the library defines them after importing this
+# module), so each device runs its own involution kernels.
+def _span(hidden: Tensor, weight: Tensor, bias: Optional[Tensor],
+          kernel_size: Sequence[int]) -> Tensor:
+    """The generated kernel ``(N, G, Kh, Kw, Ho, Wo)`` (pixel-major for a
+    channels-last ``hidden``, as the involution ops take it)."""
+    groups = weight.shape[0] // (kernel_size[0] * kernel_size[1])
+    kernel = F.conv2d(hidden, weight[:, :, None, None], bias)
+    return kernel.unflatten(1, (groups, *kernel_size))
+
+
+def fused_forward(input: Tensor, hidden: Tensor, weight: Tensor, bias: Optional[Tensor],
+                  kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                  dilation: Sequence[int]) -> Tensor:
+    kernel = _span(hidden, weight, bias, kernel_size)
+    return torch.ops.mmrednet.involution(input, kernel, stride, padding, dilation).contiguous()
+
+
+def fused_grad_input(grad_output: Tensor, input: Tensor, hidden: Tensor, weight: Tensor,
+                     bias: Optional[Tensor], kernel_size: Sequence[int], stride: Sequence[int],
+                     padding: Sequence[int], dilation: Sequence[int]) -> Tensor:
+    kernel = _span(hidden, weight, bias, kernel_size)
+    return torch.ops.mmrednet.involution_grad_input(grad_output, input, kernel, stride, padding,
+                                                    dilation).contiguous()
+
+
+def fused_grad_span(grad_output: Tensor, input: Tensor, hidden: Tensor, weight: Tensor,
+                    kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                    dilation: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(grad_hidden, grad_weight, grad_bias)``: the span's gradients from the kernel's."""
+    # grad_weight of the involution op reads only the kernel's shape and layout.
+    kernel = _span(hidden, weight, None, kernel_size)
+    grad_kernel = torch.ops.mmrednet.involution_grad_weight(grad_output, input, kernel, stride,
+                                                            padding, dilation).flatten(1, 3)
+    grad_hidden = F.conv2d(grad_kernel, weight.t()[:, :, None, None])
+    grad_weight = torch.einsum('nmhw,nkhw->mk', grad_kernel, hidden)
+    return grad_hidden.contiguous(), grad_weight, grad_kernel.sum((0, 2, 3))

@@ -1,0 +1,442 @@
+// The fused involution CPU kernels, written once and compiled per instruction set.
+//
+// Included by involution_cpu_{avx512,avx2,baseline}.cpp inside their ISA
+// namespace, after involution_cpu_kernels.h (Simd, ceil_div, floor_div).
+//
+// A task generates the kernel of a tile of output pixels, W = S h + b
+// (kernel rows m = g * Kh * Kw + tap), into its scratch, in cache, and uses it
+// there: the kernel never exists as a tensor. The span's products go through
+// torch's matrix multiply (FusedArgs::matmul, aoti_torch_cpu_addmm_out on
+// views of the tiles: single-threaded inside a task): measured on the tile
+// shapes, one thread, it runs them 1.3-2.3x faster than a register-blocked
+// micro-kernel compiled here (26-109 vs 61-186 GFLOP/s), and the whole op
+// 0-13% faster.
+// - forward: a tile of output rows (groups [g0, g1) of one sample): kernel
+//   tile, then the K*K taps summed into the output rows.
+// - grad_input: a band of input rows, written by this task only (the output
+//   rows that read them scattered into it in a fixed order: no atomics,
+//   deterministic); the kernel of those output rows is generated again, tile
+//   by tile (the band's halo costs a fraction of its own rows).
+// - grad_span: a tile of output rows: the kernel's gradient
+//   dW[m, q] = sum_{c in g} grad_out[c, q] * x[c, q + tap offset] in scratch,
+//   then grad_hidden = S^T dW (this tile's pixels), and dW h^T and the row
+//   sums of dW added to the task's partial sums of the span weight and bias.
+// Two layouts: contiguous (NCHW; tiles are tap-major, [m][pixel], the vectors
+// over pixels) and channels-last (tiles pixel-major, [pixel][m], the vectors
+// over channels).
+
+template <typename T>
+struct Fused {
+  using S = Simd<T>;
+  using V = typename S::Vec;
+  static constexpr int L = S::kLanes;
+
+  // The first `n` values at p (n <= L; none when n <= 0), zeros after them.
+  static V load_part(const T* p, int64_t n) {
+    if (n >= L) return S::load(p);
+    V v{};
+    if (n > 0) std::memcpy(&v, p, n * sizeof(T));
+    return v;
+  }
+
+  // The first `n` values at p (none when n <= 0), zeros after them: one full
+  // load where a vector from p stays before `end`.
+  static V load_upto(const T* p, int64_t n, const T* end) {
+    if (n >= L) return S::load(p);
+    if (p + L > end) return load_part(p, n);
+    return S::lane_index() < static_cast<typename S::Index>(n) ? S::load(p) : V{};
+  }
+
+  // y[k] += a * x[k], k < n.
+  static void axpy(T* __restrict y, T a, const T* __restrict x, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
+  }
+  // The sums across the lanes of v[0], ..., v[L - 1], as the lanes of one
+  // vector: log2(L) stages, each adding the halves of pairs of vectors (two
+  // shuffles and an add per pair), a fixed order. Lane l of the result sums
+  // the vector at bit-reversed position l, so v is read in that order.
+  static V reduce_lanes(const V* v) {
+    V w[L];
+    for (int l = 0; l < L; ++l) w[l] = v[bit_reversed(l)];
+    reduce_stage<L / 2>(w, L);
+    return w[0];
+  }
+  static constexpr int bit_reversed(int l) {
+    int r = 0;
+    for (int bit = 1; bit < L; bit <<= 1) r = (r << 1) | ((l & bit) ? 1 : 0);
+    return r;
+  }
+  template <int H>
+  static void reduce_stage(V* w, int count) {
+    using Mask = typename S::Mask;
+    constexpr Mask first = S::make_mask([](int l) { return l % (2 * H) < H ? l : L + l - H; },
+                                        std::make_index_sequence<L>());
+    constexpr Mask second = S::make_mask([](int l) { return l % (2 * H) < H ? l + H : L + l; },
+                                         std::make_index_sequence<L>());
+    for (int k = 0; k < count / 2; ++k) {
+      w[k] = __builtin_shuffle(w[2 * k], w[2 * k + 1], first) +
+             __builtin_shuffle(w[2 * k], w[2 * k + 1], second);
+    }
+    if constexpr (H > 1) reduce_stage<H / 2>(w, count / 2);
+  }
+
+  // An input row zero padded and split into stride_w phases of `length`
+  // values: padded column k (input column k - pad_w) at k % stride_w * length
+  // + k / stride_w, so that the taps of a run of output columns read a run of
+  // one phase: tap v of column j is phase (v * dilation_w) % stride_w, value
+  // j + (v * dilation_w) / stride_w.
+  static void fill_phases(const Problem& p, int64_t length, const T* src, T* dst) {
+    const int64_t s = p.stride_w;
+    std::fill(dst, dst + s * length, T(0));
+    if (s == 1) {
+      const int64_t count = std::clamp<int64_t>(length - p.pad_w, 0, p.width);
+      std::memcpy(dst + p.pad_w, src, count * sizeof(T));
+      return;
+    }
+    for (int64_t col = 0; col < p.width; ++col) {
+      const int64_t k = col + p.pad_w;
+      if (k / s < length) dst[k % s * length + k / s] = src[col];
+    }
+  }
+  // Where the tap columns start in a phased row, v = 0, 1, ...: no division
+  // in the loops over taps.
+  struct PhaseOffsets {
+    PhaseOffsets(const Problem& p, int64_t length)
+        : length(length), stride(p.stride_w), step_phase(p.dilation_w % p.stride_w),
+          step_value(p.dilation_w / p.stride_w) {}
+    int64_t offset() const { return phase * length + value; }
+    void next() {
+      phase += step_phase;
+      value += step_value;
+      if (phase >= stride) {
+        phase -= stride;
+        ++value;
+      }
+    }
+    int64_t length, stride, step_phase, step_value, phase = 0, value = 0;
+  };
+  // Input rows [*first, *last] that output rows [i0, i1) read (clipped to the input).
+  static void band_rows(const Problem& p, int64_t i0, int64_t i1, int64_t* first,
+                        int64_t* last) {
+    *first = std::max<int64_t>(0, i0 * p.stride_h - p.pad_h);
+    *last = std::min(p.height - 1,
+                     (i1 - 1) * p.stride_h - p.pad_h + (p.kernel_h - 1) * p.dilation_h);
+  }
+
+  // The taps [*lo, *hi) of one axis that read inside [0, size) from `start`.
+  static void taps_inside(int64_t start, int64_t dilation, int64_t kernel, int64_t size,
+                          int64_t* lo, int64_t* hi) {
+    *lo = start >= 0 ? 0 : ceil_div(-start, dilation);
+    *hi = std::max(*lo, std::min(kernel, floor_div(size - 1 - start, dilation) + 1));
+  }
+
+  // The kernel of output rows [i0, i1), groups [g0, g1), of sample n into W:
+  // [m][pixel] (NCHW) or [pixel][m] (channels-last), m from g0 * taps.
+  static void kernel_tile(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
+                          int64_t g1, int64_t i0, int64_t i1, T* W) {
+    const Problem& p = f.p;
+    const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), m0 = g0 * p.taps();
+    const int64_t ch = f.hidden, GT = f.kernel_rows();
+    if (!p.channels_last) {
+      for (int64_t m = 0; m < M; ++m) {
+        std::fill(W + m * P, W + (m + 1) * P, f.bias ? a.bias[m0 + m] : T(0));
+      }
+      a.matmul(M, P, ch, a.span + m0 * ch, ch, 1,
+           a.hidden + n * ch * p.out_plane() + i0 * p.out_width, p.out_plane(), W, P);
+    } else {
+      for (int64_t q = 0; q < P; ++q) {
+        if (f.bias) {
+          std::memcpy(W + q * M, a.bias + m0, M * sizeof(T));
+        } else {
+          std::fill(W + q * M, W + (q + 1) * M, T(0));
+        }
+      }
+      a.matmul(P, M, ch, a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch, ch, 1,
+           a.span_t + m0, GT, W, M);
+    }
+  }
+
+  static void forward(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
+                      int64_t g1, int64_t i0, int64_t i1, T* scratch) {
+    const Problem& p = f.p;
+    T* W = scratch;
+    kernel_tile(f, a, n, g0, g1, i0, i1, W);
+    const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), C = p.channels;
+    const int64_t cg = p.group_channels, kw = p.kernel_w;
+    if (!p.channels_last) {
+      // Per channel: its input rows in phases, then L output columns at a time
+      // summed over the taps in registers.
+      const int64_t length = f.phase_length(), row = f.phase_row();
+      int64_t first, last;
+      band_rows(p, i0, i1, &first, &last);
+      T* rows = W + f.kernel_tile_elements();
+      for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
+        const T* wg = W + (c / cg - g0) * p.taps() * P;
+        const T* xc = a.input + (n * C + c) * p.plane();
+        for (int64_t y = first; y <= last; ++y) {
+          fill_phases(p, length, xc + y * p.width, rows + (y - first) * row);
+        }
+        for (int64_t i = i0; i < i1; ++i) {
+          T* o = a.out + ((n * C + c) * p.out_height + i) * p.out_width;
+          const int64_t top = i * p.stride_h - p.pad_h;
+          for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
+            V acc{};
+            for (int64_t u = 0; u < p.kernel_h; ++u) {
+              const int64_t y = top + u * p.dilation_h;
+              if (y < 0 || y >= p.height) continue;
+              const T* x = rows + (y - first) * row + j0;
+              const T* w = wg + u * kw * P + (i - i0) * p.out_width + j0;
+              PhaseOffsets tap(p, length);
+              for (int64_t v = 0; v < kw; ++v, tap.next()) {
+                acc += S::load(w + v * P) * S::load(x + tap.offset());
+              }
+            }
+            S::store(o + j0, acc, std::min<int64_t>(L, p.out_width - j0));
+          }
+        }
+      }
+      return;
+    }
+    // Channels-last: per pixel and group, L channels at a time summed over the
+    // taps in registers; the taps inside the input are a rectangle [u_lo,
+    // u_hi) x [v_lo, v_hi), found once per pixel for all groups.
+    const T* x_end = a.input + p.batch * p.plane() * C;
+    const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
+    for (int64_t q = 0; q < P; ++q) {
+      const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
+      const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
+      int64_t u_lo, u_hi, v_lo, v_hi;
+      taps_inside(top, p.dilation_h, p.kernel_h, p.height, &u_lo, &u_hi);
+      taps_inside(left, p.dilation_w, kw, p.width, &v_lo, &v_hi);
+      T* o = a.out + ((n * p.out_height + i) * p.out_width + j) * C;
+      const T* x0 = a.input + ((n * p.height + top + u_lo * p.dilation_h) * p.width + left +
+                               v_lo * p.dilation_w) * C;
+      for (int64_t g = g0; g < g1; ++g) {
+        const T* w = W + q * M + (g - g0) * p.taps();
+        for (int64_t c0 = 0; c0 < cg; c0 += L) {
+          const int64_t lanes = std::min<int64_t>(L, cg - c0);
+          V acc{};
+          for (int64_t u = u_lo; u < u_hi; ++u) {
+            const T* xr = x0 + (u - u_lo) * row_step + g * cg + c0;
+            const T* wr = w + u * kw;
+            for (int64_t v = v_lo; v < v_hi; ++v) {
+              acc += wr[v] * load_upto(xr + (v - v_lo) * col_step, lanes, x_end);
+            }
+          }
+          S::store(o + g * cg + c0, acc, lanes);
+        }
+      }
+    }
+  }
+
+  static void grad_input(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t g0,
+                         int64_t g1, int64_t y0, int64_t y1, T* scratch) {
+    const Problem& p = f.p;
+    T* W = scratch;
+    const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
+    T* gx = a.out;
+    // NCHW: each channel's rows [y0, y1) are summed in phased rows (see
+    // fill_phases), whole vectors at a time, and written out at the end.
+    const int64_t length = f.phase_length(), row = f.phase_row(), band = y1 - y0;
+    T* sums = W + f.kernel_tile_elements();
+    const T* go_end = a.grad_output + p.batch * C * p.out_plane();
+    if (!p.channels_last) {
+      std::fill(sums, sums + (g1 - g0) * cg * band * row, T(0));
+    } else {
+      for (int64_t y = y0; y < y1; ++y) {
+        for (int64_t x = 0; x < p.width; ++x) {
+          T* px = gx + ((n * p.height + y) * p.width + x) * C;
+          std::fill(px + g0 * cg, px + g1 * cg, T(0));
+        }
+      }
+    }
+    // The output rows whose taps read input rows [y0, y1).
+    const int64_t first = std::max<int64_t>(
+        0, ceil_div(y0 + p.pad_h - (p.kernel_h - 1) * p.dilation_h, p.stride_h));
+    const int64_t last = std::min(p.out_height, floor_div(y1 - 1 + p.pad_h, p.stride_h) + 1);
+    const int64_t rows = f.tile_rows();
+    for (int64_t i0 = first; i0 < last; i0 += rows) {
+      const int64_t i1 = std::min(last, i0 + rows);
+      kernel_tile(f, a, n, g0, g1, i0, i1, W);
+      const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps();
+      if (!p.channels_last) {
+        // A row's last vector reads past the tile: finite values there.
+        std::fill(W + M * P, W + M * P + L, T(0));
+        for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
+          const T* wg = W + (c / cg - g0) * p.taps() * P;
+          T* sums_c = sums + (c - g0 * cg) * band * row;
+          for (int64_t i = i0; i < i1; ++i) {
+            const T* go = a.grad_output + ((n * C + c) * p.out_height + i) * p.out_width;
+            const int64_t top = i * p.stride_h - p.pad_h;
+            for (int64_t u = 0; u < p.kernel_h; ++u) {
+              const int64_t y = top + u * p.dilation_h;
+              if (y < y0 || y >= y1) continue;
+              const T* w = wg + u * kw * P + (i - i0) * p.out_width;
+              T* dst = sums_c + (y - y0) * row;
+              PhaseOffsets tap(p, length);
+              for (int64_t v = 0; v < kw; ++v, tap.next()) {
+                for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
+                  // Lanes past the row: grad_output zeros, so they add nothing.
+                  const V product = S::load(w + v * P + j0) *
+                                    load_upto(go + j0, p.out_width - j0, go_end);
+                  T* d = dst + tap.offset() + j0;
+                  S::store(d, S::load(d) + product);
+                }
+              }
+            }
+          }
+        }
+        continue;
+      }
+      // Channels-last: per pixel, the rectangle of taps inside the band.
+      const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
+      for (int64_t q = 0; q < P; ++q) {
+        const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
+        const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
+        int64_t u_lo, u_hi, v_lo, v_hi;
+        taps_inside(top - y0, p.dilation_h, p.kernel_h, y1 - y0, &u_lo, &u_hi);
+        taps_inside(left, p.dilation_w, kw, p.width, &v_lo, &v_hi);
+        if (u_lo >= u_hi || v_lo >= v_hi) continue;
+        const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
+        T* x0 = gx + ((n * p.height + top + u_lo * p.dilation_h) * p.width + left +
+                      v_lo * p.dilation_w) * C;
+        for (int64_t g = g0; g < g1; ++g) {
+          const T* w = W + q * M + (g - g0) * p.taps();
+          for (int64_t u = u_lo; u < u_hi; ++u) {
+            T* xr = x0 + (u - u_lo) * row_step + g * cg;
+            for (int64_t v = v_lo; v < v_hi; ++v) {
+              axpy(xr + (v - v_lo) * col_step, w[u * kw + v], go + g * cg, cg);
+            }
+          }
+        }
+      }
+    }
+    if (p.channels_last) return;
+    for (int64_t c = g0 * cg; c < g1 * cg; ++c) {
+      for (int64_t y = y0; y < y1; ++y) {
+        const T* src = sums + ((c - g0 * cg) * band + y - y0) * row;
+        T* dst = gx + ((n * C + c) * p.height + y) * p.width;
+        for (int64_t col = 0; col < p.width; ++col) {  // padded column k = col + pad_w
+          const int64_t k = col + p.pad_w, m = k / p.stride_w;
+          dst[col] = m < length ? src[k % p.stride_w * length + m] : T(0);
+        }
+      }
+    }
+  }
+
+  static void grad_span(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t,
+                        int64_t, int64_t i0, int64_t i1, T* scratch) {
+    const Problem& p = f.p;
+    const int64_t P = (i1 - i0) * p.out_width, M = f.kernel_rows(), ch = f.hidden;
+    const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
+    T* dW = scratch;
+    T* gh = a.out;
+    if (!p.channels_last) {
+      // dW[m][q]: every channel's input rows in phases, then per tap L output
+      // columns at a time summed over the group's channels in registers.
+      const int64_t length = f.phase_length(), row = f.phase_row();
+      int64_t first, last;
+      band_rows(p, i0, i1, &first, &last);
+      const int64_t band = last - first + 1;
+      T* rows = dW + f.tile_elements() + P * ch;
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t y = first; y <= last; ++y) {
+          fill_phases(p, length, a.input + ((n * C + c) * p.height + y) * p.width,
+                      rows + (c * band + y - first) * row);
+        }
+      }
+      const T* go_end = a.grad_output + p.batch * C * p.out_plane();
+      for (int64_t g = 0; g < p.groups; ++g) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t top = i * p.stride_h - p.pad_h;
+          const T* go = a.grad_output + ((n * C + g * cg) * p.out_height + i) * p.out_width;
+          for (int64_t u = 0; u < p.kernel_h; ++u) {
+            const int64_t y = top + u * p.dilation_h;
+            PhaseOffsets tap(p, length);
+            for (int64_t v = 0; v < kw; ++v, tap.next()) {
+              T* w = dW + (g * p.taps() + u * kw + v) * P + (i - i0) * p.out_width;
+              if (y < 0 || y >= p.height) {
+                std::fill(w, w + p.out_width, T(0));
+                continue;
+              }
+              const T* x = rows + (g * cg * band + y - first) * row + tap.offset();
+              for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
+                const int64_t lanes = std::min<int64_t>(L, p.out_width - j0);
+                V acc{};
+                for (int64_t c = 0; c < cg; ++c) {
+                  acc += load_upto(go + c * p.out_plane() + j0, lanes, go_end) *
+                         S::load(x + c * band * row + j0);
+                }
+                S::store(w + j0, acc, lanes);
+              }
+            }
+          }
+        }
+      }
+      for (int64_t m = 0; m < M; ++m) {
+        T sum = 0;
+        for (int64_t q = 0; q < P; ++q) sum += dW[m * P + q];
+        a.grad_bias[m] += sum;
+      }
+      // grad_hidden (ch x P, rows of its planes) = S^T dW.
+      T* ghp = gh + n * ch * p.out_plane() + i0 * p.out_width;
+      for (int64_t k = 0; k < ch; ++k) {
+        std::fill(ghp + k * p.out_plane(), ghp + k * p.out_plane() + P, T(0));
+      }
+      a.matmul(ch, P, M, a.span_t, M, 1, dW, P, ghp, p.out_plane());
+      // partial grad_span (M x ch) += dW h^T, with h^T (P x ch) transposed here.
+      T* ht = dW + f.tile_elements();  // before the phased rows
+      const T* hp = a.hidden + n * ch * p.out_plane() + i0 * p.out_width;
+      for (int64_t k = 0; k < ch; ++k) {
+        for (int64_t q = 0; q < P; ++q) ht[q * ch + k] = hp[k * p.out_plane() + q];
+      }
+      a.matmul(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch);
+      return;
+    }
+    // dW[q][m]: per pixel and group, products over the group's channels for
+    // L taps at a time, summed across their lanes together (reduce_lanes).
+    const T* x_end = a.input + p.batch * p.plane() * C;
+    const T* go_end = a.grad_output + p.batch * p.out_plane() * C;
+    for (int64_t q = 0; q < P; ++q) {
+      const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
+      const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
+      const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
+      for (int64_t g = 0; g < p.groups; ++g) {
+        T* w = dW + q * M + g * p.taps();
+        int64_t u = 0, v = 0;  // tap t0 + k
+        for (int64_t t0 = 0; t0 < p.taps(); t0 += L) {
+          V products[L];
+          for (int k = 0; k < L; ++k) {
+            products[k] = V{};
+            if (t0 + k >= p.taps()) continue;
+            const int64_t y = top + u * p.dilation_h, x = left + v * p.dilation_w;
+            if (++v == kw) {
+              v = 0;
+              ++u;
+            }
+            if (y < 0 || y >= p.height || x < 0 || x >= p.width) continue;
+            const T* xp = a.input + ((n * p.height + y) * p.width + x) * C + g * cg;
+            for (int64_t c0 = 0; c0 < cg; c0 += L) {
+              products[k] += load_upto(go + g * cg + c0, cg - c0, go_end) *
+                             load_upto(xp + c0, cg - c0, x_end);
+            }
+          }
+          S::store(w + t0, reduce_lanes(products), std::min<int64_t>(L, p.taps() - t0));
+        }
+      }
+    }
+    for (int64_t q = 0; q < P; ++q) {
+      for (int64_t m = 0; m < M; ++m) a.grad_bias[m] += dW[q * M + m];
+    }
+    const T* hp = a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch;
+    T* ghp = gh + (n * p.out_plane() + i0 * p.out_width) * ch;
+    std::fill(ghp, ghp + P * ch, T(0));
+    a.matmul(P, ch, M, dW, M, 1, a.span, ch, ghp, ch);  // grad_hidden = dW S
+    a.matmul(M, ch, P, dW, 1, M, hp, ch, a.grad_span, ch);  // partial grad_span += dW^T h
+  }
+};
+
+template <typename T>
+constexpr FusedKernels<T> fused_kernels() {
+  return {&Fused<T>::forward, &Fused<T>::grad_input, &Fused<T>::grad_span};
+}
