@@ -43,7 +43,7 @@ SEG_DEMO_DIR ?= work_dirs/seg_demo
 
 install: $(STAMP)
 
-$(STAMP): Makefile setup.py setup.cfg pyproject.toml $(wildcard kernels/involution_cpu*)
+$(STAMP): Makefile setup.py setup.cfg pyproject.toml $(wildcard kernels/*.cpp kernels/*.h) mmrednet/ops/schemas.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH) numpy ninja "setuptools>=77.0.3,<82" wheel
 	@$(PY) -c "import mmcv.ops" 2>/dev/null || { \
