@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from mmrednet.analysis import model_zoo
+from mmrednet.analysis.config_complexity import config_complexity
 
-from .seg_helpers import ROOT, load_tool
+from .seg_helpers import ROOT
 from .tools import run_tool
 
 GENERATOR = 'misc/generate_model_zoo.py'
@@ -139,8 +140,7 @@ def test_collections_are_the_families_users_search_by():
 
 def test_measured_figures_are_what_get_flops_measures():
     """The metafiles' "ours" is get_flops.py's output (checked on the cheapest model)."""
-    get_flops = load_tool('analysis/get_flops.py')
     (model, ) = [m for m in _models() if m['Name'].startswith('rednet26_')]
-    result = get_flops.measure(osp.join(ROOT, model['Config']), (224, 224))
+    result = config_complexity(osp.join(ROOT, model['Config']), (224, 224))
     assert round(result['params'] / 1e6, 2) == model['Metadata']['Measured Parameters (M)']
     assert round(result['flops'] / 1e9, 2) == model['Metadata']['Measured FLOPs (G)']

@@ -41,8 +41,11 @@ def run_tool(relpath: str, *argv) -> int:
 
 
 def logged_metrics(work_dir: str) -> dict:
-    """The metrics a ``tools/test.py --work-dir work_dir`` run logged (mmengine's json log)."""
-    (log, ) = glob.glob(osp.join(work_dir, '*', '*.json'))
+    """The metrics the last ``tools/test.py --work-dir work_dir`` run logged.
+
+    mmengine's LoggerHook writes them to ``<work_dir>/<timestamp>/<timestamp>.json``.
+    """
+    log = max(glob.glob(osp.join(str(work_dir), '*', '*.json')))
     with open(log) as f:
         logged = json.load(f)
     return {key: value for key, value in logged.items() if key not in ('time', 'data_time')}

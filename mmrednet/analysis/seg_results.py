@@ -15,11 +15,8 @@ dir's name (the default ``work_dirs/<config name>``) or the name of a config
 ``*.py`` in it. Every metafile model gets a row (ours: ``-`` without a run),
 runs of other configs are appended with the published columns empty.
 
-Example::
-
-    python tools/analysis/gather_seg_results.py work_dirs/* --out results.md
+``tools/analysis/gather_seg_results.py`` is its command line.
 """
-import argparse
 import glob
 import json
 import os.path as osp
@@ -28,8 +25,6 @@ from typing import Dict, List, Optional
 
 import yaml
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-METAFILE = osp.join(ROOT, 'configs', 'rednet', 'metafile_cityscapes.yml')
 # Rows of mmseg's per-class table: "|  road  | 97.8 | 98.9 |" (IoU, Acc).
 CLASS_ROW = re.compile(r'^\|\s*([^|]+?)\s*\|\s*([\d.]+|nan)\s*\|\s*([\d.]+|nan)\s*\|$')
 
@@ -126,9 +121,18 @@ def _fmt(value, digits: int = 1) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
 
-def gather(work_dirs: List[str], metafile: str = METAFILE,
-           per_class: bool = False) -> List[str]:
-    """Markdown rows of the results table."""
+def gather(work_dirs: List[str], metafile: str, per_class: bool = False) -> List[str]:
+    """Markdown lines of the results table (and of the per-class IoU table).
+
+    Args:
+        work_dirs (list[str]): Work dirs of training/test runs; missing ones are skipped.
+        metafile (str): The metafile with the published figures
+            (``configs/rednet/metafile_cityscapes.yml``).
+        per_class (bool): Add a per-class IoU table after an empty line.
+
+    Returns:
+        list[str]: The lines, without line ends.
+    """
     with open(metafile) as f:
         models = yaml.safe_load(f)['Models']
     runs = {wd: read_run(wd) for wd in work_dirs if osp.isdir(wd)}
@@ -177,24 +181,3 @@ def gather(work_dirs: List[str], metafile: str = METAFILE,
                 ious = [result['per_class'].get(c) for c in classes]
                 lines.append(f'| {name} | ' + ' | '.join(_fmt(v, 2) for v in ious) + ' |')
     return lines
-
-
-def main(argv=None) -> List[str]:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split('\n\n', 1)[1])
-    parser.add_argument('work_dirs', nargs='+', help='work dirs of training/test runs')
-    parser.add_argument('--metafile', default=METAFILE, help='published figures (YAML)')
-    parser.add_argument('--per-class', action='store_true', help='add a per-class IoU table')
-    parser.add_argument('--out', help='also write the table (markdown) here')
-    args = parser.parse_args(argv)
-    lines = gather(args.work_dirs, args.metafile, args.per_class)
-    print('\n'.join(lines))
-    if args.out:
-        with open(args.out, 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-    return lines
-
-
-if __name__ == '__main__':
-    main()

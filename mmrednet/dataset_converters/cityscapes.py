@@ -15,11 +15,8 @@ Differences from mmseg's converter:
 * the download itself is never written to: outputs go beside the JSON files
   (the layout mmseg expects) or, with ``--out-dir``, into a mirrored tree.
 
-Example::
-
-    python tools/dataset_converters/cityscapes.py data/cityscapes --nproc 8
+``tools/dataset_converters/cityscapes.py`` is its command line.
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -128,29 +125,3 @@ def convert(cityscapes_path: str, out_dir: Optional[str] = None, gt_dir: str = '
     splits = write_split_lists(gt_root, out_dir, gt_dir)
     return dict(written=results.count('written'), skipped=results.count('skipped'),
                 splits=splits)
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Convert Cityscapes polygon annotations to labelTrainIds PNGs '
-        '(resumable; never modifies the download)')
-    parser.add_argument('cityscapes_path', help='root holding leftImg8bit/ and gtFine/')
-    parser.add_argument('--gt-dir', default='gtFine', help='annotation folder (gtFine, gtCoarse)')
-    parser.add_argument('-o', '--out-dir',
-                        help='where to write <gt-dir>/... label images and the split '
-                        'lists (default: cityscapes_path, beside the JSON files)')
-    parser.add_argument('--nproc', default=1, type=int, help='number of processes')
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    summary = convert(args.cityscapes_path, args.out_dir, args.gt_dir, args.nproc)
-    print(f"\n{summary['written']} label images written, "
-          f"{summary['skipped']} already complete")
-    for path, count in summary['splits']:
-        print(f'{path}: {count} frames')
-
-
-if __name__ == '__main__':
-    main()

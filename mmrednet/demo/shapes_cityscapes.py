@@ -1,4 +1,4 @@
-"""Make a small, deterministic street-scene dataset in the Cityscapes layout.
+"""A small, deterministic street-scene dataset in the Cityscapes layout.
 
 Each image is a cartoon street: sky, buildings with window grids, trees,
 road with lane marks, sidewalks, cars, people and an ego-vehicle strip (the
@@ -12,19 +12,15 @@ official download is laid out::
     <out>/gtFine/{train,val}/<city>/<city>_000000_0000NN_gtFine_labelTrainIds.png
 
 The label images are rasterised from the polygons the way cityscapesscripts
-does it (PIL polygons in file order), so ``tools/dataset_converters/
-cityscapes.py`` reproduces them bit for bit; ``--no-label-ids`` leaves them
-to the converter, as with a real download.
-
-Example::
-
-    python tools/dataset_converters/make_shapes_cityscapes.py data/shapes_cityscapes
+does it (PIL polygons in file order), so the converter
+(:mod:`mmrednet.dataset_converters.cityscapes`) reproduces them bit for bit;
+``label_ids=False`` leaves them to the converter, as with a real download.
+``tools/dataset_converters/make_shapes_cityscapes.py`` is its command line.
 """
-import argparse
 import json
 import os
 import os.path as osp
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -167,9 +163,24 @@ def _save_atomic(write, path: str) -> None:
     os.replace(tmp, path)
 
 
-def make_dataset(out_dir: str, num_train: int = 48, num_val: int = 12, width: int = 256,
-                 height: int = 128, seed: int = 0, label_ids: bool = True) -> dict:
-    """Write the dataset; returns ``{split: [frame names]}``. Deterministic in ``seed``."""
+def make_shapes_cityscapes(out_dir: str, num_train: int = 48, num_val: int = 12,
+                           width: int = 256, height: int = 128, seed: int = 0,
+                           label_ids: bool = True) -> Dict[str, List[str]]:
+    """Write the dataset under ``out_dir``; deterministic in ``seed``.
+
+    Args:
+        out_dir (str): Dataset root (gets ``leftImg8bit/`` and ``gtFine/``).
+        num_train (int): Training frames. Defaults to 48.
+        num_val (int): Validation frames. Defaults to 12.
+        width (int): Image width W, pixels. Defaults to 256.
+        height (int): Image height H, pixels. Defaults to 128.
+        seed (int): Seed of every frame's generator. Defaults to 0.
+        label_ids (bool): Also write the ``(H, W)`` ``labelTrainIds`` images;
+            False writes only images and polygons, as the official download.
+
+    Returns:
+        dict[str, list[str]]: ``{split: ['<city>/<frame name>', ...]}``.
+    """
     frames = {}
     for split_index, (split, count) in enumerate((('train', num_train), ('val', num_val))):
         cities = SPLIT_CITIES[split]
@@ -200,28 +211,3 @@ def make_dataset(out_dir: str, num_train: int = 48, num_val: int = 12, width: in
                              osp.join(gt_dir, f'{name}_gtFine_labelTrainIds.png'))
             frames[split].append(f'{city}/{name}')
     return frames
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('out_dir', help='dataset root (gets leftImg8bit/ and gtFine/)')
-    parser.add_argument('--num-train', type=int, default=48)
-    parser.add_argument('--num-val', type=int, default=12)
-    parser.add_argument('--width', type=int, default=256)
-    parser.add_argument('--height', type=int, default=128)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--no-label-ids', action='store_true',
-                        help='write only images and polygons, like the official download '
-                        '(then run tools/dataset_converters/cityscapes.py)')
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    frames = make_dataset(args.out_dir, args.num_train, args.num_val, args.width, args.height,
-                          args.seed, not args.no_label_ids)
-    print(f"{args.out_dir}: {len(frames['train'])} train, {len(frames['val'])} val frames")
-
-
-if __name__ == '__main__':
-    main()
