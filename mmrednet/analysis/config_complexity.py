@@ -19,7 +19,7 @@ def config_complexity(config: str, shape: Optional[Tuple[int, int]] = None,
     Args:
         config (str): An mmdet/mmseg/mmpretrain config file.
         shape (tuple[int, int], optional): The input's ``(H, W)``; by default
-            the original tools' size for the config's scope (:data:`DEFAULT_SHAPE`).
+            the original tools' size for the config's scope (``DEFAULT_SHAPE``).
         cfg_options (dict, optional): Overrides merged into the config.
 
     Returns:
