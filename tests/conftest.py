@@ -1,10 +1,10 @@
 import os
-import os.path as osp
-import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
+
+from .tools import run_tool
 
 # Under pytest-xdist every worker is a process of its own: one intra-op thread
 # each, or two workers x two OpenMP threads oversubscribe a 2-core machine and
@@ -32,17 +32,9 @@ def _seed():
 @pytest.fixture
 def convert(capsys):
     """Run tools/convert_official_checkpoint.py in-process: ``(returncode, stdout, stderr)``."""
-    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
-    try:
-        import convert_official_checkpoint as tool
-    finally:
-        sys.path.pop(0)
 
     def run(*args):
-        try:
-            code = tool.main([str(a) for a in args])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
+        code = run_tool('convert_official_checkpoint.py', *args)
         out = capsys.readouterr()
         return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 

@@ -1,7 +1,7 @@
 """Kill a training run with SIGKILL again and again, restarting it with ``--resume`` each time.
 
 Run by tests/test_preemption.py as ``python -m tests.kill_resume_driver PLAN.json``
-from the repository root. Each run is ``tools/train.py``'s ``main`` in a child
+from the repository root. Each run is ``tools/train.py`` (run in-process) in a child
 forked from this process, which has imported everything once (a fresh
 interpreter per restart would spend most of the test importing torch and
 mmengine). The plan (JSON) holds:
@@ -38,13 +38,11 @@ import traceback
 
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import train  # noqa: E402
+# What tools/train.py imports, imported once here: each forked child finds it loaded.
+import mmrednet.apis  # noqa: F401
+from mmrednet.engine import fileio
 
-from mmrednet.engine import fileio  # noqa: E402
-
-sys.path.pop(0)
+from .tools import run_tool
 
 
 def _die() -> None:
@@ -105,7 +103,7 @@ def _arm(kill: dict) -> None:
 
 
 def _run(argv, kill=None) -> int:
-    """Fork a child that runs train.main(argv); return its wait status."""
+    """Fork a child that runs ``tools/train.py ARGV``; return its wait status."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -114,10 +112,7 @@ def _run(argv, kill=None) -> int:
         try:
             if kill is not None and 'after' not in kill:
                 _arm(kill)
-            train.main(argv)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+            code = run_tool('train.py', *argv)
         except BaseException:
             traceback.print_exc()
         finally:

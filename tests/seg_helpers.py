@@ -1,23 +1,9 @@
-"""Helpers of the segmentation tests: load scripts of tools/, tiny configs."""
-import importlib.util
+"""Helpers of the segmentation tests: tiny configs."""
 import os.path as osp
-import sys
 
 from mmengine import Config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool(relpath: str):
-    """Import a script under tools/ (not a package) as a module."""
-    path = osp.join(ROOT, 'tools', relpath)
-    name = 'seg_tool_' + osp.splitext(relpath)[0].replace('/', '_')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    # Registered so that its functions pickle (the converter's worker pool).
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def config(name: str) -> Config:

@@ -18,7 +18,7 @@ from mmrednet.deployment.aoti.package import PackageInfo
 from mmrednet.deployment.aoti.runner import build_runner, run_package, runner_op_library
 
 from .det_helpers import DEMO_RETINANET, tiny_dataset
-from .seg_helpers import ROOT, config, load_tool
+from .seg_helpers import ROOT, config
 from .test_onnx_models import (
     _assert_same_metrics,
     _det_cfg,
@@ -32,9 +32,9 @@ from .test_onnx_models import (
     evaluate_both,
     segmentor_files,
 )
+from .tools import run_tool
 
-test_tool = load_tool('test.py')
-export_tool = load_tool('deployment/export_aoti.py')
+EXPORT_AOTI = 'deployment/export_aoti.py'
 QUIET = dict(log=lambda _: None)
 
 
@@ -131,12 +131,12 @@ def test_refused_above_tolerance_keeps_existing_file(classifier, tmp_path, capsy
     out = tmp_path / 'model.pt2'
     out.write_bytes(b'an earlier export')
     # A compiled, weight-frozen graph is not bitwise equal: a zero tolerance must refuse.
-    with pytest.raises(SystemExit) as exc:
-        export_tool.main([config_file, checkpoint, '--out', str(out), '--shape', '32', '32',
-                          '--atol', '0', '--rtol', '0'])
-    message = str(exc.value.code)
+    assert run_tool(EXPORT_AOTI, config_file, checkpoint, '--out', out, '--shape', 32, 32,
+                    '--atol', 0, '--rtol', 0) != 0
+    captured = capsys.readouterr()
+    message = captured.err
     assert 'differs from PyTorch by up to' in message and 'nothing was written' in message
-    assert 'largest |aoti - pytorch|' in capsys.readouterr().out
+    assert 'largest |aoti - pytorch|' in captured.out
     assert out.read_bytes() == b'an earlier export'
     assert os.listdir(tmp_path) == ['model.pt2']
 
@@ -145,23 +145,21 @@ def test_bad_arguments_get_clear_errors(classifier, tmp_path, capsys):
     config_file, checkpoint, package, _ = classifier
     for out, expected in ((tmp_path / 'model.onnx', '.pt2'),
                           (tmp_path / 'missing' / 'model.pt2', 'output directory does not')):
-        with pytest.raises(SystemExit) as exc:
-            export_tool.main([config_file, checkpoint, '--out', str(out)])
-        assert expected in str(exc.value.code)
+        assert run_tool(EXPORT_AOTI, config_file, checkpoint, '--out', out) != 0
+        assert expected in capsys.readouterr().err
     for argv, expected in (
             ([config_file, '--backend', 'aoti'], '--backend aoti needs --package model.pt2'),
             ([config_file, checkpoint, '--backend', 'aoti', '--package', package],
              'and no checkpoint'),
             ([config_file, checkpoint, '--package', package],  # the pytorch backend
              '--package is for --backend aoti')):
-        with pytest.raises(SystemExit):
-            test_tool.parse_args(argv)
+        assert run_tool('test.py', *argv) == 2  # argparse's usage error
         assert expected in capsys.readouterr().err
     seg_config = config('demo/fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
     seg_file = str(tmp_path / 'seg.py')
     seg_config.dump(seg_file)
     with pytest.raises(ValueError, match='exported from a ImageClassifier model.*EncoderDecoder'):
-        test_tool.main([seg_file, '--backend', 'aoti', '--package', package])
+        run_tool('test.py', seg_file, '--backend', 'aoti', '--package', package)
     assert os.listdir(tmp_path) == ['seg.py']
 
 
@@ -186,17 +184,16 @@ def test_static_package_is_tested_at_its_batch_size(classifier, tmp_path, capsys
             'batch_size=1') in capsys.readouterr().out
 
 
-def test_images_the_package_does_not_take_give_one_line(classifier, tmp_path):
+def test_images_the_package_does_not_take_give_one_line(classifier, tmp_path, capsys):
     config_file, _, package, _ = classifier
 
     def crop_32(cfg):
         cfg.test_dataloader.dataset.pipeline[2].crop_size = 32
 
     small = _variant(config_file, tmp_path / 'small.py', crop_32)
-    with pytest.raises(SystemExit) as exc:
-        test_tool.main([small, '--backend', 'aoti', '--package', package,
-                        '--work-dir', str(tmp_path / 'work')])
-    message = str(exc.value.code)
+    assert run_tool('test.py', small, '--backend', 'aoti', '--package', package,
+                    '--work-dir', tmp_path / 'work') == 1
+    message = capsys.readouterr().err.removesuffix('\n')  # the interpreter's line end
     assert message.startswith('error: ') and '\n' not in message
     assert ('takes input of shape (1, 3, 64, 64), got (1, 3, 32, 32); export with --dynamic '
             'for other batch and image sizes') in message
@@ -208,7 +205,7 @@ def test_a_package_of_other_num_classes_is_refused(classifier, tmp_path):
                     lambda cfg: cfg.model.head.update(num_classes=5))
     with pytest.raises(ValueError, match=r'exported with head\.num_classes=3, but the config '
                        r'has head\.num_classes=5; give the config it was exported from'):
-        test_tool.main([five, '--backend', 'aoti', '--package', package])
+        run_tool('test.py', five, '--backend', 'aoti', '--package', package)
 
 
 # --- without Python ----------------------------------------------------------------------

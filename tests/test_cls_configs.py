@@ -18,12 +18,7 @@ from mmrednet.demo import SHAPE_CLASSES, SHAPE_WNIDS, make_shapes_imagenet
 from mmrednet.models import RedNet
 
 from .det_helpers import ROOT
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import test as test_tool  # noqa: E402
-import train as train_tool  # noqa: E402
-
-sys.path.pop(0)
+from .tools import logged_metrics, run_tool
 
 # Params (M) of the paper / the original README, 1000-class head included.
 PAPER_PARAMS = {26: 9.23, 38: 12.39, 50: 15.54, 101: 25.65, 152: 33.99}
@@ -166,26 +161,27 @@ def test_train_step_predict_and_convert_through_the_tools(shapes, tmp_path, conv
     cfg = _tiny_imagenet_cfg(shapes, str(tmp_path / 'work'))
     config = str(tmp_path / 'rednet26_tiny.py')
     cfg.dump(config)
-    train_tool.main([config])
+    assert run_tool('train.py', config) == 0
     ckpt_path = tmp_path / 'work' / 'iter_1.pth'
     # mmengine's loader, as resume/load_from: weights_only=True with mmengine's globals.
     ckpt = CheckpointLoader.load_checkpoint(str(ckpt_path), map_location='cpu')
     assert ckpt['meta']['iter'] == 1 and 'head.fc.weight' in ckpt['state_dict']
 
     out = tmp_path / 'preds.pkl'
-    metrics = test_tool.main([config, str(ckpt_path), '--work-dir', str(tmp_path / 'test'),
-                              '--out', str(out), '--show-dir', str(tmp_path / 'vis')])
+    assert run_tool('test.py', config, ckpt_path, '--work-dir', tmp_path / 'test',
+                    '--out', out, '--show-dir', tmp_path / 'vis') == 0
+    metrics = logged_metrics(tmp_path / 'test')
     assert set(metrics) == {'accuracy/top1', 'accuracy/top5'}
     with open(out, 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == 3 and preds[0]['pred_score'].shape == (1000, )
     assert sorted(os.listdir(tmp_path / 'vis')) == sorted(
         f'{w}_0.JPEG_0.png' for w in SHAPE_WNIDS)
-    flipped = test_tool.main([config, str(ckpt_path), '--work-dir', str(tmp_path / 'tta'),
-                              '--tta'])
+    assert run_tool('test.py', config, ckpt_path, '--work-dir', tmp_path / 'tta', '--tta') == 0
+    flipped = logged_metrics(tmp_path / 'tta')
     assert set(flipped) == {'accuracy/top1', 'accuracy/top5'}
     with pytest.raises(ValueError, match='--out must end in .pkl'):
-        test_tool.main([config, str(ckpt_path), '--out', str(tmp_path / 'preds_dir')])
+        run_tool('test.py', config, ckpt_path, '--out', tmp_path / 'preds_dir')
 
     # Pretraining's result feeds the detection/segmentation RedNets (7x7 stem) ...
     dst = tmp_path / 'rednet26_imagenet.pth'

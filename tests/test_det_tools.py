@@ -2,7 +2,6 @@
 test_distributed.py)."""
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -11,12 +10,7 @@ from mmengine.config import Config
 from mmrednet.apis import MissingPretrainedError, check_pretrained_files
 
 from .det_helpers import DEMO_RETINANET, ROOT, tiny_cfg, tiny_dataset
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import test as test_tool  # noqa: E402
-import train as train_tool  # noqa: E402
-
-sys.path.pop(0)
+from .tools import logged_metrics, run_tool
 
 
 @pytest.fixture(scope='module')
@@ -30,16 +24,15 @@ def _write_cfg(cfg: Config, path) -> str:
 
 
 @pytest.mark.parametrize('resume', [[], ['--resume']], ids=['fresh', 'resume-nothing-yet'])
-def test_missing_pretrained_weights_say_how_to_get_them(tmp_path, monkeypatch, resume):
+def test_missing_pretrained_weights_say_how_to_get_them(tmp_path, monkeypatch, resume, capsys):
     """Also with ``--resume`` (what slurm_train.sh passes) in a work dir without a checkpoint:
     the run starts afresh and needs the pretrained weights."""
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here
     config = osp.join(ROOT, 'configs', 'rednet', 'retinanet_rednet50_fpn_1x_coco.py')
     local = 'checkpoints/rednet50_imagenet.pth'  # a converted file instead of the scheme
-    with pytest.raises(SystemExit) as exc:
-        train_tool.main([config, '--work-dir', str(tmp_path / 'w'), *resume,
-                         '--cfg-options', f'model.backbone.init_cfg.checkpoint={local}'])
-    message = str(exc.value)
+    assert run_tool('train.py', config, '--work-dir', tmp_path / 'w', *resume,
+                    '--cfg-options', f'model.backbone.init_cfg.checkpoint={local}') == 1
+    message = capsys.readouterr().err
     assert local in message
     assert 'tools/convert_official_checkpoint.py' in message
     assert "model.backbone.init_cfg.checkpoint='paddleclas://RedNet50?stem_kernel=7'" in message
@@ -65,11 +58,11 @@ def test_resume_continues_with_the_same_state(shapes, tmp_path):
         if step.type == 'RandomFlip':
             step.prob = 0.5  # resumed runs draw what uninterrupted ones draw
     config = _write_cfg(full, tmp_path / 'full.py')
-    train_tool.main([config])
+    assert run_tool('train.py', config) == 0
     # An interrupted run: resume from the first checkpoint into another work dir.
     resumed_dir = tmp_path / 'resumed'
-    train_tool.main([config, '--work-dir', str(resumed_dir),
-                     '--resume', str(tmp_path / 'full' / 'iter_1.pth')])
+    assert run_tool('train.py', config, '--work-dir', resumed_dir,
+                    '--resume', tmp_path / 'full' / 'iter_1.pth') == 0
     ref_w, ref_opt, ref_iter = _flat_state(tmp_path / 'full' / 'iter_2.pth')
     got_w, got_opt, got_iter = _flat_state(resumed_dir / 'iter_2.pth')
     assert ref_iter == got_iter == 2
@@ -87,21 +80,18 @@ def test_resume_continues_with_the_same_state(shapes, tmp_path):
 
     # test.py on the result: metrics, a pickle of predictions, prediction images.
     out = tmp_path / 'preds.pkl'
-    metrics = test_tool.main([config, str(resumed_dir / 'iter_2.pth'), '--work-dir',
-                              str(tmp_path / 'test'), '--out', str(out),
-                              '--show-dir', str(tmp_path / 'vis')])
+    assert run_tool('test.py', config, resumed_dir / 'iter_2.pth', '--work-dir',
+                    tmp_path / 'test', '--out', out, '--show-dir', tmp_path / 'vis') == 0
+    metrics = logged_metrics(tmp_path / 'test')
     assert 'coco/bbox_mAP' in metrics
     assert out.exists()
     assert any(name.endswith('.png') for name in os.listdir(tmp_path / 'vis'))
 
 
 def test_visualize_kernels_writes_kernel_and_prediction_images(shapes, tmp_path):
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import visualize_kernels
-    sys.path.pop(0)
     image = osp.join(shapes, 'val', '000001.png')
-    visualize_kernels.main([DEMO_RETINANET, 'none', image, '--out-dir', str(tmp_path),
-                            '--layers', 'backbone.stem.1', 'neck.fpn_convs.0'])
+    assert run_tool('visualize_kernels.py', DEMO_RETINANET, 'none', image, '--out-dir', tmp_path,
+                    '--layers', 'backbone.stem.1', 'neck.fpn_convs.0') == 0
     written = sorted(os.listdir(tmp_path))
     assert written == ['kernels_backbone_stem_1.png', 'kernels_neck_fpn_convs_0.png',
                        'prediction.png']

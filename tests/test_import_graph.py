@@ -120,3 +120,47 @@ def test_the_graph_sees_relative_and_function_level_imports():
     assert 'mmrednet.ops.portable' in graph['mmrednet.ops.cuda.backend']  # from .. import portable
     assert 'mmrednet.ops.cuda.selfcheck' in graph['mmrednet.ops.cuda.backend']  # from . import
     assert 'mmrednet.ops.cuda' in graph['mmrednet.testing.sweep']
+
+
+# What loads a script's code into a test instead of running its command line.
+SCRIPT_LOADERS = {'spec_from_file_location', 'SourceFileLoader', 'run_path', 'run_module',
+                  'exec_module'}
+
+
+def _reaches_into_scripts(tree: ast.AST) -> List[str]:
+    """What in ``tree`` puts a folder on ``sys.path``, loads a file as code or imports a tool."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == 'path' and \
+                isinstance(node.value, ast.Name) and node.value.id == 'sys':
+            found.append('sys.path')
+        elif isinstance(node, (ast.Attribute, ast.Name)) and \
+                getattr(node, 'attr', getattr(node, 'id', None)) in SCRIPT_LOADERS:
+            found.append(getattr(node, 'attr', getattr(node, 'id', None)))
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.split('.')[0] in TOOLS]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found += [alias.name for alias in node.names if alias.name in SCRIPT_LOADERS]
+            if node.module.split('.')[0] in TOOLS:
+                found.append(node.module)
+    return sorted(found)
+
+
+def test_tests_run_tools_only_through_the_helper():
+    """Tests run a script as its command line (tests/tools.py::run_tool) and import what
+    they need of its logic from the package: a script's internals are not an API."""
+    helper = ROOT / 'tests' / 'tools.py'
+    wrong = {str(path.relative_to(ROOT)): found
+             for path in sorted((ROOT / 'tests').rglob('*.py')) if path != helper
+             for found in [_reaches_into_scripts(ast.parse(path.read_text()))] if found}
+    assert wrong == {}
+    assert _reaches_into_scripts(ast.parse(helper.read_text())) == ['run_path']
+
+
+def test_script_loaders_are_recognised():
+    sources = ("import sys\nsys.path.insert(0, 'tools')\nimport train",
+               "from importlib.util import spec_from_file_location",
+               "import runpy\nrunpy.run_path('tools/test.py')", 'from check_cuda import main')
+    assert [_reaches_into_scripts(ast.parse(s)) for s in sources] == [
+        ['sys.path', 'train'], ['spec_from_file_location'], ['run_path'], ['check_cuda']]
+    assert _reaches_into_scripts(ast.parse("'sys.path.insert'  # only words")) == []

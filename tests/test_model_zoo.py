@@ -7,22 +7,26 @@ import shutil
 import pytest
 import yaml
 
-from .seg_helpers import ROOT, load_tool
+from mmrednet.analysis import model_zoo
+from mmrednet.analysis.config_complexity import config_complexity
 
-generator = load_tool('misc/generate_model_zoo.py')
+from .seg_helpers import ROOT
+from .tools import run_tool
+
+GENERATOR = 'misc/generate_model_zoo.py'
 PAGES = ('configs/rednet/README.md', 'docs/model_zoo.md', 'README.md')
 
 
 def _models():
-    return generator.load_models(ROOT)
+    return model_zoo.load_models(ROOT)
 
 
 def test_model_zoo_pages_match_the_metafiles(capsys):
-    assert generator.main(['--check']) == 0, capsys.readouterr().err
+    assert run_tool(GENERATOR, '--check') == 0, capsys.readouterr().err
 
 
 def test_check_fails_on_a_stale_page_and_regenerating_fixes_it(tmp_path, capsys):
-    for path in ('model-index.yml', *generator.metafiles(ROOT), *PAGES):
+    for path in ('model-index.yml', *model_zoo.metafiles(ROOT), *PAGES):
         os.makedirs(tmp_path / osp.dirname(path), exist_ok=True)
         shutil.copy(osp.join(ROOT, path), tmp_path / path)
     metafile = tmp_path / 'configs/rednet/metafile.yml'
@@ -32,23 +36,23 @@ def test_check_fails_on_a_stale_page_and_regenerating_fixes_it(tmp_path, capsys)
                                      'Measured Parameters (M): 27.93,'))
     before = {path: (tmp_path / path).read_text() for path in PAGES}
 
-    assert generator.main(['--check', '--root', str(tmp_path)]) == 1
+    assert run_tool(GENERATOR, '--check', '--root', tmp_path) == 1
     err = capsys.readouterr().err
     assert 'configs/rednet/README.md' in err and 'generate_model_zoo.py' in err
     # --check writes nothing
     assert {path: (tmp_path / path).read_text() for path in PAGES} == before
 
-    assert generator.main(['--root', str(tmp_path)]) == 0
+    assert run_tool(GENERATOR, '--root', tmp_path) == 0
     for path in PAGES:
         assert '| 27.8 | 27.93 | 210.1 | 210.1 |' in (tmp_path / path).read_text() or \
             '27.93 / 27.8' in (tmp_path / path).read_text()
-    assert generator.main(['--check', '--root', str(tmp_path)]) == 0
+    assert run_tool(GENERATOR, '--check', '--root', tmp_path) == 0
     assert not list(tmp_path.rglob('*.tmp'))
 
 
 def test_readme_without_the_summary_markers_is_refused(tmp_path):
     with pytest.raises(ValueError, match='model-zoo summary'):
-        generator.with_summary('# no markers\n', '| table |')
+        model_zoo.with_summary('# no markers\n', '| table |')
 
 
 def test_model_index_imports_every_metafile_and_every_config_once():
@@ -78,11 +82,11 @@ def test_pages_show_every_model_with_its_figures():
         config = osp.basename(model['Config'])
         assert f'[config]({config})' in page
         assert f'[config](../configs/rednet/{config})' in docs_page
-        published_params, params, published_flops, flops = generator._figures(model)
+        published_params, params, published_flops, flops = model_zoo._figures(model)
         # Accuracy beside the published figures and the config ...
         row = next(line for line in page.splitlines() if f'[config]({config})' in line)
         assert f'| {published_params} | {published_flops} |' in row
-        for value in generator._metrics(model).values():
+        for value in model_zoo._metrics(model).values():
             assert f'{value:.1f}' in row or f'{value:.2f}' in row, (config, value)
         # ... and ours beside the published in the checks table.
         row = next(line for line in page.splitlines() if f'[{model["Name"]}]({config})' in line)
@@ -114,7 +118,7 @@ def test_weights_are_named_as_they_load():
 def test_collections_are_the_families_users_search_by():
     """One collection a detector/segmentor family and one for the classifiers (mim --model)."""
     collections, members = {}, {}
-    for metafile in generator.metafiles(ROOT):
+    for metafile in model_zoo.metafiles(ROOT):
         with open(osp.join(ROOT, metafile)) as f:
             data = yaml.safe_load(f)
         for collection in data['Collections']:
@@ -136,8 +140,7 @@ def test_collections_are_the_families_users_search_by():
 
 def test_measured_figures_are_what_get_flops_measures():
     """The metafiles' "ours" is get_flops.py's output (checked on the cheapest model)."""
-    get_flops = load_tool('analysis/get_flops.py')
     (model, ) = [m for m in _models() if m['Name'].startswith('rednet26_')]
-    result = get_flops.measure(osp.join(ROOT, model['Config']), (224, 224))
+    result = config_complexity(osp.join(ROOT, model['Config']), (224, 224))
     assert round(result['params'] / 1e6, 2) == model['Metadata']['Measured Parameters (M)']
     assert round(result['flops'] / 1e9, 2) == model['Metadata']['Measured FLOPs (G)']

@@ -14,6 +14,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
+from mmrednet.demo import make_shapes_cityscapes
 from mmrednet.deployment import (
     BACKENDS,
     OnnxRuntimeGraph,
@@ -26,12 +27,12 @@ from mmrednet.deployment.check_input import first_test_image
 from mmrednet.models import Involution
 
 from .det_helpers import DEMO_RETINANET, ROOT, tiny_cfg, tiny_dataset
-from .seg_helpers import config, load_tool, shrink_for_cpu
+from .seg_helpers import config, shrink_for_cpu
+from .tools import logged_metrics, run_tool
 
 DEMO_MASK_RCNN = osp.join(ROOT, 'configs', 'demo',
                           'mask-rcnn_rednet26-tiny_involution-fpn_involution-head_shapes.py')
-test_tool = load_tool('test.py')
-export_tool = load_tool('deployment/export_onnx.py')
+EXPORT_ONNX = 'deployment/export_onnx.py'
 
 
 def _write(cfg: Config, tmp_path, name: str, adjust=None):
@@ -59,9 +60,9 @@ def evaluate(config_file: str, args, work_dir) -> tuple:
     out = str(work_dir / 'predictions.pkl')
     plain_text = property(lambda self: repr(self._cfg_dict))
     with mock.patch.object(Config, 'pretty_text', plain_text):
-        metrics = test_tool.main([config_file, *args, '--work-dir', str(work_dir), '--out', out])
+        assert run_tool('test.py', config_file, *args, '--work-dir', work_dir, '--out', out) == 0
     with open(out, 'rb') as f:
-        return metrics, pickle.load(f)
+        return logged_metrics(work_dir), pickle.load(f)
 
 
 def evaluate_both(config_file: str, checkpoint: str, exported: str, tmp_path,
@@ -184,8 +185,7 @@ def test_dynamic_export_is_checked_on_a_batch_of_two_different_images(tmp_path, 
 def segmentor_files(tmp_path) -> tuple:
     """The demo FPN segmentor on 64x128 Cityscapes-layout images: ``(config, checkpoint)``."""
     data = tmp_path / 'cityscapes'
-    load_tool('dataset_converters/make_shapes_cityscapes.py').make_dataset(
-        str(data), num_train=1, num_val=2, width=128, height=64)
+    make_shapes_cityscapes(str(data), num_train=1, num_val=2, width=128, height=64)
     cfg = config('demo/fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
     cfg = shrink_for_cpu(cfg, str(data) + '/', str(tmp_path / 'work'), crop=(64, 64))
     cfg.default_hooks.visualization.draw = False
@@ -316,11 +316,10 @@ def test_mask_rcnn_every_learned_layer_in_onnxruntime(shapes, tmp_path):
 # --- errors ----------------------------------------------------------------------------
 
 
-def _exit_message(tool, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        tool.main(argv)
-    assert exc.value.code not in (0, None)
-    return str(exc.value.code)
+def _exit_message(capsys, relpath: str, *argv) -> str:
+    """What ``tools/<relpath> ARGV`` prints to stderr as it exits with a non-zero status."""
+    assert run_tool(relpath, *argv) != 0
+    return capsys.readouterr().err
 
 
 @pytest.fixture(scope='module')
@@ -330,39 +329,39 @@ def retinanet_files(shapes, tmp_path_factory):
     return _write(cfg, tmp_path, 'retinanet_errors')
 
 
-def test_bad_inputs_get_clear_errors_and_no_file(retinanet_files, tmp_path):
+def test_bad_inputs_get_clear_errors_and_no_file(retinanet_files, tmp_path, capsys):
     config_file, checkpoint = retinanet_files
     out = str(tmp_path / 'model.onnx')
-    message = _exit_message(export_tool, [config_file, str(tmp_path / 'nope.pth'), '--out', out])
+    message = _exit_message(capsys, EXPORT_ONNX, config_file, tmp_path / 'nope.pth', '--out', out)
     assert 'checkpoint file not found' in message and 'nope.pth' in message
-    message = _exit_message(export_tool, [config_file, checkpoint, '--out', out,
-                                          '--shape', '100', '96'])
+    message = _exit_message(capsys, EXPORT_ONNX, config_file, checkpoint, '--out', out,
+                            '--shape', '100', '96')
     assert 'multiples of 32' in message and '128x96' in message
-    message = _exit_message(export_tool, [config_file, checkpoint, '--out',
-                                          str(tmp_path / 'model.pt')])
+    message = _exit_message(capsys, EXPORT_ONNX, config_file, checkpoint, '--out',
+                            tmp_path / 'model.pt')
     assert '.onnx' in message
-    message = _exit_message(export_tool, [config_file, checkpoint, '--out',
-                                          str(tmp_path / 'missing_dir' / 'model.onnx')])
+    message = _exit_message(capsys, EXPORT_ONNX, config_file, checkpoint, '--out',
+                            tmp_path / 'missing_dir' / 'model.onnx')
     assert 'output directory does not exist' in message
     assert os.listdir(tmp_path) == []
 
 
-def test_unsupported_model_type(tmp_path):
+def test_unsupported_model_type(tmp_path, capsys):
     cfg = Config(dict(default_scope='mmdet', model=dict(type='mmrednet.RedNet', depth=26,
                                                         base_channels=16, stem_channels=32)))
     config_file, checkpoint = _write(cfg, tmp_path, 'backbone')
-    message = _exit_message(export_tool, [config_file, checkpoint, '--out',
-                                          str(tmp_path / 'model.onnx')])
+    message = _exit_message(capsys, EXPORT_ONNX, config_file, checkpoint, '--out',
+                            tmp_path / 'model.onnx')
     assert 'RedNet' in message and 'ImageClassifier' in message and 'detectors' in message
 
 
-def test_mismatched_checkpoint(retinanet_files, tmp_path):
+def test_mismatched_checkpoint(retinanet_files, tmp_path, capsys):
     config_file, checkpoint = retinanet_files
     state = torch.load(checkpoint, weights_only=False)
     del state['state_dict']['bbox_head.retina_cls.weight']
     torch.save(state, tmp_path / 'partial.pth')
-    message = _exit_message(export_tool, [config_file, str(tmp_path / 'partial.pth'),
-                                          '--out', str(tmp_path / 'model.onnx')])
+    message = _exit_message(capsys, EXPORT_ONNX, config_file, tmp_path / 'partial.pth',
+                            '--out', tmp_path / 'model.onnx')
     assert 'does not fit' in message and 'bbox_head.retina_cls.weight' in message
 
 
@@ -371,10 +370,12 @@ def test_refused_above_tolerance_keeps_existing_file(retinanet_files, tmp_path, 
     out = tmp_path / 'model.onnx'
     out.write_bytes(b'an earlier export')
     # No float32 reimplementation is bitwise equal: a zero tolerance must refuse.
-    message = _exit_message(export_tool, [config_file, checkpoint, '--out', str(out),
-                                          '--atol', '0', '--rtol', '0'])
+    assert run_tool(EXPORT_ONNX, config_file, checkpoint, '--out', out,
+                    '--atol', 0, '--rtol', 0) != 0
+    captured = capsys.readouterr()
+    message = captured.err
     assert 'differs from PyTorch by up to' in message and 'nothing was written' in message
-    assert 'largest |onnxruntime - pytorch|' in capsys.readouterr().out
+    assert 'largest |onnxruntime - pytorch|' in captured.out
     assert out.read_bytes() == b'an earlier export'
     assert os.listdir(tmp_path) == ['model.onnx']
 
@@ -388,30 +389,28 @@ def test_random_check_input_without_the_test_set(retinanet_files, tmp_path, caps
     _, model = load_model(missing, checkpoint)
     assert first_test_image(cfg, model)[0] is None
     out = str(tmp_path / 'model.onnx')
-    export_tool.main([missing, checkpoint, '--out', out])  # shape from the test pipeline
+    assert run_tool(EXPORT_ONNX, missing, checkpoint, '--out', out) == 0  # shape: test pipeline
     assert 'deterministic random image' in capsys.readouterr().out
     assert OnnxRuntimeGraph(out).input.shape == [1, 3, 96, 96]
 
 
 def test_test_tool_arguments_and_mismatched_deployment(retinanet_files, tmp_path):
     config_file, checkpoint = retinanet_files
-    with pytest.raises(SystemExit):
-        test_tool.parse_args([config_file, '--backend', 'onnxruntime'])  # no --onnx
-    with pytest.raises(SystemExit):
-        test_tool.parse_args([config_file, checkpoint, '--backend', 'onnxruntime',
-                              '--onnx', 'model.onnx'])  # the weights are in the .onnx
-    with pytest.raises(SystemExit):
-        test_tool.parse_args([config_file])  # pytorch needs a checkpoint
+    # argparse's usage errors: exit status 2
+    assert run_tool('test.py', config_file, '--backend', 'onnxruntime') == 2  # no --onnx
+    assert run_tool('test.py', config_file, checkpoint, '--backend', 'onnxruntime',
+                    '--onnx', 'model.onnx') == 2  # the weights are in the .onnx
+    assert run_tool('test.py', config_file) == 2  # pytorch needs a checkpoint
     with pytest.raises(FileNotFoundError, match='ONNX file not found'):
-        test_tool.main([config_file, '--backend', 'onnxruntime', '--onnx',
-                        str(tmp_path / 'none.onnx')])
+        run_tool('test.py', config_file, '--backend', 'onnxruntime', '--onnx',
+                 tmp_path / 'none.onnx')
     # A segmentor's config with a detector's deployment.
     out = str(tmp_path / 'retinanet.onnx')
     export_onnx(config_file, checkpoint, out, shape=(96, 96), log=lambda _: None)
     seg_config = osp.join(ROOT, 'configs', 'demo',
                           'fpn_rednet26-tiny_1xb4-800_shapes-cityscapes-128x128.py')
     with pytest.raises(ValueError, match='exported from a RetinaNet model.*EncoderDecoder'):
-        test_tool.main([seg_config, '--backend', 'onnxruntime', '--onnx', out])
+        run_tool('test.py', seg_config, '--backend', 'onnxruntime', '--onnx', out)
 
 
 def test_non_finite_outputs_are_named_not_passed_as_zero_difference():

@@ -3,19 +3,12 @@
 The classification demo with its augmentation on (random resized crop, random
 flip, Mixup), validation after every epoch, without and with dataloader workers.
 """
-import os.path as osp
-import sys
 
 import pytest
 import torch
 
-from .det_helpers import ROOT
 from .resume_helpers import demo_cfg, differing, tiny_shapes_imagenet, trained_state, write_cfg
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import train as train_tool  # noqa: E402
-
-sys.path.pop(0)
+from .tools import run_tool
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +36,7 @@ def test_resumed_runs_end_as_never_stopped(shapes, tmp_path, workers):
     cfg.custom_hooks = [dict(type='CheckpointHook', by_epoch=False, interval=4,
                              out_dir=str(tmp_path / 'work' / 'iters'))]
     config = write_cfg(cfg, tmp_path / 'cfg.py')
-    train_tool.main([config])
+    assert run_tool('train.py', config) == 0
     work = tmp_path / 'work'
     expected = trained_state(work / 'epoch_3.pth')
     # The comparison means something: training changed the weights after epoch 1.
@@ -51,7 +44,7 @@ def test_resumed_runs_end_as_never_stopped(shapes, tmp_path, workers):
     for name, checkpoint in (('after-epoch-1', work / 'epoch_1.pth'),
                              ('mid-epoch-2', work / 'iters' / 'work' / 'iter_4.pth')):
         resumed = tmp_path / name
-        train_tool.main([config, '--resume', str(checkpoint), '--work-dir', str(resumed)])
+        assert run_tool('train.py', config, '--resume', checkpoint, '--work-dir', resumed) == 0
         assert differing(expected, trained_state(resumed / 'epoch_3.pth')) == [], name
 
 
@@ -60,9 +53,9 @@ def test_iteration_based_run_resumed_ends_as_never_stopped(shapes, tmp_path):
     batches again to skip them, and the generators are restored after that (Mixup's draws)."""
     cfg = demo_cfg(shapes, str(tmp_path / 'work'), iters=8)
     config = write_cfg(cfg, tmp_path / 'cfg.py')
-    train_tool.main([config])
+    assert run_tool('train.py', config) == 0
     expected = trained_state(tmp_path / 'work' / 'iter_8.pth')
     assert len(differing(trained_state(tmp_path / 'work' / 'iter_4.pth'), expected)) > 200
-    train_tool.main([config, '--resume', str(tmp_path / 'work' / 'iter_4.pth'),
-                     '--work-dir', str(tmp_path / 'r')])
+    assert run_tool('train.py', config, '--resume', tmp_path / 'work' / 'iter_4.pth',
+                    '--work-dir', tmp_path / 'r') == 0
     assert differing(expected, trained_state(tmp_path / 'r' / 'iter_8.pth')) == []

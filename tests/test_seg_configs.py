@@ -9,7 +9,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from .seg_helpers import config, load_tool, shrink_for_cpu
+from mmrednet.demo import make_shapes_cityscapes
+
+from .seg_helpers import config, shrink_for_cpu
 
 CONFIGS = {
     'fpn': 'rednet/fpn_rednet50_4xb2-80k_cityscapes-512x1024.py',
@@ -22,8 +24,7 @@ CONFIGS = {
 def tiny_cityscapes(tmp_path_factory):
     """2 train + 1 val frames of 128x64 in the Cityscapes layout."""
     root = tmp_path_factory.mktemp('cityscapes')
-    make = load_tool('dataset_converters/make_shapes_cityscapes.py')
-    make.make_dataset(str(root), num_train=2, num_val=1, width=128, height=64)
+    make_shapes_cityscapes(str(root), num_train=2, num_val=1, width=128, height=64)
     return str(root) + '/'
 
 

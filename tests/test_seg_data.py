@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .seg_helpers import load_tool
+from mmrednet.dataset_converters import cityscapes
+from mmrednet.demo import make_shapes_cityscapes
+
+from .tools import run_tool
 
 W, H = 8, 6
 # Objects in file order; later ones are drawn over earlier ones.
@@ -63,7 +66,7 @@ def snapshot(root):
 
 @pytest.fixture(scope='module')
 def converter():
-    return load_tool('dataset_converters/cityscapes.py')
+    return cityscapes
 
 
 def test_converter_polygons_to_train_ids(converter, tmp_path):
@@ -113,7 +116,7 @@ def test_converter_out_dir_leaves_the_download_alone(converter, tmp_path):
     src, out = str(tmp_path / 'download'), str(tmp_path / 'prepared')
     fake_download(src)
     before = snapshot(src)
-    converter.main([src, '--out-dir', out])
+    assert run_tool('dataset_converters/cityscapes.py', src, '--out-dir', out) == 0
     assert snapshot(src) == before
     assert sorted(snapshot(out)) == [
         'gtFine/train/aachen/aachen_000000_000019_gtFine_labelTrainIds.png',
@@ -129,11 +132,11 @@ def test_converter_says_what_layout_it_wants(converter, tmp_path):
 
 
 def test_shapes_dataset_is_deterministic_and_matches_the_converter(converter, tmp_path):
-    make = load_tool('dataset_converters/make_shapes_cityscapes.py')
     a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
-    frames = make.make_dataset(a, num_train=3, num_val=2, width=96, height=48, seed=3)
-    make.main([b, '--num-train', '3', '--num-val', '2', '--width', '96', '--height', '48',
-               '--seed', '3', '--no-label-ids'])
+    frames = make_shapes_cityscapes(a, num_train=3, num_val=2, width=96, height=48, seed=3)
+    assert run_tool('dataset_converters/make_shapes_cityscapes.py', b, '--num-train', 3,
+                    '--num-val', 2, '--width', 96, '--height', 48, '--seed', 3,
+                    '--no-label-ids') == 0
     assert frames['val'] == ['frankfurt/frankfurt_000000_000000',
                              'frankfurt/frankfurt_000000_000001']
     snap_a, snap_b = snapshot(a), snapshot(b)

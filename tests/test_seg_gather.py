@@ -2,7 +2,8 @@
 import json
 import os
 
-from .seg_helpers import ROOT, load_tool
+from .seg_helpers import ROOT
+from .tools import run_tool
 
 TABLE = """per class results:
 
@@ -40,8 +41,7 @@ def write_run(work_dir, ts, *, val=None, test=None, tta=False):
     (run / f'{ts}.log').write_text(log)
 
 
-def test_gather_table(tmp_path):
-    gather = load_tool('analysis/gather_seg_results.py')
+def test_gather_table(tmp_path, capsys):
     fpn = tmp_path / 'fpn_rednet50_4xb2-80k_cityscapes-512x1024'
     write_run(fpn, '20240101_000000', val=[(8000, 70.0), (80000, 77.81)])
     write_run(fpn, '20240102_000000', test=77.93)
@@ -54,8 +54,9 @@ def test_gather_table(tmp_path):
     (tmp_path / 'empty').mkdir()
 
     out = tmp_path / 'results.md'
-    lines = gather.main([str(fpn), str(upernet), str(demo), str(tmp_path / 'empty'),
-                         '--per-class', '--out', str(out)])
+    assert run_tool('analysis/gather_seg_results.py', fpn, upernet, demo, tmp_path / 'empty',
+                    '--per-class', '--out', out) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert out.read_text() == '\n'.join(lines) + '\n'
     main_table = lines[2:lines.index('')]
     rows = {line.split(' | ')[0].lstrip('| ').split(']')[0].lstrip('['): line.split(' | ')

@@ -19,45 +19,16 @@ import glob
 import os.path as osp
 import sys
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 import yaml
-from mmengine.config import Config, DictAction
-from mmengine.registry import MODELS, init_default_scope
+from mmengine.config import DictAction
 
-from mmrednet.analysis import model_complexity
-from mmrednet.utils import model_config
+from mmrednet.analysis.config_complexity import config_complexity
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 METAFILES = sorted(glob.glob(osp.join(ROOT, 'configs', 'rednet', 'metafile*.yml')))
-# (H, W) of the original tools
-DEFAULT_SHAPE = {'mmdet': (1280, 800), 'mmseg': (1024, 2048), 'mmpretrain': (224, 224)}
-
-
-def measure(config: str, shape: Optional[Tuple[int, int]] = None,
-            cfg_options: Optional[dict] = None) -> Dict:
-    """Build ``config``'s model (no pretrained weights) and measure it."""
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    if cfg.get('custom_imports'):
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**cfg.custom_imports)
-    if 'init_cfg' in cfg.model.get('backbone', {}):
-        cfg.model.backbone.init_cfg = None  # structure only: no file needed
-    model = MODELS.build(model_config(cfg))
-    if scope == 'mmseg':
-        from mmengine.model import revert_sync_batchnorm
-        model = revert_sync_batchnorm(model)  # SyncBN needs a process group
-    height, width = shape or DEFAULT_SHAPE.get(scope, (1280, 800))
-    result = model_complexity(model, height, width)
-    result['shape'] = (height, width)
-    return result
-
-
 def _published(entry: Dict) -> Dict:
     meta = entry.get('Metadata', {})
     metrics = {}
@@ -106,7 +77,7 @@ def model_zoo_table(entries: Dict[str, Dict], configs: List[str]) -> List[str]:
         key = osp.normpath(osp.relpath(osp.abspath(config), ROOT))
         pub = _published(entries[key]) if key in entries else dict(
             params=None, flops=None, shape=(), metrics={})
-        ours = measure(config, pub['shape'] or None)
+        ours = config_complexity(config, pub['shape'] or None)
         params, flops = ours['params'] / 1e6, ours['flops'] / 1e9
         digits = _decimals(pub['params'])
         mark = ('' if pub['params'] is None
@@ -155,7 +126,8 @@ def main(argv=None) -> None:
         return
     if args.config is None:
         parser.error('give a config, or --model-zoo')
-    result = measure(args.config, tuple(args.shape) if args.shape else None, args.cfg_options)
+    result = config_complexity(args.config, tuple(args.shape) if args.shape else None,
+                               args.cfg_options)
     height, width = result['shape']
     print(f'Input shape: 3x{height}x{width}')
     print(f'FLOPs (multiply-adds): {result["flops"] / 1e9:.2f} G')

@@ -1,0 +1,1 @@
+"""Dataset preparation: official downloads into the layouts the datasets read."""
