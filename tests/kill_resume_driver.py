@@ -6,14 +6,15 @@ forked from this process, which has imported everything once (a fresh
 interpreter per restart would spend most of the test importing torch and
 mmengine). The plan (JSON) holds:
 
-- ``config``: the config to train (``iterations`` in all); ``reference_work_dir``:
+- ``config``: the config to train; ``reference_work_dir``:
   where an uninterrupted run trains first; ``work_dir``: where the killed runs train.
 - ``kills``: a list of
 
   - ``{"fraction": f}``: SIGKILL from this process after ``f`` times the
     uninterrupted run's duration (so also while the run starts);
   - ``{"iteration": k, "delay": d}``: SIGKILL ``d`` iteration-times (the
-    uninterrupted run's duration over ``iterations``) after the child starts
+    uninterrupted run's mean time from the start of one training iteration to the
+    next, validations and checkpoints included) after the child starts
     training iteration ``k`` (counted from 0 over the whole run; the first one
     it trains if it resumed later): it lands in that iteration, a later one, a
     validation or a checkpoint write;
@@ -102,13 +103,27 @@ def _arm(kill: dict) -> None:
         raise ValueError(f'unknown phase {phase!r}')
 
 
-def _run(argv, kill=None) -> int:
-    """Fork a child that runs ``tools/train.py ARGV``; return its wait status."""
+def _record_iteration_starts() -> list:
+    """Make this process note when each training iteration starts (``time.monotonic``)."""
+    from mmengine.runner.loops import EpochBasedTrainLoop
+    original, starts = EpochBasedTrainLoop.run_iter, []
+
+    def run_iter(self, *args, **kwargs):
+        starts.append(time.monotonic())
+        return original(self, *args, **kwargs)
+
+    EpochBasedTrainLoop.run_iter = run_iter
+    return starts
+
+
+def _run(argv, kill=None, starts_file=None) -> int:
+    """Fork a child that runs ``tools/train.py ARGV``; return its wait status. With
+    ``starts_file``, the child writes the start times of its training iterations there."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        code = 1
+        code, starts = 1, _record_iteration_starts() if starts_file else None
         try:
             if kill is not None and 'after' not in kill:
                 _arm(kill)
@@ -116,6 +131,9 @@ def _run(argv, kill=None) -> int:
         except BaseException:
             traceback.print_exc()
         finally:
+            if starts_file:
+                with open(starts_file, 'w') as f:
+                    json.dump(starts, f)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
@@ -148,16 +166,21 @@ def main(plan_path: str) -> None:
         plan = json.load(f)
     config = plan['config']
     start = time.monotonic()
-    reference = _run([config, '--work-dir', plan['reference_work_dir']])
+    starts_file = osp.join(osp.dirname(plan_path), 'reference_iterations.json')
+    reference = _run([config, '--work-dir', plan['reference_work_dir']],
+                     starts_file=starts_file)
+    with open(starts_file) as f:
+        starts = json.load(f)
+    # Timed from the training iterations themselves, not the whole run: start-up (imports,
+    # building the model) takes most of a small run, and more of it the busier the machine.
     results = dict(reference_status=reference, reference_seconds=time.monotonic() - start,
-                   kills=[])
+                   iteration_seconds=(starts[-1] - starts[0]) / (len(starts) - 1), kills=[])
     argv = [config, '--work-dir', plan['work_dir'], '--resume']
     for kill in plan['kills']:
         if 'fraction' in kill:
             kill = dict(kill, after=kill['fraction'] * results['reference_seconds'])
         elif 'delay' in kill:
-            kill = dict(kill, seconds=kill['delay'] * results['reference_seconds']
-                        / plan['iterations'])
+            kill = dict(kill, seconds=kill['delay'] * results['iteration_seconds'])
         status = _run(argv, kill)
         results['kills'].append(dict(kill=kill, status=status,
                                      signaled=os.WIFSIGNALED(status)

@@ -62,7 +62,7 @@ def test_sigkill_at_random_moments_resumes_to_the_same_weights(shapes, tmp_path)
         kills.insert(4 * i + 3, kill)
     plan = tmp_path / 'plan.json'
     plan.write_text(json.dumps(dict(config=config, reference_work_dir=str(tmp_path / 'ref'),
-                                    work_dir=str(tmp_path / 'work'), iterations=15,
+                                    work_dir=str(tmp_path / 'work'),
                                     kills=kills)))
     proc = subprocess.run([sys.executable, '-m', 'tests.kill_resume_driver', str(plan)],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900,
