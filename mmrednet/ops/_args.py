@@ -140,17 +140,8 @@ def canonicalize(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntO
     if any(size < 1 for size in input.shape[2:]):
         raise ValueError(f'involution: input spatial size must be >= 1, got '
                          f'{tuple(input.shape[2:])}')
-    # In the 2-D layout, as the ops see it: a 1-D problem has a height of one.
-    _check_padded_problem(channels, groups, ((1, ) + kernel)[-2:],
-                          ((1, ) + tuple(input.shape[2:]))[-2:],
-                          ((0, ) + padding_t)[-2:])
-    expected_out = tuple(
-        output_size(size, k, s, p, d)
-        for size, k, s, p, d in zip(input.shape[2:], kernel, stride_t, padding_t, dilation_t,
-                                      strict=True))
-    if any(o < 1 for o in expected_out):
-        raise ValueError(f'involution: input spatial size {tuple(input.shape[2:])} is too small '
-                         f'for kernel {kernel}, padding {padding_t}, dilation {dilation_t}')
+    expected_out = output_grid('involution', input, channels, groups, kernel, stride_t,
+                               padding_t, dilation_t)
     if tuple(weight.shape[2 + ndim:]) != expected_out:
         raise ValueError(f'involution: weight spatial size {tuple(weight.shape[2 + ndim:])} '
                          f'must equal the output size {expected_out} for input '
@@ -164,6 +155,22 @@ def canonicalize(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntO
     else:
         geometry = Geometry2d(stride_t, padding_t, dilation_t)
     return input, weight, geometry, ndim == 1
+
+
+def output_grid(op: str, input: Tensor, channels: int, groups: int, kernel: Tuple[int, ...],
+                stride: Tuple[int, ...], padding: Tuple[int, ...],
+                dilation: Tuple[int, ...]) -> Tuple[int, ...]:
+    """The output grid of ``op`` on ``input``, after bounding the padded problem (in the 2-D
+    layout, as the ops see it: a 1-D problem has a height of one); refuses an empty grid."""
+    _check_padded_problem(channels, groups, ((1, ) + kernel)[-2:],
+                          ((1, ) + tuple(input.shape[2:]))[-2:], ((0, ) + padding)[-2:])
+    grid = tuple(output_size(size, k, s, p, d)
+                 for size, k, s, p, d in zip(input.shape[2:], kernel, stride, padding, dilation,
+                                             strict=True))
+    if any(o < 1 for o in grid):
+        raise ValueError(f'{op}: input spatial size {tuple(input.shape[2:])} is too small '
+                         f'for kernel {kernel}, padding {padding}, dilation {dilation}')
+    return grid
 
 
 def check_op_args(input: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int],

@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._args import IntOrPair, _as_tuple, _check_like_input, _check_padded_problem, output_size
+from ._args import IntOrPair, _as_tuple, _check_like_input, output_grid
 
 _PREFIX = 'involution_fused'
 
@@ -108,16 +108,8 @@ def canonicalize_fused(input: Tensor, hidden: Tensor, weight: Tensor, bias: Opti
     if any(size < 1 for size in input.shape[2:]):
         raise ValueError(f'{_PREFIX}: input spatial size must be >= 1, got '
                          f'{tuple(input.shape[2:])}')
-    # Bounded as the involution ops, in the 2-D layout (a 1-D problem has a height of one).
-    _check_padded_problem(channels, groups, ((1, ) + kernel_t)[-2:],
-                          ((1, ) + tuple(input.shape[2:]))[-2:], ((0, ) + padding_t)[-2:])
-    expected_out = tuple(
-        output_size(size, k, s, p, d)
-        for size, k, s, p, d in zip(input.shape[2:], kernel_t, stride_t, padding_t, dilation_t,
-                                      strict=True))
-    if any(o < 1 for o in expected_out):
-        raise ValueError(f'{_PREFIX}: input spatial size {tuple(input.shape[2:])} is too small '
-                         f'for kernel {kernel_t}, padding {padding_t}, dilation {dilation_t}')
+    expected_out = output_grid(_PREFIX, input, channels, groups, kernel_t, stride_t, padding_t,
+                               dilation_t)
     if tuple(hidden.shape[2:]) != expected_out:
         raise ValueError(f'{_PREFIX}: hidden spatial size {tuple(hidden.shape[2:])} must equal '
                          f'the output size {expected_out} for input {tuple(input.shape[2:])}, '
