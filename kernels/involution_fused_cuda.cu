@@ -273,7 +273,8 @@ __device__ __forceinline__ void fused_grad_span_weight(
   constexpr int MB = MMREDNET_HIDDEN_CHUNK;
   const int group_channels = (int)(g.channels / g.groups);
   const int taps = g.kernel_h * g.kernel_w;
-  const i64 chunks = (g.hidden + MB - 1) / MB;
+  // One chunk at least: with no hidden channel the thread still sums the bias' gradient.
+  const i64 chunks = g.hidden > 0 ? (g.hidden + MB - 1) / MB : 1;
   const i64 rows = g.groups * taps;
   const i64 in_plane = (i64)g.height * g.width;
   const i64 out_plane = (i64)g.out_height * g.out_width;
