@@ -361,3 +361,12 @@ def test_gpu_registered_op_autograd_and_gradcheck(gpu):
     out = involution_fused(x, h, w, 7, b, padding=3)
     ref = involution_fused_reference(x, h, w, 7, b, 1, 3, 1)
     _close(out, ref, torch.float64)
+
+
+@pytest.mark.gpu
+def test_gpu_check_cuda_times_fused_against_composed(gpu):
+    from mmrednet.testing.check_cuda import fused
+
+    checks = fused.fused_timing(batch=1, repeat=3, dtypes=('fp32', ))
+    assert len(checks) == 2 * len(fused.SHAPES)
+    assert all(c.status == 'info' and c.data['ratio'] > 0 for c in checks)
