@@ -15,9 +15,11 @@
 // bias (G*T), grad_output and out (N, C, Ho, Wo); channel c in group c / (C / G).
 //
 // The entry points (one of each a dtype):
-//  * forward: a thread owns one output pixel and a chunk of up to MMREDNET_CHANNELS
-//    channels of one group; per tap inside the input it computes the kernel value
-//    (Ch multiply-adds) and adds its product with x for each channel of the chunk.
+//  * forward_k3, forward_k7 (square kernels, RedNet's): a thread owns one output pixel
+//    and a chunk of up to MMREDNET_CHANNELS channels of one group; it builds the pixel's
+//    K*K kernel values in registers (reading hidden once), then applies them to each
+//    channel. forward_any (every other kernel): per tap inside the input it computes
+//    the kernel value (Ch multiply-adds) and adds its product with x for each channel.
 //  * grad_input: a gather, as the op's grad_input_any: a thread owns one input pixel
 //    and a chunk of channels, and for each tap whose output reads the pixel computes
 //    that output's kernel value and adds its product with grad_output. Each kernel
@@ -129,6 +131,73 @@ __device__ __forceinline__ void fused_forward(const T* __restrict__ input,
 #pragma unroll
     for (int c = 0; c < CB; ++c)
       if (c < count) Traits<T>::store(out + c * out_plane, acc[c]);
+  }
+}
+
+// Forward for a square K x K kernel (RedNet's K = 7 and 3; any stride, padding and
+// dilation): the thread builds its pixel's K*K kernel values in registers first,
+// reading hidden once (fused_forward reads it once a tap), then applies them to each channel of its chunk in turn, so one
+// accumulator serves every channel. Work items as fused_forward's.
+template <typename T, int K>
+__device__ __forceinline__ void fused_forward_square(const T* __restrict__ input,
+                                                     const T* __restrict__ hidden,
+                                                     const T* __restrict__ span,
+                                                     const T* __restrict__ bias,
+                                                     T* __restrict__ output,
+                                                     const FusedGeometry g) {
+  typedef typename Traits<T>::acc_t acc_t;
+  constexpr int TAPS = K * K;
+  const int group_channels = (int)(g.channels / g.groups);
+  const int per_thread = g.channels_per_thread;
+  const int chunks = ceil_div(group_channels, per_thread);
+  const i64 in_plane = (i64)g.height * g.width;
+  const i64 out_plane = (i64)g.out_height * g.out_width;
+  const i64 total = g.batch * g.groups * chunks * out_plane;
+
+  for (i64 item = first_item(); item < total; item += item_stride()) {
+    i64 slab, pixel, row, column, ng, chunk, n, group;
+    divmod(item, out_plane, slab, pixel);
+    divmod(pixel, g.out_width, row, column);
+    divmod(slab, chunks, ng, chunk);
+    divmod(ng, g.groups, n, group);
+    const int i = (int)row, j = (int)column;
+    const int c0 = (int)chunk * per_thread;
+    const int count = min(per_thread, group_channels - c0);
+    const i64 first_plane = ng * group_channels + c0;
+    const T* h = hidden + n * g.hidden * out_plane + pixel;
+    const T* weights = span + group * TAPS * g.hidden;
+
+    acc_t k[TAPS];
+#pragma unroll
+    for (int t = 0; t < TAPS; ++t)
+      k[t] = g.has_bias ? Traits<T>::load(bias + group * TAPS + t) : acc_t(0);
+    // One hidden channel an iteration, not unrolled: unrolling it lets the compiler
+    // hoist a chunk's K*K x chunk span loads into registers, which spills at K=7.
+#pragma unroll 1
+    for (i64 m = 0; m < g.hidden; ++m) {
+      const acc_t hv = Traits<T>::load(h + m * out_plane);
+      const T* w_column = opaque(weights + m);
+#pragma unroll
+      for (int t = 0; t < TAPS; ++t) k[t] += Traits<T>::load(w_column + (i64)t * g.hidden) * hv;
+    }
+
+    const int row0 = i * g.stride_h - g.pad_h, col0 = j * g.stride_w - g.pad_w;
+    for (int c = 0; c < count; ++c) {
+      const T* x = input + (first_plane + c) * in_plane;
+      acc_t acc = acc_t(0);
+#pragma unroll
+      for (int u = 0; u < K; ++u) {
+        const int in_row = row0 + u * g.dilation_h;
+        if (in_row < 0 || in_row >= g.height) continue;
+        const T* x_row = opaque(x + (i64)in_row * g.width);
+#pragma unroll
+        for (int v = 0; v < K; ++v) {
+          const int col = col0 + v * g.dilation_w;
+          if (col >= 0 && col < g.width) acc += k[u * K + v] * Traits<T>::load(x_row + col);
+        }
+      }
+      Traits<T>::store(output + (first_plane + c) * out_plane + pixel, acc);
+    }
   }
 }
 
@@ -350,7 +419,7 @@ __device__ __forceinline__ FusedGeometry make_fused_geometry(
 // Entry points: involution_fused_<op>_<dtype>(input, hidden, span, bias, grad_output,
 // result, geometry...), every entry point the same parameters (the launcher and the
 // emulation harness call them alike), all geometry arguments int64. What each reads:
-//   forward:          input, hidden, span, bias      -> result: output (T)
+//   forward_*:        input, hidden, span, bias      -> result: output (T)
 //   grad_input:       hidden, span, bias, grad_output -> result: grad_input (T)
 //   grad_hidden:      input, span, grad_output        -> result: grad_hidden (T)
 //   grad_span_weight: input, hidden, grad_output      -> result: partial sums (float;
@@ -370,18 +439,24 @@ __device__ __forceinline__ FusedGeometry make_fused_geometry(
                                 stride_w, pad_h, pad_w, dilation_h, dilation_w,            \
                                 channels_per_thread, has_bias, slices)
 
-#define MMREDNET_FUSED_ENTRY(name, T, R, call)                                               \
+#define MMREDNET_FUSED_ENTRY(name, T, R, ...) /* ...: the call (it may hold commas) */                                               \
   extern "C" __global__ void __launch_bounds__(MMREDNET_THREADS, MMREDNET_MIN_BLOCKS)        \
       name(const T* __restrict__ input, const T* __restrict__ hidden,                        \
            const T* __restrict__ span, const T* __restrict__ bias,                           \
            const T* __restrict__ grad_output, R* __restrict__ result, MMREDNET_FUSED_PARAMS) { \
     (void)input, (void)hidden, (void)span, (void)bias, (void)grad_output; /* not all read */ \
     const mmrednet::FusedGeometry g = MMREDNET_FUSED_GEOMETRY;                               \
-    call;                                                                                    \
+    __VA_ARGS__;                                                                             \
   }
 
 #define MMREDNET_FUSED_ENTRIES(T, tag)                                                       \
-  MMREDNET_FUSED_ENTRY(involution_fused_forward_##tag, T, T,                                 \
+  MMREDNET_FUSED_ENTRY(involution_fused_forward_k3_##tag, T, T,                              \
+                       mmrednet::fused_forward_square<T, 3>(input, hidden, span, bias,       \
+                                                            result, g))                      \
+  MMREDNET_FUSED_ENTRY(involution_fused_forward_k7_##tag, T, T,                              \
+                       mmrednet::fused_forward_square<T, 7>(input, hidden, span, bias,       \
+                                                            result, g))                      \
+  MMREDNET_FUSED_ENTRY(involution_fused_forward_any_##tag, T, T,                             \
                        mmrednet::fused_forward<T>(input, hidden, span, bias, result, g))     \
   MMREDNET_FUSED_ENTRY(involution_fused_grad_input_##tag, T, T,                              \
                        mmrednet::fused_grad_input<T>(grad_output, hidden, span, bias, result, \

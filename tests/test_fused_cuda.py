@@ -51,6 +51,9 @@ def test_ci_sweep_spans_the_geometry_space():
     assert {k for c in geometries for k in c.kernel} >= {1, 3, 7}
     assert {s for c in geometries for s in c.stride} == {1, 2, 3}
     assert {d for c in geometries for d in c.dilation} == {1, 2, 3}
+    forward = {fused_planning.plan('forward', c.shapes(), torch.float32, 132).kernel
+               for c in CI_CASES}
+    assert forward == {n for n in fused_planning.entry_points(torch.float32) if '_forward_' in n}
 
 
 @pytest.mark.parametrize('part', range(2))
@@ -221,7 +224,7 @@ def _close(got, want, dtype):
         torch.testing.assert_close(g.double(), w.double(), rtol=tol, atol=tol * 10)
 
 
-ENTRIES = {'forward': ('forward', ), 'grad_input': ('grad_input', ),
+ENTRIES = {'forward': ('forward_k7', ), 'grad_input': ('grad_input', ),
            'grad_span': ('grad_hidden', 'grad_span_weight')}
 
 
@@ -264,7 +267,7 @@ def _one_off(got):
     return got
 
 
-@pytest.mark.parametrize('entry,op', [('forward', 'forward'), ('grad_input', 'grad_input'),
+@pytest.mark.parametrize('entry,op', [('forward_k7', 'forward'), ('grad_input', 'grad_input'),
                                       ('grad_hidden', 'grad_span'),
                                       ('grad_span_weight', 'grad_span')])
 def test_a_wrong_entry_point_gives_its_op_to_the_composition(kernels, entry, op):

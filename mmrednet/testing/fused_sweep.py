@@ -6,7 +6,8 @@ executors idea: the host emulation (``Emulator.launch_fused`` of an emulator of
 (:func:`cuda_executor`, in ``tools/check_cuda.py``) run the same seeded cases.
 The geometries are the op sweep's (:func:`mmrednet.testing.sweep.random_case`:
 kernel 1..9, stride, dilation and padding, 1-D problems, odd channel counts,
-grids of the plan, smaller and larger), each with a number of hidden channels
+grids of the plan, smaller and larger; every third one made a square 3 x 3 or
+7 x 7 kernel, which have their own forward entry points), each with a number of hidden channels
 (1..20: chunks of 8 with remainders) and a bias or none.
 
 The reference is :func:`mmrednet.ops.reference.involution_fused_reference` and
@@ -18,6 +19,7 @@ An executor is called as ``executor(launch, tensors, result_shape, result_dtype,
 threads)`` with ``tensors`` = ``(input, hidden, span, bias, grad_output)`` (None
 where the entry point reads nothing), and returns the result on the CPU.
 """
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -78,10 +80,20 @@ def random_cases(count: int = FULL_CASES, seed: int = SEED) -> List[FusedCase]:
     cases: List[FusedCase] = []
     while len(cases) < count:
         geometry = sweep.random_case(rng, len(cases))
+        if len(cases) % 3 == 0 and len(geometry.size) == 2:  # the square-kernel entry points
+            kernels = fused_planning.SQUARE_KERNELS
+            geometry = _square(geometry, kernels[len(cases) // 3 % len(kernels)])
         case = FusedCase(geometry, rng.randint(1, 20), rng.random() < 0.75)
         if case.macs() <= MAX_MACS:
             cases.append(case)
     return cases
+
+
+def _square(case: sweep.Case, k: int) -> sweep.Case:
+    """``case`` with a ``k`` x ``k`` kernel, its sizes grown where they would have no output."""
+    size = tuple(max(s, d * (k - 1) + 1 - 2 * p)
+                 for s, d, p in zip(case.size, case.dilation, case.padding, strict=True))
+    return dataclasses.replace(case, kernel=(k, k), size=size)
 
 
 def problem(case: FusedCase, dtype: torch.dtype):

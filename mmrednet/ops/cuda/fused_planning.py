@@ -25,6 +25,7 @@ from .planning import (
 )
 
 OPS = ('forward', 'grad_input', 'grad_hidden', 'grad_span_weight')
+SQUARE_KERNELS = (3, 7)  # K x K kernels with their own forward entry point (K*K in registers)
 # What each entry point reads, of (input, hidden, span, bias, grad_output): the
 # launcher passes a null pointer for the rest (the emulation checks that they are unread).
 READS = {'forward': (True, True, True, True, False),
@@ -69,9 +70,19 @@ def accumulator(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def variant(op: str, kernel_size: Sequence[int]) -> str:
+    """The entry point of ``op`` for ``kernel_size``: ``forward_kK`` for a square kernel
+    of :data:`SQUARE_KERNELS`, ``forward_any`` for every other; the op otherwise."""
+    if op != 'forward':
+        return op
+    kh, kw = kernel_size
+    return f'forward_k{kh}' if kh == kw and kh in SQUARE_KERNELS else 'forward_any'
+
+
 def entry_points(dtype: torch.dtype) -> Tuple[str, ...]:
     """Every fused entry point the launcher may call for ``dtype``."""
-    return tuple(f'involution_fused_{op}_{TAGS[dtype]}' for op in OPS)
+    variants = [f'forward_k{k}' for k in SQUARE_KERNELS] + ['forward_any', *OPS[1:]]
+    return tuple(f'involution_fused_{v}_{TAGS[dtype]}' for v in variants)
 
 
 def _chunks(hidden: int) -> int:
@@ -130,7 +141,8 @@ def plan(op: str, shapes: FusedShapes, dtype: torch.dtype, sm_count: int,
     geometry = (n, c, shapes.groups, shapes.hidden, h, w, ho, wo, *shapes.kernel_size,
                 *shapes.stride, *shapes.padding, *shapes.dilation, per_thread,
                 int(shapes.has_bias), slice_count)
-    return Launch(f'involution_fused_{op}_{TAGS[dtype]}', blocks, geometry)
+    return Launch(f'involution_fused_{variant(op, shapes.kernel_size)}_{TAGS[dtype]}', blocks,
+                  geometry)
 
 
 def reduce_span_partials(partial: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Tensor]:

@@ -8,10 +8,11 @@ composition the fused op is defined by (the span as a 1x1 convolution, then the
 involution op's portable PyTorch path) in float64 on the same device. An entry
 point that fails is not used again in the process: its op takes the composition.
 
-The probe: 2 x 10 channels in 2 groups (5 a group: chunks with a remainder), 10
-hidden channels (a chunk of 8 and one of 2), a 3 x 5 kernel at stride (2, 1),
-padding (1, 2) and dilation (1, 2), a 9 x 5 output, with a bias: every index
-path of the kernels, which have one variant for every geometry.
+The probe of an entry point: 2 x 10 channels in 2 groups (5 a group: chunks with a
+remainder), 10 hidden channels (a chunk of 8 and one of 2), stride (2, 1),
+dilation (1, 2), half the kernel as padding, a 9 x 5 output, with a bias; the
+kernel is K x K for ``forward_kK`` and 3 x 5 for the others (which serve every
+geometry).
 """
 from typing import Dict, Optional
 
@@ -24,9 +25,18 @@ from . import bound, fused_planning, launcher, selfcheck
 from .fused_planning import FusedShapes
 from .planning import PARAMS, LaunchParams
 
-PROBE = FusedShapes(input_shape=(2, 10, 17, 9), hidden=10, groups=2, out=(9, 5),
-                    kernel_size=(3, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2),
-                    has_bias=True)
+
+def probe(kernel: str) -> FusedShapes:
+    """The probe of fused entry point ``kernel`` (``involution_fused_{variant}_{dtype}``)."""
+    variant = kernel[len('involution_fused_'):].rsplit('_', 1)[0]
+    square = variant.startswith('forward_k')
+    k = (int(variant[len('forward_k'):]), ) * 2 if square else (3, 5)
+    out, stride, dilation = (9, 5), (2, 1), (1, 2)
+    padding = tuple(d * (size // 2) for d, size in zip(dilation, k, strict=True))
+    size = tuple(max(1, (o - 1) * s + d * (kk - 1) + 1 - 2 * p)
+                 for o, s, d, kk, p in zip(out, stride, dilation, k, padding, strict=True))
+    return FusedShapes(input_shape=(2, 10, *size), hidden=10, groups=2, out=out, kernel_size=k,
+                       stride=stride, padding=padding, dilation=dilation, has_bias=True)
 
 
 def operands(shapes: FusedShapes, dtype: torch.dtype, device, generator: torch.Generator
@@ -95,11 +105,12 @@ def check(op: str, kernel: str, dtype: torch.dtype, device: torch.device, sm_cou
     Returns:
         None if every element is within the bound; otherwise what differed.
     """
-    launch = fused_planning.plan(op, PROBE, dtype, sm_count, params)
+    shapes = probe(kernel)
+    launch = fused_planning.plan(op, shapes, dtype, sm_count, params)
     if launch.kernel != kernel:
         raise AssertionError(f'the probe of {kernel} plans to {launch.kernel}')
-    t = operands(PROBE, dtype, device, torch.Generator().manual_seed(selfcheck.SEED))
-    raw = torch.full(fused_planning.result_shape(op, PROBE, sm_count), float('nan'),
+    t = operands(shapes, dtype, device, torch.Generator().manual_seed(selfcheck.SEED))
+    raw = torch.full(fused_planning.result_shape(op, shapes, sm_count), float('nan'),
                      dtype=fused_planning.result_dtype(op, dtype), device=device)
     try:
         launcher.launch(launch, launch_tensors(op, t, raw), source=launcher.FUSED_SOURCE,
@@ -108,8 +119,8 @@ def check(op: str, kernel: str, dtype: torch.dtype, device: torch.device, sm_cou
         return f'the launch failed ({type(exc).__name__}: {exc})'
     got = result(op, raw, dtype)
     exact = {k: None if v is None else v.double() for k, v in t.items()}
-    want = composed(op, exact, PROBE)
-    limit = tolerance(op, exact, PROBE, dtype, sm_count)
+    want = composed(op, exact, shapes)
+    limit = tolerance(op, exact, shapes, dtype, sm_count)
     error, unwritten = bound.errors(got, want, limit)
     worst = int(error.view(-1).argmax())
     ratio, missing = error.view(-1)[worst].item(), int(unwritten.sum())
@@ -118,7 +129,7 @@ def check(op: str, kernel: str, dtype: torch.dtype, device: torch.device, sm_cou
     difference = (got.double() - want).abs().view(-1)[worst].item()
     return (f'max error {difference:.3g} where the bound is {limit.view(-1)[worst].item():.3g} '
             f'({ratio:.3g} times the bound), {missing} of {got.numel()} elements not written, '
-            f'on the fused probe {PROBE}')
+            f'on the fused probe {shapes}')
 
 
 def verified(op: str, kernel: str, dtype: torch.dtype, device: torch.device,
