@@ -319,6 +319,16 @@ def test_what_the_kernels_do_not_cover_takes_the_composition(kernels):
     assert kernels.launched  # channels-last is made contiguous, then the kernel runs
 
 
+def test_the_fused_kernels_can_be_turned_off(kernels, monkeypatch):
+    monkeypatch.setenv('MMREDNET_CUDA_FUSED', '0')
+    problem = _layer_problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a deliberate choice: no warning
+        for op, call in _calls(*problem).items():
+            _close(call(), _composed(op, *problem), torch.float32)
+    assert kernels.launched == []
+
+
 def test_without_bias(kernels):
     problem = _layer_problem(bias=False)
     for op, call in _calls(*problem).items():
@@ -373,3 +383,18 @@ def test_gpu_check_cuda_times_fused_against_composed(gpu):
     checks = fused.fused_timing(batch=1, repeat=3, dtypes=('fp32', ))
     assert len(checks) == 2 * len(fused.SHAPES)
     assert all(c.status == 'info' and c.data['ratio'] > 0 for c in checks)
+
+
+@pytest.mark.gpu
+def test_gpu_bad_input_is_a_clear_error(gpu):
+    """The registered CUDA kernels sit behind the same checks as the CPU's."""
+    x, h, w, b, go = (t.to(gpu) for t in _layer_problem())
+    op = torch.ops.mmrednet.involution_fused
+    with pytest.raises(ValueError, match='hidden channels 4 must equal'):
+        op(x, h[:, :4], w, b, *GEOMETRY)
+    with pytest.raises((ValueError, TypeError), match='bias'):
+        op(x, h, w, b.double(), *GEOMETRY)
+    with pytest.raises((ValueError, TypeError), match='bias'):
+        op(x, h, w, b.cpu(), *GEOMETRY)
+    with pytest.raises(ValueError, match='grad_output'):
+        torch.ops.mmrednet.involution_fused_grad_input(go[:, :8], x, h, w, b, *GEOMETRY)

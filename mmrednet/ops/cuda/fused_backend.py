@@ -9,10 +9,15 @@ and, in a CUDA graph capture, for an entry point that has not run before. The
 choice is per op: ``grad_span`` takes the kernels only if both of its entry
 points (``grad_hidden`` and ``grad_span_weight``) may run.
 
+``MMREDNET_CUDA_FUSED=0`` turns the fused kernels off (the composition, without
+a warning): for a GPU on which ``tools/check_cuda.py``'s ``fused-timing`` step
+finds them slower than the composition.
+
 The kernels compute contiguous NCHW: other layouts (channels-last) are made
 contiguous first (one copy of the input and of hidden), and results are
 contiguous, as the op's fake kernel says for CUDA.
 """
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -32,8 +37,13 @@ def _reason(dtype: torch.dtype, device: torch.device) -> Optional[str]:
     return reason or backend._failures.get(('fused', TAGS[dtype], device.index))
 
 
+def enabled() -> bool:
+    """Whether the fused kernels may run (``MMREDNET_CUDA_FUSED=0``: no)."""
+    return os.environ.get('MMREDNET_CUDA_FUSED', '1') != '0'
+
+
 def _use_kernels(input: Tensor, hidden: Tensor, padding: Sequence[int]) -> bool:
-    if input.dtype not in TAGS or not launcher.runs_on(input.device):
+    if not enabled() or input.dtype not in TAGS or not launcher.runs_on(input.device):
         return False
     if input.numel() == 0 or hidden.shape[2:].numel() == 0:
         return False  # nothing to compute, or nothing to launch over: the composition
