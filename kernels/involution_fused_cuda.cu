@@ -176,9 +176,12 @@ __device__ __forceinline__ void fused_forward_square(const T* __restrict__ input
 #pragma unroll 1
     for (i64 m = 0; m < g.hidden; ++m) {
       const acc_t hv = Traits<T>::load(h + m * out_plane);
-      const T* w_column = opaque(weights + m);
+      const T* w = weights + m;
 #pragma unroll
-      for (int t = 0; t < TAPS; ++t) k[t] += Traits<T>::load(w_column + (i64)t * g.hidden) * hv;
+      for (int t = 0; t < TAPS; ++t) {
+        k[t] += Traits<T>::load(w) * hv;
+        w = opaque(w + g.hidden);  // one add a tap, not K*K live addresses
+      }
     }
 
     const int row0 = i * g.stride_h - g.pad_h, col0 = j * g.stride_w - g.pad_w;
@@ -439,8 +442,10 @@ __device__ __forceinline__ FusedGeometry make_fused_geometry(
                                 stride_w, pad_h, pad_w, dilation_h, dilation_w,            \
                                 channels_per_thread, has_bias, slices)
 
-#define MMREDNET_FUSED_ENTRY(name, T, R, ...) /* ...: the call (it may hold commas) */                                               \
-  extern "C" __global__ void __launch_bounds__(MMREDNET_THREADS, MMREDNET_MIN_BLOCKS)        \
+#define MMREDNET_FUSED_ENTRY(name, T, R, ...) /* ...: the call (it may hold commas) */ \
+  MMREDNET_FUSED_ENTRY_BOUNDED(name, T, R, MMREDNET_MIN_BLOCKS, __VA_ARGS__)
+#define MMREDNET_FUSED_ENTRY_BOUNDED(name, T, R, min_blocks, ...)                                               \
+  extern "C" __global__ void __launch_bounds__(MMREDNET_THREADS, min_blocks)                 \
       name(const T* __restrict__ input, const T* __restrict__ hidden,                        \
            const T* __restrict__ span, const T* __restrict__ bias,                           \
            const T* __restrict__ grad_output, R* __restrict__ result, MMREDNET_FUSED_PARAMS) { \
@@ -449,11 +454,16 @@ __device__ __forceinline__ FusedGeometry make_fused_geometry(
     __VA_ARGS__;                                                                             \
   }
 
+// forward_k7 holds 49 kernel values a thread: capped at 128 registers (two blocks an
+// SM) it fits without spilling in float, not in double (98 registers for the values).
+// Fixed, not MMREDNET_MIN_BLOCKS: more blocks would spill.
+#define MMREDNET_K7_MIN_BLOCKS(T) (sizeof(T) > 4 ? 1 : 2)
+
 #define MMREDNET_FUSED_ENTRIES(T, tag)                                                       \
   MMREDNET_FUSED_ENTRY(involution_fused_forward_k3_##tag, T, T,                              \
                        mmrednet::fused_forward_square<T, 3>(input, hidden, span, bias,       \
                                                             result, g))                      \
-  MMREDNET_FUSED_ENTRY(involution_fused_forward_k7_##tag, T, T,                              \
+  MMREDNET_FUSED_ENTRY_BOUNDED(involution_fused_forward_k7_##tag, T, T, MMREDNET_K7_MIN_BLOCKS(T), \
                        mmrednet::fused_forward_square<T, 7>(input, hidden, span, bias,       \
                                                             result, g))                      \
   MMREDNET_FUSED_ENTRY(involution_fused_forward_any_##tag, T, T,                             \
