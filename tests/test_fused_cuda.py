@@ -246,6 +246,23 @@ def test_kernels_serve_the_three_ops_after_their_self_check(kernels, dtype):
             _close(first, _composed(op, *problem), dtype)
 
 
+@pytest.mark.parametrize('dtype', DTYPES, ids=list(sweep.DTYPES))
+def test_every_entry_point_passes_its_own_probe(kernels, dtype):
+    """Each probe plans to its entry point (forward_k3, forward_k7, forward_any, ...)."""
+    for name in fused_planning.entry_points(dtype):
+        op = next(op for op in fused_planning.OPS
+                  if name.startswith(f'involution_fused_{op}'))
+        assert fused_selfcheck.check(op, name, dtype, torch.device('cpu'), 132) is None
+    assert kernels.launched == list(fused_planning.entry_points(dtype))
+
+
+def test_source_text_inlines_includes_recursively(tmp_path):
+    (tmp_path / 'a.cu').write_text('// a\n#include "b.cuh"\nint a;\n')
+    (tmp_path / 'b.cuh').write_text('#include "c.cuh"\nint b;\n')
+    (tmp_path / 'c.cuh').write_text('int c;\n')
+    assert launcher.source_text(tmp_path / 'a.cu') == '// a\nint c;\n\nint b;\n\nint a;\n'
+
+
 def test_results_and_gradients_match_the_reference(kernels):
     """The backend's forward and every gradient against the reference's autograd."""
     x, h, w, b, go = _layer_problem(torch.float64)
