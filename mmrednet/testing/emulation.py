@@ -190,6 +190,11 @@ class Emulator:
             except OSError:
                 pass
             self._process.wait(timeout=60)
+        for pipe in (self._process.stdin, self._process.stdout):  # also after a crash
+            try:
+                pipe.close()
+            except OSError:  # stdin's buffered request to a harness that died
+                pass
         self._stderr.close()
 
     def _report(self) -> str:
