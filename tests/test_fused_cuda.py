@@ -346,6 +346,22 @@ def test_the_fused_kernels_can_be_turned_off(kernels, monkeypatch):
     assert kernels.launched == []
 
 
+def test_in_a_graph_capture_only_entry_points_that_ran_before_launch(kernels, monkeypatch):
+    """Compiling and the self-check cannot be captured: the first call in a capture takes
+    the composition; after a call outside, the capture runs the kernel."""
+    problem = _layer_problem()
+    call = _calls(*problem)['forward']
+    monkeypatch.setattr(fused_backend.backend, '_capturing', lambda: True)
+    _close(call(), _composed('forward', *problem), torch.float32)
+    assert kernels.launched == []
+    monkeypatch.setattr(fused_backend.backend, '_capturing', lambda: False)
+    call()
+    monkeypatch.setattr(fused_backend.backend, '_capturing', lambda: True)
+    launched = len(kernels.launched)
+    _close(call(), _composed('forward', *problem), torch.float32)
+    assert kernels.launched[launched:] == ['involution_fused_forward_k7_f32']
+
+
 def test_without_bias(kernels):
     problem = _layer_problem(bias=False)
     for op, call in _calls(*problem).items():

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .. import portable
-from . import backend, fused_planning, fused_selfcheck, launcher
+from . import backend, fused_planning, fused_selfcheck, launcher, selfcheck
 from .planning import MAX_SIDE, TAGS
 
 
@@ -65,7 +65,7 @@ def _ready(ops: Sequence[str], shapes: fused_planning.FusedShapes, dtype: torch.
         kernel = fused_planning.plan(op, shapes, dtype, sm_count).kernel
         if backend._capturing():
             if not (launcher.loaded(kernel, device)
-                    and fused_selfcheck.selfcheck.decided(kernel, device)):
+                    and selfcheck.decided(kernel, device)):
                 return False
             continue
         try:
