@@ -4,7 +4,8 @@ The layer tests check one involution's gradients and the tensors it hands to
 autograd. These check whole RedNets: that no generated kernel exists in a
 training step (the layers run the fused op), that the allocator keeps less by
 exactly what the involutions and the stem saved otherwise, that gradients
-stay bitwise identical in float64 and under bfloat16 autocast, and that recomputation never updates BN's running statistics twice.
+stay bitwise identical in float64 and under bfloat16 autocast, and that
+recomputation never updates BN's running statistics twice.
 """
 import pytest
 import torch
