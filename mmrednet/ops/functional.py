@@ -59,8 +59,9 @@ def involution_backward(grad_output: Tensor, input: Tensor, weight: Tensor,
     """Gradients of :func:`involution` w.r.t. ``input`` and ``weight``, without its forward.
 
     For callers that do not keep ``weight`` for backward but recompute it
-    there, like ``torch.nn.grad.conv2d_input`` / ``conv2d_weight`` for convolutions. Call
-    it under the forward's autocast state: it casts as :func:`involution` did.
+    there, like ``torch.nn.grad.conv2d_input`` / ``conv2d_weight`` for
+    convolutions. Call it under the forward's autocast state: it casts as
+    :func:`involution` did.
 
     Args:
         grad_output (Tensor): gradient of the output, ``(N, C, Ho, Wo)`` or
