@@ -47,6 +47,27 @@ struct Fused {
     return S::lane_index() < static_cast<typename S::Index>(n) ? S::load(p) : V{};
   }
 
+  // Independent accumulators a loop keeps in registers: enough to hide the
+  // latency of the fused multiply-adds (one chain of them runs at a quarter
+  // of the rate), few enough for 16 registers.
+  static constexpr int kBlock = 8;
+  // fn(k, std::integral_constant<int, B>) for k = 0, kBlock, 2 * kBlock, ...
+  // < count, B = min(kBlock, count - k): the blocks' sizes known at compile
+  // time, so that their accumulators stay in registers.
+  template <typename Fn>
+  static void for_blocks(int64_t count, const Fn& fn) {
+    for (int64_t k = 0; k < count; k += kBlock) {
+      with_block<kBlock>(std::min<int64_t>(kBlock, count - k), [&](auto b) { fn(k, b); });
+    }
+  }
+  template <int B, typename Fn>
+  static void with_block(int64_t n, const Fn& fn) {
+    if constexpr (B > 1) {
+      if (n < B) return with_block<B - 1>(n, fn);
+    }
+    fn(std::integral_constant<int, B>{});
+  }
+
   // y[k] += a * x[k], k < n.
   static void axpy(T* __restrict y, T a, const T* __restrict x, int64_t n) {
     for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
@@ -179,8 +200,10 @@ struct Fused {
         for (int64_t i = i0; i < i1; ++i) {
           T* o = a.out + ((n * C + c) * p.out_height + i) * p.out_width;
           const int64_t top = i * p.stride_h - p.pad_h;
-          for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
-            V acc{};
+          for_blocks(ceil_div(p.out_width, L), [&](int64_t k, auto block) {
+            constexpr int B = decltype(block)::value;
+            const int64_t j0 = k * L;
+            V acc[B] = {};
             for (int64_t u = 0; u < p.kernel_h; ++u) {
               const int64_t y = top + u * p.dilation_h;
               if (y < 0 || y >= p.height) continue;
@@ -188,11 +211,15 @@ struct Fused {
               const T* w = wg + u * kw * P + (i - i0) * p.out_width + j0;
               PhaseOffsets tap(p, length);
               for (int64_t v = 0; v < kw; ++v, tap.next()) {
-                acc += S::load(w + v * P) * S::load(x + tap.offset());
+                for (int b = 0; b < B; ++b) {
+                  acc[b] += S::load(w + v * P + b * L) * S::load(x + tap.offset() + b * L);
+                }
               }
             }
-            S::store(o + j0, acc, std::min<int64_t>(L, p.out_width - j0));
-          }
+            for (int b = 0; b < B; ++b) {
+              S::store(o + j0 + b * L, acc[b], std::min<int64_t>(L, p.out_width - j0 - b * L));
+            }
+          });
         }
       }
       return;
@@ -202,6 +229,7 @@ struct Fused {
     // u_hi) x [v_lo, v_hi), found once per pixel for all groups.
     const T* x_end = a.input + p.batch * p.plane() * C;
     const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
+    const int64_t per_group = ceil_div(cg, L);
     for (int64_t q = 0; q < P; ++q) {
       const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
       const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
@@ -211,21 +239,29 @@ struct Fused {
       T* o = a.out + ((n * p.out_height + i) * p.out_width + j) * C;
       const T* x0 = a.input + ((n * p.height + top + u_lo * p.dilation_h) * p.width + left +
                                v_lo * p.dilation_w) * C;
-      for (int64_t g = g0; g < g1; ++g) {
-        const T* w = W + q * M + (g - g0) * p.taps();
-        for (int64_t c0 = 0; c0 < cg; c0 += L) {
-          const int64_t lanes = std::min<int64_t>(L, cg - c0);
-          V acc{};
-          for (int64_t u = u_lo; u < u_hi; ++u) {
-            const T* xr = x0 + (u - u_lo) * row_step + g * cg + c0;
-            const T* wr = w + u * kw;
-            for (int64_t v = v_lo; v < v_hi; ++v) {
-              acc += wr[v] * load_upto(xr + (v - v_lo) * col_step, lanes, x_end);
+      // The pixel's vectors k = (g - g0) * per_group + c0 / L, kBlock at a time.
+      for_blocks((g1 - g0) * per_group, [&](int64_t k, auto block) {
+        constexpr int B = decltype(block)::value;
+        const T* w[B];
+        int64_t channel[B], lanes[B];
+        for (int b = 0; b < B; ++b) {
+          const int64_t g = (k + b) / per_group, c0 = (k + b) % per_group * L;
+          w[b] = W + q * M + g * p.taps();
+          channel[b] = (g0 + g) * cg + c0;
+          lanes[b] = std::min<int64_t>(L, cg - c0);
+        }
+        V acc[B] = {};
+        for (int64_t u = u_lo; u < u_hi; ++u) {
+          const T* xr = x0 + (u - u_lo) * row_step;
+          for (int64_t v = v_lo; v < v_hi; ++v) {
+            const T* xp = xr + (v - v_lo) * col_step;
+            for (int b = 0; b < B; ++b) {
+              acc[b] += w[b][u * kw + v] * load_upto(xp + channel[b], lanes[b], x_end);
             }
           }
-          S::store(o + g * cg + c0, acc, lanes);
         }
-      }
+        for (int b = 0; b < B; ++b) S::store(o + channel[b], acc[b], lanes[b]);
+      });
     }
   }
 
@@ -360,15 +396,22 @@ struct Fused {
                 continue;
               }
               const T* x = rows + (g * cg * band + y - first) * row + tap.offset();
-              for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
-                const int64_t lanes = std::min<int64_t>(L, p.out_width - j0);
-                V acc{};
+              for_blocks(ceil_div(p.out_width, L), [&](int64_t k, auto block) {
+                constexpr int B = decltype(block)::value;
+                const int64_t j0 = k * L;
+                V acc[B] = {};
                 for (int64_t c = 0; c < cg; ++c) {
-                  acc += load_upto(go + c * p.out_plane() + j0, lanes, go_end) *
-                         S::load(x + c * band * row + j0);
+                  const T* goc = go + c * p.out_plane() + j0;
+                  const T* xc = x + c * band * row + j0;
+                  for (int b = 0; b < B; ++b) {
+                    acc[b] += load_upto(goc + b * L, p.out_width - j0 - b * L, go_end) *
+                              S::load(xc + b * L);
+                  }
                 }
-                S::store(w + j0, acc, lanes);
-              }
+                for (int b = 0; b < B; ++b) {
+                  S::store(w + j0 + b * L, acc[b], std::min<int64_t>(L, p.out_width - j0 - b * L));
+                }
+              });
             }
           }
         }
