@@ -68,55 +68,23 @@ struct Fused {
     fn(std::integral_constant<int, B>{});
   }
 
-  // y[k] += a * x[k], k < n.
-  static void axpy(T* __restrict y, T a, const T* __restrict x, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
-  }
-  // The sums across the lanes of v[0], ..., v[L - 1], as the lanes of one
-  // vector: log2(L) stages, each adding the halves of pairs of vectors (two
-  // shuffles and an add per pair), a fixed order. Lane l of the result sums
-  // the vector at bit-reversed position l, so v is read in that order.
-  static V reduce_lanes(const V* v) {
-    V w[L];
-    for (int l = 0; l < L; ++l) w[l] = v[bit_reversed(l)];
-    reduce_stage<L / 2>(w, L);
-    return w[0];
-  }
-  static constexpr int bit_reversed(int l) {
-    int r = 0;
-    for (int bit = 1; bit < L; bit <<= 1) r = (r << 1) | ((l & bit) ? 1 : 0);
-    return r;
-  }
-  template <int H>
-  static void reduce_stage(V* w, int count) {
-    using Mask = typename S::Mask;
-    constexpr Mask first = S::make_mask([](int l) { return l % (2 * H) < H ? l : L + l - H; },
-                                        std::make_index_sequence<L>());
-    constexpr Mask second = S::make_mask([](int l) { return l % (2 * H) < H ? l + H : L + l; },
-                                         std::make_index_sequence<L>());
-    for (int k = 0; k < count / 2; ++k) {
-      w[k] = __builtin_shuffle(w[2 * k], w[2 * k + 1], first) +
-             __builtin_shuffle(w[2 * k], w[2 * k + 1], second);
-    }
-    if constexpr (H > 1) reduce_stage<H / 2>(w, count / 2);
-  }
-
   // An input row zero padded and split into stride_w phases of `length`
   // values: padded column k (input column k - pad_w) at k % stride_w * length
   // + k / stride_w, so that the taps of a run of output columns read a run of
   // one phase: tap v of column j is phase (v * dilation_w) % stride_w, value
   // j + (v * dilation_w) / stride_w.
-  static void fill_phases(const Problem& p, int64_t length, const T* src, T* dst) {
+  // `step` is the distance of consecutive columns in src (channels-last: C).
+  static void fill_phases(const Problem& p, int64_t length, const T* src, int64_t step, T* dst) {
     const int64_t s = p.stride_w;
     std::fill(dst, dst + s * length, T(0));
-    if (s == 1) {
+    if (s == 1 && step == 1) {
       const int64_t count = std::clamp<int64_t>(length - p.pad_w, 0, p.width);
       std::memcpy(dst + p.pad_w, src, count * sizeof(T));
       return;
     }
     for (int64_t col = 0; col < p.width; ++col) {
       const int64_t k = col + p.pad_w;
-      if (k / s < length) dst[k % s * length + k / s] = src[col];
+      if (k / s < length) dst[k % s * length + k / s] = src[col * step];
     }
   }
   // Where the tap columns start in a phased row, v = 0, 1, ...: no division
@@ -157,13 +125,14 @@ struct Fused {
                           int64_t g1, int64_t i0, int64_t i1, T* W) {
     const Problem& p = f.p;
     const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), m0 = g0 * p.taps();
-    const int64_t ch = f.hidden, GT = f.kernel_rows();
+    const int64_t ch = f.hidden;
     if (!p.channels_last) {
       for (int64_t m = 0; m < M; ++m) {
         std::fill(W + m * P, W + (m + 1) * P, f.bias ? a.bias[m0 + m] : T(0));
       }
       a.matmul(M, P, ch, a.span + m0 * ch, ch, 1,
-           a.hidden + n * ch * p.out_plane() + i0 * p.out_width, p.out_plane(), W, P);
+               a.hidden + n * ch * p.out_plane() + i0 * p.out_width, p.out_plane(), 1, W, P,
+               true);
     } else {
       for (int64_t q = 0; q < P; ++q) {
         if (f.bias) {
@@ -172,8 +141,9 @@ struct Fused {
           std::fill(W + q * M, W + (q + 1) * M, T(0));
         }
       }
+      // W = h S^T, S^T a transposed view of the span weight.
       a.matmul(P, M, ch, a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch, ch, 1,
-           a.span_t + m0, GT, W, M);
+               a.span + m0 * ch, 1, ch, W, M, true);
     }
   }
 
@@ -195,7 +165,7 @@ struct Fused {
         const T* wg = W + (c / cg - g0) * p.taps() * P;
         const T* xc = a.input + (n * C + c) * p.plane();
         for (int64_t y = first; y <= last; ++y) {
-          fill_phases(p, length, xc + y * p.width, rows + (y - first) * row);
+          fill_phases(p, length, xc + y * p.width, 1, rows + (y - first) * row);
         }
         for (int64_t i = i0; i < i1; ++i) {
           T* o = a.out + ((n * C + c) * p.out_height + i) * p.out_width;
@@ -325,6 +295,7 @@ struct Fused {
         continue;
       }
       // Channels-last: per pixel, the rectangle of taps inside the band.
+      const int64_t per_group = ceil_div(cg, L);
       const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
       for (int64_t q = 0; q < P; ++q) {
         const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
@@ -336,15 +307,31 @@ struct Fused {
         const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
         T* x0 = gx + ((n * p.height + top + u_lo * p.dilation_h) * p.width + left +
                       v_lo * p.dilation_w) * C;
-        for (int64_t g = g0; g < g1; ++g) {
-          const T* w = W + q * M + (g - g0) * p.taps();
+        // The pixel's grad_output vectors k = (g - g0) * per_group + c0 / L,
+        // kBlock at a time, held in registers over the taps.
+        for_blocks((g1 - g0) * per_group, [&](int64_t k, auto block) {
+          constexpr int B = decltype(block)::value;
+          const T* w[B];
+          int64_t channel[B], lanes[B];
+          V grad[B];
+          for (int b = 0; b < B; ++b) {
+            const int64_t g = (k + b) / per_group, c0 = (k + b) % per_group * L;
+            w[b] = W + q * M + g * p.taps();
+            channel[b] = (g0 + g) * cg + c0;
+            lanes[b] = std::min<int64_t>(L, cg - c0);
+            grad[b] = load_upto(go + channel[b], lanes[b], go_end);
+          }
           for (int64_t u = u_lo; u < u_hi; ++u) {
-            T* xr = x0 + (u - u_lo) * row_step + g * cg;
+            T* xr = x0 + (u - u_lo) * row_step;
             for (int64_t v = v_lo; v < v_hi; ++v) {
-              axpy(xr + (v - v_lo) * col_step, w[u * kw + v], go + g * cg, cg);
+              T* xp = xr + (v - v_lo) * col_step;
+              for (int b = 0; b < B; ++b) {
+                T* d = xp + channel[b];
+                S::store(d, load_part(d, lanes[b]) + w[b][u * kw + v] * grad[b], lanes[b]);
+              }
             }
           }
-        }
+        });
       }
     }
     if (p.channels_last) return;
@@ -365,117 +352,97 @@ struct Fused {
     const Problem& p = f.p;
     const int64_t P = (i1 - i0) * p.out_width, M = f.kernel_rows(), ch = f.hidden;
     const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
+    // Both layouts compute dW[m][q] with vectors over a row's pixels: every
+    // channel's input rows in phases and grad_output's rows per channel, read
+    // in place (NCHW) or transposed into the scratch (channels-last, where
+    // vectors over channels would need a sum across lanes per tap).
     T* dW = scratch;
-    T* gh = a.out;
+    const int64_t length = f.phase_length(), row = f.phase_row();
+    int64_t first, last;
+    band_rows(p, i0, i1, &first, &last);
+    const int64_t band = last - first + 1;
+    T* rows = dW + f.tile_elements();
+    const T *go, *go_end;
+    int64_t go_channel;  // distance of a channel's rows
     if (!p.channels_last) {
-      // dW[m][q]: every channel's input rows in phases, then per tap L output
-      // columns at a time summed over the group's channels in registers.
-      const int64_t length = f.phase_length(), row = f.phase_row();
-      int64_t first, last;
-      band_rows(p, i0, i1, &first, &last);
-      const int64_t band = last - first + 1;
-      T* rows = dW + f.tile_elements() + P * ch;
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t y = first; y <= last; ++y) {
-          fill_phases(p, length, a.input + ((n * C + c) * p.height + y) * p.width,
+          fill_phases(p, length, a.input + ((n * C + c) * p.height + y) * p.width, 1,
                       rows + (c * band + y - first) * row);
         }
       }
-      const T* go_end = a.grad_output + p.batch * C * p.out_plane();
-      for (int64_t g = 0; g < p.groups; ++g) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t top = i * p.stride_h - p.pad_h;
-          const T* go = a.grad_output + ((n * C + g * cg) * p.out_height + i) * p.out_width;
-          for (int64_t u = 0; u < p.kernel_h; ++u) {
-            const int64_t y = top + u * p.dilation_h;
-            PhaseOffsets tap(p, length);
-            for (int64_t v = 0; v < kw; ++v, tap.next()) {
-              T* w = dW + (g * p.taps() + u * kw + v) * P + (i - i0) * p.out_width;
-              if (y < 0 || y >= p.height) {
-                std::fill(w, w + p.out_width, T(0));
-                continue;
-              }
-              const T* x = rows + (g * cg * band + y - first) * row + tap.offset();
-              for_blocks(ceil_div(p.out_width, L), [&](int64_t k, auto block) {
-                constexpr int B = decltype(block)::value;
-                const int64_t j0 = k * L;
-                V acc[B] = {};
-                for (int64_t c = 0; c < cg; ++c) {
-                  const T* goc = go + c * p.out_plane() + j0;
-                  const T* xc = x + c * band * row + j0;
-                  for (int b = 0; b < B; ++b) {
-                    acc[b] += load_upto(goc + b * L, p.out_width - j0 - b * L, go_end) *
-                              S::load(xc + b * L);
-                  }
-                }
+      go = a.grad_output + n * C * p.out_plane() + i0 * p.out_width;
+      go_channel = p.out_plane();
+      go_end = a.grad_output + p.batch * C * p.out_plane();
+    } else {
+      for (int64_t y = first; y <= last; ++y) {
+        const T* xr = a.input + (n * p.height + y) * p.width * C;
+        for (int64_t c = 0; c < C; ++c) {
+          fill_phases(p, length, xr + c, C, rows + (c * band + y - first) * row);
+        }
+      }
+      T* transposed = rows + C * band * row;
+      const T* src = a.grad_output + (n * p.out_plane() + i0 * p.out_width) * C;
+      for (int64_t q = 0; q < P; ++q) {
+        for (int64_t c = 0; c < C; ++c) transposed[c * P + q] = src[q * C + c];
+      }
+      go = transposed;
+      go_channel = P;
+      go_end = transposed + C * P;
+    }
+    // dW per tap, L output columns at a time (kBlock vectors of them in
+    // registers) summed over the group's channels.
+    for (int64_t g = 0; g < p.groups; ++g) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t top = i * p.stride_h - p.pad_h;
+        const T* go_row = go + g * cg * go_channel + (i - i0) * p.out_width;
+        for (int64_t u = 0; u < p.kernel_h; ++u) {
+          const int64_t y = top + u * p.dilation_h;
+          PhaseOffsets tap(p, length);
+          for (int64_t v = 0; v < kw; ++v, tap.next()) {
+            T* w = dW + (g * p.taps() + u * kw + v) * P + (i - i0) * p.out_width;
+            if (y < 0 || y >= p.height) {
+              std::fill(w, w + p.out_width, T(0));
+              continue;
+            }
+            const T* x = rows + (g * cg * band + y - first) * row + tap.offset();
+            for_blocks(ceil_div(p.out_width, L), [&](int64_t k, auto block) {
+              constexpr int B = decltype(block)::value;
+              const int64_t j0 = k * L;
+              V acc[B] = {};
+              for (int64_t c = 0; c < cg; ++c) {
+                const T* goc = go_row + c * go_channel + j0;
+                const T* xc = x + c * band * row + j0;
                 for (int b = 0; b < B; ++b) {
-                  S::store(w + j0 + b * L, acc[b], std::min<int64_t>(L, p.out_width - j0 - b * L));
+                  acc[b] += load_upto(goc + b * L, p.out_width - j0 - b * L, go_end) *
+                            S::load(xc + b * L);
                 }
-              });
-            }
+              }
+              for (int b = 0; b < B; ++b) {
+                S::store(w + j0 + b * L, acc[b],
+                         std::min<int64_t>(L, p.out_width - j0 - b * L));
+              }
+            });
           }
         }
       }
-      for (int64_t m = 0; m < M; ++m) {
-        T sum = 0;
-        for (int64_t q = 0; q < P; ++q) sum += dW[m * P + q];
-        a.grad_bias[m] += sum;
-      }
-      // grad_hidden (ch x P, rows of its planes) = S^T dW.
-      T* ghp = gh + n * ch * p.out_plane() + i0 * p.out_width;
-      for (int64_t k = 0; k < ch; ++k) {
-        std::fill(ghp + k * p.out_plane(), ghp + k * p.out_plane() + P, T(0));
-      }
-      a.matmul(ch, P, M, a.span_t, M, 1, dW, P, ghp, p.out_plane());
-      // partial grad_span (M x ch) += dW h^T, with h^T (P x ch) transposed here.
-      T* ht = dW + f.tile_elements();  // before the phased rows
-      const T* hp = a.hidden + n * ch * p.out_plane() + i0 * p.out_width;
-      for (int64_t k = 0; k < ch; ++k) {
-        for (int64_t q = 0; q < P; ++q) ht[q * ch + k] = hp[k * p.out_plane() + q];
-      }
-      a.matmul(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch);
-      return;
     }
-    // dW[q][m]: per pixel and group, products over the group's channels for
-    // L taps at a time, summed across their lanes together (reduce_lanes).
-    const T* x_end = a.input + p.batch * p.plane() * C;
-    const T* go_end = a.grad_output + p.batch * p.out_plane() * C;
-    for (int64_t q = 0; q < P; ++q) {
-      const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
-      const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
-      const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
-      for (int64_t g = 0; g < p.groups; ++g) {
-        T* w = dW + q * M + g * p.taps();
-        int64_t u = 0, v = 0;  // tap t0 + k
-        for (int64_t t0 = 0; t0 < p.taps(); t0 += L) {
-          V products[L];
-          for (int k = 0; k < L; ++k) {
-            products[k] = V{};
-            if (t0 + k >= p.taps()) continue;
-            const int64_t y = top + u * p.dilation_h, x = left + v * p.dilation_w;
-            if (++v == kw) {
-              v = 0;
-              ++u;
-            }
-            if (y < 0 || y >= p.height || x < 0 || x >= p.width) continue;
-            const T* xp = a.input + ((n * p.height + y) * p.width + x) * C + g * cg;
-            for (int64_t c0 = 0; c0 < cg; c0 += L) {
-              products[k] += load_upto(go + g * cg + c0, cg - c0, go_end) *
-                             load_upto(xp + c0, cg - c0, x_end);
-            }
-          }
-          S::store(w + t0, reduce_lanes(products), std::min<int64_t>(L, p.taps() - t0));
-        }
-      }
+    for (int64_t m = 0; m < M; ++m) {
+      T sum = 0;
+      for (int64_t q = 0; q < P; ++q) sum += dW[m * P + q];
+      a.grad_bias[m] += sum;
     }
-    for (int64_t q = 0; q < P; ++q) {
-      for (int64_t m = 0; m < M; ++m) a.grad_bias[m] += dW[q * M + m];
+    // grad_hidden = S^T dW (this tile's pixels) and the partial grad_span
+    // += dW h^T, transposes as strided views.
+    if (!p.channels_last) {
+      const int64_t offset = n * ch * p.out_plane() + i0 * p.out_width;
+      a.matmul(ch, P, M, a.span, 1, ch, dW, P, 1, a.out + offset, p.out_plane(), false);
+      a.matmul(M, ch, P, dW, P, 1, a.hidden + offset, 1, p.out_plane(), a.grad_span, ch, true);
+    } else {
+      const int64_t offset = (n * p.out_plane() + i0 * p.out_width) * ch;
+      a.matmul(P, ch, M, dW, 1, P, a.span, ch, 1, a.out + offset, ch, false);
+      a.matmul(M, ch, P, dW, P, 1, a.hidden + offset, ch, 1, a.grad_span, ch, true);
     }
-    const T* hp = a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch;
-    T* ghp = gh + (n * p.out_plane() + i0 * p.out_width) * ch;
-    std::fill(ghp, ghp + P * ch, T(0));
-    a.matmul(P, ch, M, dW, M, 1, a.span, ch, ghp, ch);  // grad_hidden = dW S
-    a.matmul(M, ch, P, dW, 1, M, hp, ch, a.grad_span, ch);  // partial grad_span += dW^T h
   }
 };
 
