@@ -73,20 +73,47 @@ struct Fused {
   // + k / stride_w, so that the taps of a run of output columns read a run of
   // one phase: tap v of column j is phase (v * dilation_w) % stride_w, value
   // j + (v * dilation_w) / stride_w.
-  // `step` is the distance of consecutive columns in src (channels-last: C).
-  static void fill_phases(const Problem& p, int64_t length, const T* src, int64_t step, T* dst) {
+  static void fill_phases(const Problem& p, int64_t length, const T* src, T* dst) {
     const int64_t s = p.stride_w;
     std::fill(dst, dst + s * length, T(0));
-    if (s == 1 && step == 1) {
+    if (s == 1) {
       const int64_t count = std::clamp<int64_t>(length - p.pad_w, 0, p.width);
       std::memcpy(dst + p.pad_w, src, count * sizeof(T));
       return;
     }
-    for (int64_t col = 0; col < p.width; ++col) {
-      const int64_t k = col + p.pad_w;
-      if (k / s < length) dst[k % s * length + k / s] = src[col * step];
+    PhasedColumns k(p);
+    for (int64_t col = 0; col < p.width; ++col, k.next()) {
+      if (k.value < length) dst[k.phase * length + k.value] = src[col];
     }
   }
+  // The same for the C channels of a channels-last input row: channel c's
+  // phases at dst + c * distance.
+  static void fill_phases_cl(const Problem& p, int64_t length, const T* src, int64_t distance,
+                             T* dst) {
+    const int64_t C = p.channels;
+    for (int64_t c = 0; c < C; ++c) {
+      std::fill(dst + c * distance, dst + c * distance + p.stride_w * length, T(0));
+    }
+    PhasedColumns k(p);
+    for (int64_t col = 0; col < p.width && k.value < length; ++col, k.next()) {
+      T* d = dst + k.phase * length + k.value;
+      for (int64_t c = 0; c < C; ++c) d[c * distance] = src[col * C + c];
+    }
+  }
+  // Where input column 0, 1, ... goes in a phased row: padded column k =
+  // column + pad_w at phase k % stride_w, value k / stride_w (no division in
+  // the loop; values grow with the column).
+  struct PhasedColumns {
+    explicit PhasedColumns(const Problem& p)
+        : stride(p.stride_w), phase(p.pad_w % p.stride_w), value(p.pad_w / p.stride_w) {}
+    void next() {
+      if (++phase == stride) {
+        phase = 0;
+        ++value;
+      }
+    }
+    int64_t stride, phase, value;
+  };
   // Where the tap columns start in a phased row, v = 0, 1, ...: no division
   // in the loops over taps.
   struct PhaseOffsets {
@@ -165,7 +192,7 @@ struct Fused {
         const T* wg = W + (c / cg - g0) * p.taps() * P;
         const T* xc = a.input + (n * C + c) * p.plane();
         for (int64_t y = first; y <= last; ++y) {
-          fill_phases(p, length, xc + y * p.width, 1, rows + (y - first) * row);
+          fill_phases(p, length, xc + y * p.width, rows + (y - first) * row);
         }
         for (int64_t i = i0; i < i1; ++i) {
           T* o = a.out + ((n * C + c) * p.out_height + i) * p.out_width;
@@ -347,6 +374,18 @@ struct Fused {
     }
   }
 
+  // x[0] + ... + x[n - 1]: L partial sums (lane l sums x[l], x[l + L], ...),
+  // then the lanes and the tail in order.
+  static T sum(const T* x, int64_t n) {
+    V acc{};
+    int64_t k = 0;
+    for (; k + L <= n; k += L) acc += S::load(x + k);
+    T total = 0;
+    for (int l = 0; l < L; ++l) total += acc[l];
+    for (; k < n; ++k) total += x[k];
+    return total;
+  }
+
   static void grad_span(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t,
                         int64_t, int64_t i0, int64_t i1, T* scratch) {
     const Problem& p = f.p;
@@ -367,7 +406,7 @@ struct Fused {
     if (!p.channels_last) {
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t y = first; y <= last; ++y) {
-          fill_phases(p, length, a.input + ((n * C + c) * p.height + y) * p.width, 1,
+          fill_phases(p, length, a.input + ((n * C + c) * p.height + y) * p.width,
                       rows + (c * band + y - first) * row);
         }
       }
@@ -376,10 +415,8 @@ struct Fused {
       go_end = a.grad_output + p.batch * C * p.out_plane();
     } else {
       for (int64_t y = first; y <= last; ++y) {
-        const T* xr = a.input + (n * p.height + y) * p.width * C;
-        for (int64_t c = 0; c < C; ++c) {
-          fill_phases(p, length, xr + c, C, rows + (c * band + y - first) * row);
-        }
+        fill_phases_cl(p, length, a.input + (n * p.height + y) * p.width * C, band * row,
+                       rows + (y - first) * row);
       }
       T* transposed = rows + C * band * row;
       const T* src = a.grad_output + (n * p.out_plane() + i0 * p.out_width) * C;
@@ -390,48 +427,41 @@ struct Fused {
       go_channel = P;
       go_end = transposed + C * P;
     }
-    // dW per tap, L output columns at a time (kBlock vectors of them in
-    // registers) summed over the group's channels.
+    // dW per L output columns and kBlock taps of a kernel row at a time, in
+    // registers, summed over the group's channels: a grad_output vector is
+    // loaded once for the block's taps.
     for (int64_t g = 0; g < p.groups; ++g) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t top = i * p.stride_h - p.pad_h;
         const T* go_row = go + g * cg * go_channel + (i - i0) * p.out_width;
         for (int64_t u = 0; u < p.kernel_h; ++u) {
           const int64_t y = top + u * p.dilation_h;
-          PhaseOffsets tap(p, length);
-          for (int64_t v = 0; v < kw; ++v, tap.next()) {
-            T* w = dW + (g * p.taps() + u * kw + v) * P + (i - i0) * p.out_width;
-            if (y < 0 || y >= p.height) {
-              std::fill(w, w + p.out_width, T(0));
-              continue;
-            }
-            const T* x = rows + (g * cg * band + y - first) * row + tap.offset();
-            for_blocks(ceil_div(p.out_width, L), [&](int64_t k, auto block) {
+          T* w = dW + (g * p.taps() + u * kw) * P + (i - i0) * p.out_width;
+          if (y < 0 || y >= p.height) {
+            for (int64_t v = 0; v < kw; ++v) std::fill(w + v * P, w + v * P + p.out_width, T(0));
+            continue;
+          }
+          const T* x = rows + (g * cg * band + y - first) * row;
+          for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
+            const int64_t lanes = std::min<int64_t>(L, p.out_width - j0);
+            PhaseOffsets tap(p, length);
+            for_blocks(kw, [&](int64_t v0, auto block) {
               constexpr int B = decltype(block)::value;
-              const int64_t j0 = k * L;
+              int64_t offset[B];
+              for (int b = 0; b < B; ++b, tap.next()) offset[b] = tap.offset();
               V acc[B] = {};
               for (int64_t c = 0; c < cg; ++c) {
-                const T* goc = go_row + c * go_channel + j0;
+                const V grad = load_upto(go_row + c * go_channel + j0, lanes, go_end);
                 const T* xc = x + c * band * row + j0;
-                for (int b = 0; b < B; ++b) {
-                  acc[b] += load_upto(goc + b * L, p.out_width - j0 - b * L, go_end) *
-                            S::load(xc + b * L);
-                }
+                for (int b = 0; b < B; ++b) acc[b] += grad * S::load(xc + offset[b]);
               }
-              for (int b = 0; b < B; ++b) {
-                S::store(w + j0 + b * L, acc[b],
-                         std::min<int64_t>(L, p.out_width - j0 - b * L));
-              }
+              for (int b = 0; b < B; ++b) S::store(w + (v0 + b) * P + j0, acc[b], lanes);
             });
           }
         }
       }
     }
-    for (int64_t m = 0; m < M; ++m) {
-      T sum = 0;
-      for (int64_t q = 0; q < P; ++q) sum += dW[m * P + q];
-      a.grad_bias[m] += sum;
-    }
+    for (int64_t m = 0; m < M; ++m) a.grad_bias[m] += sum(dW + m * P, P);
     // grad_hidden = S^T dW (this tile's pixels) and the partial grad_span
     // += dW h^T, transposes as strided views.
     if (!p.channels_last) {
