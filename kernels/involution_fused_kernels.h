@@ -60,6 +60,17 @@ struct Fused {
       with_block<kBlock>(std::min<int64_t>(kBlock, count - k), [&](auto b) { fn(k, b); });
     }
   }
+  // fn(std::true_type) when `full` (every vector of the loop has L lanes),
+  // else fn(std::false_type): a loop without partial vectors compiled apart,
+  // its accumulators in registers.
+  template <typename Fn>
+  static void with_full(bool full, const Fn& fn) {
+    if (full) {
+      fn(std::true_type{});
+    } else {
+      fn(std::false_type{});
+    }
+  }
   template <int B, typename Fn>
   static void with_block(int64_t n, const Fn& fn) {
     if constexpr (B > 1) {
@@ -227,6 +238,7 @@ struct Fused {
     const T* x_end = a.input + p.batch * p.plane() * C;
     const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
     const int64_t per_group = ceil_div(cg, L);
+    const bool full = cg % L == 0;
     for (int64_t q = 0; q < P; ++q) {
       const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
       const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
@@ -244,20 +256,26 @@ struct Fused {
         for (int b = 0; b < B; ++b) {
           const int64_t g = (k + b) / per_group, c0 = (k + b) % per_group * L;
           w[b] = W + q * M + g * p.taps();
-          channel[b] = (g0 + g) * cg + c0;
+          channel[b] = g * cg + c0;  // from group g0's first channel
           lanes[b] = std::min<int64_t>(L, cg - c0);
         }
-        V acc[B] = {};
-        for (int64_t u = u_lo; u < u_hi; ++u) {
-          const T* xr = x0 + (u - u_lo) * row_step;
-          for (int64_t v = v_lo; v < v_hi; ++v) {
-            const T* xp = xr + (v - v_lo) * col_step;
-            for (int b = 0; b < B; ++b) {
-              acc[b] += w[b][u * kw + v] * load_upto(xp + channel[b], lanes[b], x_end);
+        with_full(full, [&](auto full_vectors) {
+          V acc[B] = {};
+          for (int64_t u = u_lo; u < u_hi; ++u) {
+            const T* xr = x0 + (u - u_lo) * row_step;
+            for (int64_t v = v_lo; v < v_hi; ++v) {
+              const T* xp = xr + (v - v_lo) * col_step + (g0 * cg);
+              for (int b = 0; b < B; ++b) {
+                if constexpr (decltype(full_vectors)::value) {
+                  acc[b] += w[b][u * kw + v] * S::load(xp + channel[b]);
+                } else {
+                  acc[b] += w[b][u * kw + v] * load_upto(xp + channel[b], lanes[b], x_end);
+                }
+              }
             }
           }
-        }
-        for (int b = 0; b < B; ++b) S::store(o + channel[b], acc[b], lanes[b]);
+          for (int b = 0; b < B; ++b) S::store(o + g0 * cg + channel[b], acc[b], lanes[b]);
+        });
       });
     }
   }
@@ -348,16 +366,22 @@ struct Fused {
             lanes[b] = std::min<int64_t>(L, cg - c0);
             grad[b] = load_upto(go + channel[b], lanes[b], go_end);
           }
-          for (int64_t u = u_lo; u < u_hi; ++u) {
-            T* xr = x0 + (u - u_lo) * row_step;
-            for (int64_t v = v_lo; v < v_hi; ++v) {
-              T* xp = xr + (v - v_lo) * col_step;
-              for (int b = 0; b < B; ++b) {
-                T* d = xp + channel[b];
-                S::store(d, load_part(d, lanes[b]) + w[b][u * kw + v] * grad[b], lanes[b]);
+          with_full(cg % L == 0, [&](auto full_vectors) {
+            for (int64_t u = u_lo; u < u_hi; ++u) {
+              T* xr = x0 + (u - u_lo) * row_step;
+              for (int64_t v = v_lo; v < v_hi; ++v) {
+                T* xp = xr + (v - v_lo) * col_step;
+                for (int b = 0; b < B; ++b) {
+                  T* d = xp + channel[b];
+                  if constexpr (decltype(full_vectors)::value) {
+                    S::store(d, S::load(d) + w[b][u * kw + v] * grad[b]);
+                  } else {
+                    S::store(d, load_part(d, lanes[b]) + w[b][u * kw + v] * grad[b], lanes[b]);
+                  }
+                }
               }
             }
-          }
+          });
         });
       }
     }
@@ -449,13 +473,21 @@ struct Fused {
               constexpr int B = decltype(block)::value;
               int64_t offset[B];
               for (int b = 0; b < B; ++b, tap.next()) offset[b] = tap.offset();
-              V acc[B] = {};
-              for (int64_t c = 0; c < cg; ++c) {
-                const V grad = load_upto(go_row + c * go_channel + j0, lanes, go_end);
-                const T* xc = x + c * band * row + j0;
-                for (int b = 0; b < B; ++b) acc[b] += grad * S::load(xc + offset[b]);
-              }
-              for (int b = 0; b < B; ++b) S::store(w + (v0 + b) * P + j0, acc[b], lanes);
+              with_full(lanes == L, [&](auto full_vector) {
+                V acc[B] = {};
+                for (int64_t c = 0; c < cg; ++c) {
+                  const T* gp = go_row + c * go_channel + j0;
+                  V grad;
+                  if constexpr (decltype(full_vector)::value) {
+                    grad = S::load(gp);
+                  } else {
+                    grad = load_upto(gp, lanes, go_end);
+                  }
+                  const T* xc = x + c * band * row + j0;
+                  for (int b = 0; b < B; ++b) acc[b] += grad * S::load(xc + offset[b]);
+                }
+                for (int b = 0; b < B; ++b) S::store(w + (v0 + b) * P + j0, acc[b], lanes);
+              });
             });
           }
         }
