@@ -22,8 +22,13 @@
 //   then grad_hidden = S^T dW (this tile's pixels), and dW h^T and the row
 //   sums of dW added to the task's partial sums of the span weight and bias.
 // Two layouts: contiguous (NCHW; tiles are tap-major, [m][pixel], the vectors
-// over pixels) and channels-last (tiles pixel-major, [pixel][m], the vectors
-// over channels).
+// over pixels) and channels-last (kernel tiles pixel-major, [pixel][m], the
+// vectors over channels; grad_span's dW is tap-major in both layouts, its
+// rows of grad_output and input transposed into the scratch, so that no sum
+// runs across the lanes of a vector). Every hot loop keeps a block of up to
+// kBlock independent accumulators in registers (output vectors of a pixel,
+// columns of a row or taps of a kernel row), and loops without partial
+// vectors are compiled apart from those with them.
 
 template <typename T>
 struct Fused {
