@@ -137,10 +137,13 @@ bool channels_last(const Tensor& input) {
 }
 
 // The layout of the results (the input's) and the one the kernels compute in:
-// channels-last also for a contiguous problem whose output rows are narrow,
-// where vectors over a row's pixels would be mostly empty (RedNet's last
-// stages: 28, 14 and 7 pixels; measured about 1.4x faster there, copies
-// included). Its operands and results are then copied, small at those sizes.
+// channels-last also for a contiguous problem unless its output rows are
+// wider than its channels (and than kNarrowRow): the contiguous kernels put
+// a row's pixels in the vectors and pay their per-tap bookkeeping per
+// channel and row, the channels-last ones put the channels there and pay it
+// per pixel. Measured on RedNet-50's shapes, one thread: channels-last 1.1-1.8x
+// faster, copies included, at 128x28x28 and 256x50x84 to 512x25x42; contiguous
+// faster at 64x200x336. The operands and results are then copied.
 constexpr int64_t kNarrowRow = 32;
 
 struct Layouts {
@@ -149,7 +152,7 @@ struct Layouts {
 
 Layouts layouts(const Tensor& input, const Tensor& hidden) {
   const bool cl = channels_last(input);
-  return {cl, cl || hidden.size(3) < kNarrowRow};
+  return {cl, cl || hidden.size(3) < std::max(kNarrowRow, input.size(1))};
 }
 
 // A result computed in l.compute, in l.result (with the strides torch.empty
