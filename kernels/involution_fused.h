@@ -83,30 +83,30 @@ struct FusedProblem {
     return kernel_tile_elements() + band_input_rows(tile_rows()) * phase_row();
   }
   // Scratch of a grad_span task: the kernel's gradient for a tile of all
-  // groups, a transposed tile of hidden and, NCHW, every channel's input rows
-  // in phases.
+  // groups, every channel's input rows in phases and, channels-last, the
+  // tile's grad_output transposed to rows per channel.
   int64_t tile_elements() const { return kernel_rows() * tile_rows() * p.out_width; }
   int64_t span_scratch_elements() const {
-    return tile_elements() + tile_rows() * p.out_width * hidden +
-           p.channels * band_input_rows(tile_rows()) * phase_row();
+    return tile_elements() + p.channels * band_input_rows(tile_rows()) * phase_row() +
+           (p.channels_last ? p.channels * tile_rows() * p.out_width : 0);
   }
 };
 
-// C (M x N, row stride ldc) += A (M x K, strides ars and ais) * B (K x N,
-// row stride ldb): the span's products, by torch's matrix multiply (the
-// binding's; the kernels call no torch code).
+// C (M x N, row stride ldc) = A (M x K, strides ars and ais) * B (K x N,
+// strides brs and bis), plus C's values when `accumulate`: the span's
+// products, by torch's matrix multiply (the binding's; the kernels call no
+// torch code). Transposed operands are strided views, never copies.
 template <typename T>
 using MatmulFn = void (*)(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t ais,
-                          const T* B, int64_t ldb, T* C, int64_t ldc);
+                          const T* B, int64_t brs, int64_t bis, T* C, int64_t ldc,
+                          bool accumulate);
 
 // The operands of the three passes (null where a pass does not use them).
-// `span_t` is the span weight transposed (Ch, G*Kh*Kw), made once per call.
 template <typename T>
 struct FusedArgs {
   const T* input;
   const T* hidden;
   const T* span;
-  const T* span_t;
   const T* bias;
   const T* grad_output;
   T* out;          // forward: output; grad_input: grad_input; grad_span: grad_hidden

@@ -35,22 +35,23 @@ using mmrednet_cpu::FusedProblem;
 using mmrednet_cpu::Problem;
 using OptionalTensor = std::optional<Tensor>;
 
-// C (M x N) += A (M x K) * B (K x N) by torch's addmm on views of the
+// C (M x N) = A (M x K) * B (K x N) [+ C] by torch's addmm on views of the
 // operands (FusedArgs::matmul). Called inside a task: torch runs it on the
 // calling thread, so a result does not depend on the thread count.
 template <typename T>
 void matmul(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t ais, const T* B,
-            int64_t ldb, T* C, int64_t ldc) {
+            int64_t brs, int64_t bis, T* C, int64_t ldc, bool accumulate) {
   if (M == 0 || N == 0) return;
   const ScalarType type = std::is_same_v<T, float> ? ScalarType::Float : ScalarType::Double;
   const torch::stable::Device cpu(torch::headeronly::DeviceType::CPU);
   const Tensor a = torch::stable::from_blob(const_cast<T*>(A), Ints{M, K}, Ints{ars, ais}, cpu,
                                             type);
-  const Tensor b = torch::stable::from_blob(const_cast<T*>(B), Ints{K, N}, Ints{ldb, 1}, cpu,
+  const Tensor b = torch::stable::from_blob(const_cast<T*>(B), Ints{K, N}, Ints{brs, bis}, cpu,
                                             type);
   const Tensor c = torch::stable::from_blob(C, Ints{M, N}, Ints{ldc, 1}, cpu, type);
-  STABLE_TORCH_ERROR_CODE_CHECK(
-      aoti_torch_cpu_addmm_out(c.get(), c.get(), a.get(), b.get(), 1.0, 1.0));
+  // beta 0: C's values are ignored (not even a NaN there propagates).
+  STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_cpu_addmm_out(c.get(), c.get(), a.get(), b.get(),
+                                                         accumulate ? 1.0 : 0.0, 1.0));
 }
 
 // Partial sums of the span weight's gradient: at most this many, one per chunk
@@ -136,10 +137,13 @@ bool channels_last(const Tensor& input) {
 }
 
 // The layout of the results (the input's) and the one the kernels compute in:
-// channels-last also for a contiguous problem whose output rows are narrow,
-// where vectors over a row's pixels would be mostly empty (RedNet's last
-// stages: 28, 14 and 7 pixels; measured about 1.4x faster there, copies
-// included). Its operands and results are then copied, small at those sizes.
+// channels-last also for a contiguous problem unless its output rows are
+// wider than its channels (and than kNarrowRow): the contiguous kernels put
+// a row's pixels in the vectors and pay their per-tap bookkeeping per
+// channel and row, the channels-last ones put the channels there and pay it
+// per pixel. Measured on RedNet-50's shapes, one thread: channels-last 1.1-1.8x
+// faster, copies included, at 128x28x28 and 256x50x84 to 512x25x42; contiguous
+// faster at 64x200x336. The operands and results are then copied.
 constexpr int64_t kNarrowRow = 32;
 
 struct Layouts {
@@ -148,7 +152,7 @@ struct Layouts {
 
 Layouts layouts(const Tensor& input, const Tensor& hidden) {
   const bool cl = channels_last(input);
-  return {cl, cl || hidden.size(3) < kNarrowRow};
+  return {cl, cl || hidden.size(3) < std::max(kNarrowRow, input.size(1))};
 }
 
 // A result computed in l.compute, in l.result (with the strides torch.empty
@@ -163,7 +167,7 @@ Tensor result(const Tensor& t, Layouts l, ScalarType type) {
 
 // The operands in the computing dtype and the problem's layout.
 struct Operands {
-  Tensor input, hidden, weight, weight_t;
+  Tensor input, hidden, weight;
   OptionalTensor bias;
   FusedProblem f;
 
@@ -171,8 +175,7 @@ struct Operands {
            const Ints& kernel_size, const Ints& stride, const Ints& padding,
            const Ints& dilation, ScalarType type, bool cl)
       : input(dense(x, type, cl)), hidden(dense(h, type, cl)),
-        weight(torch::stable::contiguous(cast(w, type, compute_type(type)))),
-        weight_t(torch::stable::contiguous(torch::stable::transpose(weight, 0, 1))) {
+        weight(torch::stable::contiguous(cast(w, type, compute_type(type)))) {
     if (b) bias = torch::stable::contiguous(cast(*b, type, compute_type(type)));
     const auto s = input.sizes();
     const int64_t groups = w.size(0) / (kernel_size[0] * kernel_size[1]);
@@ -189,8 +192,7 @@ struct Operands {
 
   template <typename T>
   FusedArgs<T> args(const T* grad_output, T* out) const {
-    return {data<T>(input), data<T>(hidden), data<T>(weight), data<T>(weight_t),
-            bias ? data<T>(*bias) : nullptr, grad_output, out, nullptr, nullptr, &matmul<T>};
+    return {data<T>(input), data<T>(hidden), data<T>(weight), bias ? data<T>(*bias) : nullptr, grad_output, out, nullptr, nullptr, &matmul<T>};
   }
 };
 

@@ -22,8 +22,13 @@
 //   then grad_hidden = S^T dW (this tile's pixels), and dW h^T and the row
 //   sums of dW added to the task's partial sums of the span weight and bias.
 // Two layouts: contiguous (NCHW; tiles are tap-major, [m][pixel], the vectors
-// over pixels) and channels-last (tiles pixel-major, [pixel][m], the vectors
-// over channels).
+// over pixels) and channels-last (kernel tiles pixel-major, [pixel][m], the
+// vectors over channels; grad_span's dW is tap-major in both layouts, its
+// rows of grad_output and input transposed into the scratch, so that no sum
+// runs across the lanes of a vector). Every hot loop keeps a block of up to
+// kBlock independent accumulators in registers (output vectors of a pixel,
+// columns of a row or taps of a kernel row), and loops without partial
+// vectors are compiled apart from those with them.
 
 template <typename T>
 struct Fused {
@@ -47,37 +52,36 @@ struct Fused {
     return S::lane_index() < static_cast<typename S::Index>(n) ? S::load(p) : V{};
   }
 
-  // y[k] += a * x[k], k < n.
-  static void axpy(T* __restrict y, T a, const T* __restrict x, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
-  }
-  // The sums across the lanes of v[0], ..., v[L - 1], as the lanes of one
-  // vector: log2(L) stages, each adding the halves of pairs of vectors (two
-  // shuffles and an add per pair), a fixed order. Lane l of the result sums
-  // the vector at bit-reversed position l, so v is read in that order.
-  static V reduce_lanes(const V* v) {
-    V w[L];
-    for (int l = 0; l < L; ++l) w[l] = v[bit_reversed(l)];
-    reduce_stage<L / 2>(w, L);
-    return w[0];
-  }
-  static constexpr int bit_reversed(int l) {
-    int r = 0;
-    for (int bit = 1; bit < L; bit <<= 1) r = (r << 1) | ((l & bit) ? 1 : 0);
-    return r;
-  }
-  template <int H>
-  static void reduce_stage(V* w, int count) {
-    using Mask = typename S::Mask;
-    constexpr Mask first = S::make_mask([](int l) { return l % (2 * H) < H ? l : L + l - H; },
-                                        std::make_index_sequence<L>());
-    constexpr Mask second = S::make_mask([](int l) { return l % (2 * H) < H ? l + H : L + l; },
-                                         std::make_index_sequence<L>());
-    for (int k = 0; k < count / 2; ++k) {
-      w[k] = __builtin_shuffle(w[2 * k], w[2 * k + 1], first) +
-             __builtin_shuffle(w[2 * k], w[2 * k + 1], second);
+  // Independent accumulators a loop keeps in registers: enough to hide the
+  // latency of the fused multiply-adds (one chain of them runs at a quarter
+  // of the rate), few enough for 16 registers.
+  static constexpr int kBlock = 8;
+  // fn(k, std::integral_constant<int, B>) for k = 0, kBlock, 2 * kBlock, ...
+  // < count, B = min(kBlock, count - k): the blocks' sizes known at compile
+  // time, so that their accumulators stay in registers.
+  template <typename Fn>
+  static void for_blocks(int64_t count, const Fn& fn) {
+    for (int64_t k = 0; k < count; k += kBlock) {
+      with_block<kBlock>(std::min<int64_t>(kBlock, count - k), [&](auto b) { fn(k, b); });
     }
-    if constexpr (H > 1) reduce_stage<H / 2>(w, count / 2);
+  }
+  // fn(std::true_type) when `full` (every vector of the loop has L lanes),
+  // else fn(std::false_type): a loop without partial vectors compiled apart,
+  // its accumulators in registers.
+  template <typename Fn>
+  static void with_full(bool full, const Fn& fn) {
+    if (full) {
+      fn(std::true_type{});
+    } else {
+      fn(std::false_type{});
+    }
+  }
+  template <int B, typename Fn>
+  static void with_block(int64_t n, const Fn& fn) {
+    if constexpr (B > 1) {
+      if (n < B) return with_block<B - 1>(n, fn);
+    }
+    fn(std::integral_constant<int, B>{});
   }
 
   // An input row zero padded and split into stride_w phases of `length`
@@ -93,11 +97,39 @@ struct Fused {
       std::memcpy(dst + p.pad_w, src, count * sizeof(T));
       return;
     }
-    for (int64_t col = 0; col < p.width; ++col) {
-      const int64_t k = col + p.pad_w;
-      if (k / s < length) dst[k % s * length + k / s] = src[col];
+    PhasedColumns k(p);
+    for (int64_t col = 0; col < p.width; ++col, k.next()) {
+      if (k.value < length) dst[k.phase * length + k.value] = src[col];
     }
   }
+  // The same for the C channels of a channels-last input row: channel c's
+  // phases at dst + c * distance.
+  static void fill_phases_cl(const Problem& p, int64_t length, const T* src, int64_t distance,
+                             T* dst) {
+    const int64_t C = p.channels;
+    for (int64_t c = 0; c < C; ++c) {
+      std::fill(dst + c * distance, dst + c * distance + p.stride_w * length, T(0));
+    }
+    PhasedColumns k(p);
+    for (int64_t col = 0; col < p.width && k.value < length; ++col, k.next()) {
+      T* d = dst + k.phase * length + k.value;
+      for (int64_t c = 0; c < C; ++c) d[c * distance] = src[col * C + c];
+    }
+  }
+  // Where input column 0, 1, ... goes in a phased row: padded column k =
+  // column + pad_w at phase k % stride_w, value k / stride_w (no division in
+  // the loop; values grow with the column).
+  struct PhasedColumns {
+    explicit PhasedColumns(const Problem& p)
+        : stride(p.stride_w), phase(p.pad_w % p.stride_w), value(p.pad_w / p.stride_w) {}
+    void next() {
+      if (++phase == stride) {
+        phase = 0;
+        ++value;
+      }
+    }
+    int64_t stride, phase, value;
+  };
   // Where the tap columns start in a phased row, v = 0, 1, ...: no division
   // in the loops over taps.
   struct PhaseOffsets {
@@ -136,13 +168,14 @@ struct Fused {
                           int64_t g1, int64_t i0, int64_t i1, T* W) {
     const Problem& p = f.p;
     const int64_t P = (i1 - i0) * p.out_width, M = (g1 - g0) * p.taps(), m0 = g0 * p.taps();
-    const int64_t ch = f.hidden, GT = f.kernel_rows();
+    const int64_t ch = f.hidden;
     if (!p.channels_last) {
       for (int64_t m = 0; m < M; ++m) {
         std::fill(W + m * P, W + (m + 1) * P, f.bias ? a.bias[m0 + m] : T(0));
       }
       a.matmul(M, P, ch, a.span + m0 * ch, ch, 1,
-           a.hidden + n * ch * p.out_plane() + i0 * p.out_width, p.out_plane(), W, P);
+               a.hidden + n * ch * p.out_plane() + i0 * p.out_width, p.out_plane(), 1, W, P,
+               true);
     } else {
       for (int64_t q = 0; q < P; ++q) {
         if (f.bias) {
@@ -151,8 +184,9 @@ struct Fused {
           std::fill(W + q * M, W + (q + 1) * M, T(0));
         }
       }
+      // W = h S^T, S^T a transposed view of the span weight.
       a.matmul(P, M, ch, a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch, ch, 1,
-           a.span_t + m0, GT, W, M);
+               a.span + m0 * ch, 1, ch, W, M, true);
     }
   }
 
@@ -179,8 +213,10 @@ struct Fused {
         for (int64_t i = i0; i < i1; ++i) {
           T* o = a.out + ((n * C + c) * p.out_height + i) * p.out_width;
           const int64_t top = i * p.stride_h - p.pad_h;
-          for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
-            V acc{};
+          for_blocks(ceil_div(p.out_width, L), [&](int64_t k, auto block) {
+            constexpr int B = decltype(block)::value;
+            const int64_t j0 = k * L;
+            V acc[B] = {};
             for (int64_t u = 0; u < p.kernel_h; ++u) {
               const int64_t y = top + u * p.dilation_h;
               if (y < 0 || y >= p.height) continue;
@@ -188,11 +224,15 @@ struct Fused {
               const T* w = wg + u * kw * P + (i - i0) * p.out_width + j0;
               PhaseOffsets tap(p, length);
               for (int64_t v = 0; v < kw; ++v, tap.next()) {
-                acc += S::load(w + v * P) * S::load(x + tap.offset());
+                for (int b = 0; b < B; ++b) {
+                  acc[b] += S::load(w + v * P + b * L) * S::load(x + tap.offset() + b * L);
+                }
               }
             }
-            S::store(o + j0, acc, std::min<int64_t>(L, p.out_width - j0));
-          }
+            for (int b = 0; b < B; ++b) {
+              S::store(o + j0 + b * L, acc[b], std::min<int64_t>(L, p.out_width - j0 - b * L));
+            }
+          });
         }
       }
       return;
@@ -202,6 +242,8 @@ struct Fused {
     // u_hi) x [v_lo, v_hi), found once per pixel for all groups.
     const T* x_end = a.input + p.batch * p.plane() * C;
     const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
+    const int64_t per_group = ceil_div(cg, L);
+    const bool full = cg % L == 0;
     for (int64_t q = 0; q < P; ++q) {
       const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
       const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
@@ -211,21 +253,35 @@ struct Fused {
       T* o = a.out + ((n * p.out_height + i) * p.out_width + j) * C;
       const T* x0 = a.input + ((n * p.height + top + u_lo * p.dilation_h) * p.width + left +
                                v_lo * p.dilation_w) * C;
-      for (int64_t g = g0; g < g1; ++g) {
-        const T* w = W + q * M + (g - g0) * p.taps();
-        for (int64_t c0 = 0; c0 < cg; c0 += L) {
-          const int64_t lanes = std::min<int64_t>(L, cg - c0);
-          V acc{};
+      // The pixel's vectors k = (g - g0) * per_group + c0 / L, kBlock at a time.
+      for_blocks((g1 - g0) * per_group, [&](int64_t k, auto block) {
+        constexpr int B = decltype(block)::value;
+        const T* w[B];
+        int64_t channel[B], lanes[B];
+        for (int b = 0; b < B; ++b) {
+          const int64_t g = (k + b) / per_group, c0 = (k + b) % per_group * L;
+          w[b] = W + q * M + g * p.taps();
+          channel[b] = g * cg + c0;  // from group g0's first channel
+          lanes[b] = std::min<int64_t>(L, cg - c0);
+        }
+        with_full(full, [&](auto full_vectors) {
+          V acc[B] = {};
           for (int64_t u = u_lo; u < u_hi; ++u) {
-            const T* xr = x0 + (u - u_lo) * row_step + g * cg + c0;
-            const T* wr = w + u * kw;
+            const T* xr = x0 + (u - u_lo) * row_step;
             for (int64_t v = v_lo; v < v_hi; ++v) {
-              acc += wr[v] * load_upto(xr + (v - v_lo) * col_step, lanes, x_end);
+              const T* xp = xr + (v - v_lo) * col_step + (g0 * cg);
+              for (int b = 0; b < B; ++b) {
+                if constexpr (decltype(full_vectors)::value) {
+                  acc[b] += w[b][u * kw + v] * S::load(xp + channel[b]);
+                } else {
+                  acc[b] += w[b][u * kw + v] * load_upto(xp + channel[b], lanes[b], x_end);
+                }
+              }
             }
           }
-          S::store(o + g * cg + c0, acc, lanes);
-        }
-      }
+          for (int b = 0; b < B; ++b) S::store(o + g0 * cg + channel[b], acc[b], lanes[b]);
+        });
+      });
     }
   }
 
@@ -289,6 +345,7 @@ struct Fused {
         continue;
       }
       // Channels-last: per pixel, the rectangle of taps inside the band.
+      const int64_t per_group = ceil_div(cg, L);
       const int64_t row_step = p.dilation_h * p.width * C, col_step = p.dilation_w * C;
       for (int64_t q = 0; q < P; ++q) {
         const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
@@ -300,15 +357,37 @@ struct Fused {
         const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
         T* x0 = gx + ((n * p.height + top + u_lo * p.dilation_h) * p.width + left +
                       v_lo * p.dilation_w) * C;
-        for (int64_t g = g0; g < g1; ++g) {
-          const T* w = W + q * M + (g - g0) * p.taps();
-          for (int64_t u = u_lo; u < u_hi; ++u) {
-            T* xr = x0 + (u - u_lo) * row_step + g * cg;
-            for (int64_t v = v_lo; v < v_hi; ++v) {
-              axpy(xr + (v - v_lo) * col_step, w[u * kw + v], go + g * cg, cg);
-            }
+        // The pixel's grad_output vectors k = (g - g0) * per_group + c0 / L,
+        // kBlock at a time, held in registers over the taps.
+        for_blocks((g1 - g0) * per_group, [&](int64_t k, auto block) {
+          constexpr int B = decltype(block)::value;
+          const T* w[B];
+          int64_t channel[B], lanes[B];
+          V grad[B];
+          for (int b = 0; b < B; ++b) {
+            const int64_t g = (k + b) / per_group, c0 = (k + b) % per_group * L;
+            w[b] = W + q * M + g * p.taps();
+            channel[b] = (g0 + g) * cg + c0;
+            lanes[b] = std::min<int64_t>(L, cg - c0);
+            grad[b] = load_upto(go + channel[b], lanes[b], go_end);
           }
-        }
+          with_full(cg % L == 0, [&](auto full_vectors) {
+            for (int64_t u = u_lo; u < u_hi; ++u) {
+              T* xr = x0 + (u - u_lo) * row_step;
+              for (int64_t v = v_lo; v < v_hi; ++v) {
+                T* xp = xr + (v - v_lo) * col_step;
+                for (int b = 0; b < B; ++b) {
+                  T* d = xp + channel[b];
+                  if constexpr (decltype(full_vectors)::value) {
+                    S::store(d, S::load(d) + w[b][u * kw + v] * grad[b]);
+                  } else {
+                    S::store(d, load_part(d, lanes[b]) + w[b][u * kw + v] * grad[b], lanes[b]);
+                  }
+                }
+              }
+            }
+          });
+        });
       }
     }
     if (p.channels_last) return;
@@ -324,115 +403,113 @@ struct Fused {
     }
   }
 
+  // x[0] + ... + x[n - 1]: L partial sums (lane l sums x[l], x[l + L], ...),
+  // then the lanes and the tail in order.
+  static T sum(const T* x, int64_t n) {
+    V acc{};
+    int64_t k = 0;
+    for (; k + L <= n; k += L) acc += S::load(x + k);
+    T total = 0;
+    for (int l = 0; l < L; ++l) total += acc[l];
+    for (; k < n; ++k) total += x[k];
+    return total;
+  }
+
   static void grad_span(const FusedProblem& f, const FusedArgs<T>& a, int64_t n, int64_t,
                         int64_t, int64_t i0, int64_t i1, T* scratch) {
     const Problem& p = f.p;
     const int64_t P = (i1 - i0) * p.out_width, M = f.kernel_rows(), ch = f.hidden;
     const int64_t C = p.channels, cg = p.group_channels, kw = p.kernel_w;
+    // Both layouts compute dW[m][q] with vectors over a row's pixels: every
+    // channel's input rows in phases and grad_output's rows per channel, read
+    // in place (NCHW) or transposed into the scratch (channels-last, where
+    // vectors over channels would need a sum across lanes per tap).
     T* dW = scratch;
-    T* gh = a.out;
+    const int64_t length = f.phase_length(), row = f.phase_row();
+    int64_t first, last;
+    band_rows(p, i0, i1, &first, &last);
+    const int64_t band = last - first + 1;
+    T* rows = dW + f.tile_elements();
+    const T *go, *go_end;
+    int64_t go_channel;  // distance of a channel's rows
     if (!p.channels_last) {
-      // dW[m][q]: every channel's input rows in phases, then per tap L output
-      // columns at a time summed over the group's channels in registers.
-      const int64_t length = f.phase_length(), row = f.phase_row();
-      int64_t first, last;
-      band_rows(p, i0, i1, &first, &last);
-      const int64_t band = last - first + 1;
-      T* rows = dW + f.tile_elements() + P * ch;
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t y = first; y <= last; ++y) {
           fill_phases(p, length, a.input + ((n * C + c) * p.height + y) * p.width,
                       rows + (c * band + y - first) * row);
         }
       }
-      const T* go_end = a.grad_output + p.batch * C * p.out_plane();
-      for (int64_t g = 0; g < p.groups; ++g) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t top = i * p.stride_h - p.pad_h;
-          const T* go = a.grad_output + ((n * C + g * cg) * p.out_height + i) * p.out_width;
-          for (int64_t u = 0; u < p.kernel_h; ++u) {
-            const int64_t y = top + u * p.dilation_h;
+      go = a.grad_output + n * C * p.out_plane() + i0 * p.out_width;
+      go_channel = p.out_plane();
+      go_end = a.grad_output + p.batch * C * p.out_plane();
+    } else {
+      for (int64_t y = first; y <= last; ++y) {
+        fill_phases_cl(p, length, a.input + (n * p.height + y) * p.width * C, band * row,
+                       rows + (y - first) * row);
+      }
+      T* transposed = rows + C * band * row;
+      const T* src = a.grad_output + (n * p.out_plane() + i0 * p.out_width) * C;
+      for (int64_t q = 0; q < P; ++q) {
+        for (int64_t c = 0; c < C; ++c) transposed[c * P + q] = src[q * C + c];
+      }
+      go = transposed;
+      go_channel = P;
+      go_end = transposed + C * P;
+    }
+    // dW per L output columns and kBlock taps of a kernel row at a time, in
+    // registers, summed over the group's channels: a grad_output vector is
+    // loaded once for the block's taps.
+    for (int64_t g = 0; g < p.groups; ++g) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t top = i * p.stride_h - p.pad_h;
+        const T* go_row = go + g * cg * go_channel + (i - i0) * p.out_width;
+        for (int64_t u = 0; u < p.kernel_h; ++u) {
+          const int64_t y = top + u * p.dilation_h;
+          T* w = dW + (g * p.taps() + u * kw) * P + (i - i0) * p.out_width;
+          if (y < 0 || y >= p.height) {
+            for (int64_t v = 0; v < kw; ++v) std::fill(w + v * P, w + v * P + p.out_width, T(0));
+            continue;
+          }
+          const T* x = rows + (g * cg * band + y - first) * row;
+          for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
+            const int64_t lanes = std::min<int64_t>(L, p.out_width - j0);
             PhaseOffsets tap(p, length);
-            for (int64_t v = 0; v < kw; ++v, tap.next()) {
-              T* w = dW + (g * p.taps() + u * kw + v) * P + (i - i0) * p.out_width;
-              if (y < 0 || y >= p.height) {
-                std::fill(w, w + p.out_width, T(0));
-                continue;
-              }
-              const T* x = rows + (g * cg * band + y - first) * row + tap.offset();
-              for (int64_t j0 = 0; j0 < p.out_width; j0 += L) {
-                const int64_t lanes = std::min<int64_t>(L, p.out_width - j0);
-                V acc{};
+            for_blocks(kw, [&](int64_t v0, auto block) {
+              constexpr int B = decltype(block)::value;
+              int64_t offset[B];
+              for (int b = 0; b < B; ++b, tap.next()) offset[b] = tap.offset();
+              with_full(lanes == L, [&](auto full_vector) {
+                V acc[B] = {};
                 for (int64_t c = 0; c < cg; ++c) {
-                  acc += load_upto(go + c * p.out_plane() + j0, lanes, go_end) *
-                         S::load(x + c * band * row + j0);
+                  const T* gp = go_row + c * go_channel + j0;
+                  V grad;
+                  if constexpr (decltype(full_vector)::value) {
+                    grad = S::load(gp);
+                  } else {
+                    grad = load_upto(gp, lanes, go_end);
+                  }
+                  const T* xc = x + c * band * row + j0;
+                  for (int b = 0; b < B; ++b) acc[b] += grad * S::load(xc + offset[b]);
                 }
-                S::store(w + j0, acc, lanes);
-              }
-            }
+                for (int b = 0; b < B; ++b) S::store(w + (v0 + b) * P + j0, acc[b], lanes);
+              });
+            });
           }
         }
       }
-      for (int64_t m = 0; m < M; ++m) {
-        T sum = 0;
-        for (int64_t q = 0; q < P; ++q) sum += dW[m * P + q];
-        a.grad_bias[m] += sum;
-      }
-      // grad_hidden (ch x P, rows of its planes) = S^T dW.
-      T* ghp = gh + n * ch * p.out_plane() + i0 * p.out_width;
-      for (int64_t k = 0; k < ch; ++k) {
-        std::fill(ghp + k * p.out_plane(), ghp + k * p.out_plane() + P, T(0));
-      }
-      a.matmul(ch, P, M, a.span_t, M, 1, dW, P, ghp, p.out_plane());
-      // partial grad_span (M x ch) += dW h^T, with h^T (P x ch) transposed here.
-      T* ht = dW + f.tile_elements();  // before the phased rows
-      const T* hp = a.hidden + n * ch * p.out_plane() + i0 * p.out_width;
-      for (int64_t k = 0; k < ch; ++k) {
-        for (int64_t q = 0; q < P; ++q) ht[q * ch + k] = hp[k * p.out_plane() + q];
-      }
-      a.matmul(M, ch, P, dW, P, 1, ht, ch, a.grad_span, ch);
-      return;
     }
-    // dW[q][m]: per pixel and group, products over the group's channels for
-    // L taps at a time, summed across their lanes together (reduce_lanes).
-    const T* x_end = a.input + p.batch * p.plane() * C;
-    const T* go_end = a.grad_output + p.batch * p.out_plane() * C;
-    for (int64_t q = 0; q < P; ++q) {
-      const int64_t i = i0 + q / p.out_width, j = q % p.out_width;
-      const int64_t top = i * p.stride_h - p.pad_h, left = j * p.stride_w - p.pad_w;
-      const T* go = a.grad_output + ((n * p.out_height + i) * p.out_width + j) * C;
-      for (int64_t g = 0; g < p.groups; ++g) {
-        T* w = dW + q * M + g * p.taps();
-        int64_t u = 0, v = 0;  // tap t0 + k
-        for (int64_t t0 = 0; t0 < p.taps(); t0 += L) {
-          V products[L];
-          for (int k = 0; k < L; ++k) {
-            products[k] = V{};
-            if (t0 + k >= p.taps()) continue;
-            const int64_t y = top + u * p.dilation_h, x = left + v * p.dilation_w;
-            if (++v == kw) {
-              v = 0;
-              ++u;
-            }
-            if (y < 0 || y >= p.height || x < 0 || x >= p.width) continue;
-            const T* xp = a.input + ((n * p.height + y) * p.width + x) * C + g * cg;
-            for (int64_t c0 = 0; c0 < cg; c0 += L) {
-              products[k] += load_upto(go + g * cg + c0, cg - c0, go_end) *
-                             load_upto(xp + c0, cg - c0, x_end);
-            }
-          }
-          S::store(w + t0, reduce_lanes(products), std::min<int64_t>(L, p.taps() - t0));
-        }
-      }
+    for (int64_t m = 0; m < M; ++m) a.grad_bias[m] += sum(dW + m * P, P);
+    // grad_hidden = S^T dW (this tile's pixels) and the partial grad_span
+    // += dW h^T, transposes as strided views.
+    if (!p.channels_last) {
+      const int64_t offset = n * ch * p.out_plane() + i0 * p.out_width;
+      a.matmul(ch, P, M, a.span, 1, ch, dW, P, 1, a.out + offset, p.out_plane(), false);
+      a.matmul(M, ch, P, dW, P, 1, a.hidden + offset, 1, p.out_plane(), a.grad_span, ch, true);
+    } else {
+      const int64_t offset = (n * p.out_plane() + i0 * p.out_width) * ch;
+      a.matmul(P, ch, M, dW, 1, P, a.span, ch, 1, a.out + offset, ch, false);
+      a.matmul(M, ch, P, dW, P, 1, a.hidden + offset, ch, 1, a.grad_span, ch, true);
     }
-    for (int64_t q = 0; q < P; ++q) {
-      for (int64_t m = 0; m < M; ++m) a.grad_bias[m] += dW[q * M + m];
-    }
-    const T* hp = a.hidden + (n * p.out_plane() + i0 * p.out_width) * ch;
-    T* ghp = gh + (n * p.out_plane() + i0 * p.out_width) * ch;
-    std::fill(ghp, ghp + P * ch, T(0));
-    a.matmul(P, ch, M, dW, M, 1, a.span, ch, ghp, ch);  // grad_hidden = dW S
-    a.matmul(M, ch, P, dW, 1, M, hp, ch, a.grad_span, ch);  // partial grad_span += dW^T h
   }
 };
 

@@ -103,6 +103,25 @@ def test_every_instruction_set(geometry, dtype, layout, isa):
         cpu.set_isa(before)
 
 
+@needs_library
+@pytest.mark.parametrize('isa', cpu.supported_isas() if cpu.AVAILABLE else [])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_more_vectors_and_taps_than_a_block_of_accumulators(dtype, layout, isa):
+    """The kernels' loops keep blocks of up to 8 accumulators: rows of 140 columns
+    (9 vectors of 16 lanes, the last partial), 9 taps a kernel row and 10 groups
+    of 16 channels (10 vectors a pixel) take full blocks and a remainder in every
+    instruction set."""
+    before = cpu.isa()
+    cpu.set_isa(isa)
+    try:
+        x, h, w, b, kwargs = _geometry(9, 1, 1, 16, 10, 8, (3, 140), True, n=1)
+        tol = 1e-10 if dtype == torch.float64 else 1e-4
+        _assert_matches(x, h, w, b, kwargs, layout, tol=tol, dtype=dtype)
+    finally:
+        cpu.set_isa(before)
+
+
 def test_random_geometries_match_the_composition():
     gen = torch.Generator().manual_seed(25)
 
