@@ -104,6 +104,9 @@ ScalarType check_fused(const char* op, const Tensor& input, const Tensor& hidden
                        hidden.size(0), " must equal input batch size ", input.size(0));
   MMREDNET_CHECK_VALUE(hidden.size(1) == weight.size(1), op, ": hidden channels ",
                        hidden.size(1), " must equal weight.shape[1] (", weight.size(1), ")");
+  MMREDNET_CHECK_VALUE(hidden.size(1) >= 1, op,
+                       ": hidden must have at least one channel (C_hidden >= 1), got shape ",
+                       shape(hidden));
   MMREDNET_CHECK_VALUE(input.size(2) >= 1 && input.size(3) >= 1, op,
                        ": input spatial size must be >= 1, got ", list(input, 2, 2));
   const Ints padded = check_padded_problem(op, channels, groups, kernel_size,

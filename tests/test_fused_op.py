@@ -299,6 +299,7 @@ def _bad_cases():
         'hidden batch': (dict(h=h[:1]), 'hidden batch size'),
         'hidden channels': (dict(h=h[:, :3]), 'hidden channels'),
         'hidden spatial': (dict(h=h[..., :5]), 'hidden spatial size'),
+        'hidden no channel': (dict(h=h[:, :0], w=w[:, :0]), 'at least one channel'),
         'hidden rank': (dict(h=h[0]), 'hidden must be'),
         'hidden dtype': (dict(h=h.double()), 'hidden dtype'),
         'hidden device': (dict(h=h.to('meta')), 'hidden is on'),

@@ -105,6 +105,9 @@ def canonicalize_fused(input: Tensor, hidden: Tensor, weight: Tensor, bias: Opti
     if hidden.shape[1] != weight.shape[1]:
         raise ValueError(f'{_PREFIX}: hidden channels {hidden.shape[1]} must equal '
                          f'weight.shape[1] ({weight.shape[1]})')
+    if hidden.shape[1] < 1:  # no features: no kernel to generate (the span is empty)
+        raise ValueError(f'{_PREFIX}: hidden must have at least one channel (C_hidden >= 1), '
+                         f'got shape {tuple(hidden.shape)}')
     if any(size < 1 for size in input.shape[2:]):
         raise ValueError(f'{_PREFIX}: input spatial size must be >= 1, got '
                          f'{tuple(input.shape[2:])}')
