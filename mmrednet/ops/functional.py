@@ -102,9 +102,9 @@ def involution_fused(input: Tensor, hidden: Tensor, weight: Tensor, kernel_size:
     * hidden[n, k, i, j] + bias[...]``, viewed as the kernel ``(N, G, Kh, Kw,
     Ho, Wo)`` of :func:`involution`. The result equals that composition (the
     kernel branch of RedNet's involution layer, then the op), but the CPU
-    kernels generate each pixel's kernel in cache and never store it, in
-    forward or backward (the kernel is ``Kh*Kw*G/C`` times the input's size);
-    other devices run the composition. Gradients flow to ``input``,
+    and CUDA kernels generate each pixel's kernel in cache or registers and
+    never store it, in forward or backward (the kernel is ``Kh*Kw*G/C`` times
+    the input's size); other devices run the composition. Gradients flow to ``input``,
     ``hidden``, ``weight`` and ``bias``.
 
     Args:
