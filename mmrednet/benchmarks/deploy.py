@@ -58,7 +58,7 @@ from mmrednet.deployment.aoti.runner import (
     runner_op_library,
 )
 from mmrednet.deployment.onnx.export import to_onnx, write_metadata
-from mmrednet.deployment.onnx.translation import grouped_padded_input
+from mmrednet.deployment.onnx.translation import custom_translation_table, grouped_padded_input
 from mmrednet.deployment.rewrites import export_friendly
 from mmrednet.models import Involution
 from mmrednet.utils import model_config, write_csv
@@ -88,10 +88,11 @@ class Ratio:
     target: str
 
 
-def gather_form(input, weight, stride, padding, dilation):
-    """The baseline translation: index the padded input with two ``Gather`` ops into
-    ``(N, G, C/G, K, Ho, K, Wo)``, multiply by the kernel and ``ReduceSum`` the taps."""
-    groups, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
+def gather_form(input, weight, kernel_shape, stride, padding, dilation):
+    """The baseline involution form (``translation.InvolutionForm``): index the padded
+    input with two ``Gather`` ops into ``(N, G, C/G, K, Ho, K, Wo)``, multiply by the
+    kernel ``weight`` ``(N, G, Kh, Kw, Ho, Wo)`` and ``ReduceSum`` the taps."""
+    groups, kh, kw = kernel_shape
     padded = grouped_padded_input(input, groups, padding)
 
     def taps(k: int, d: int, s: int, axis: int):  # (K, out) indices u*d + i*s
@@ -200,7 +201,7 @@ class _Layer(nn.Module):
 
 
 def op_cases(threads: int) -> List[Case]:
-    cases, gather = [], {torch.ops.mmrednet.involution.default: gather_form}
+    cases, gather = [], custom_translation_table(gather_form)
     for channels, size in STAGES:
         layer = _Layer(Involution(channels, kernel_size=7, group_channels=16).eval())
         x = torch.randn(1, channels, size, size)
