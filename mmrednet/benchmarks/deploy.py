@@ -21,7 +21,7 @@ wrappers; ONNX with its translation and folding, ``.pt2`` with
 ``torch.export`` + AOTInductor and frozen weights), checked against PyTorch,
 and timed in rounds that visit every case once, in the opposite order every
 other round (a busy machine slows all alike). Ratios are medians of the
-per-round ratios of the two cases, with the issue's targets per section.
+per-round ratios of the two cases, each with the figure RedNet-50 is held to.
 A model whose package calls the fused involution op is also packaged with
 that op as its composition (``.pt2 (composed)``: the span convolution writes
 the kernel, the involution op reads it; ``rewrites.composed``), so the run
