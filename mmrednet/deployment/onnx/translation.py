@@ -80,7 +80,8 @@ def span_kernel(hidden, weight, bias, groups: int, kernel_size: Sequence[int]):
     """The fused op's span as an ONNX ``Conv``: ``hidden`` ``(N, C_hidden, Ho, Wo)`` by
     ``weight`` ``(G*Kh*Kw, C_hidden)`` (+ ``bias``, or None) -> the kernel
     ``(N, G, Kh, Kw, Ho, Wo)``."""
-    conv_weight = op.Unsqueeze(weight, _consts(2, 3))  # a constant: folded at export
+    # (G*Kh*Kw, C_hidden, 1, 1); folded into the initializer when weight is a parameter.
+    conv_weight = op.Unsqueeze(weight, _consts(2, 3))
     kernel = (op.Conv(hidden, conv_weight) if bias is None else
               op.Conv(hidden, conv_weight, bias))
     shape = op.Concat(op.Shape(hidden, start=0, end=1), _consts(groups, *kernel_size),
