@@ -12,13 +12,16 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
+from torch import nn
 
 from mmrednet.deployment import export_aoti, load_model, load_package
+from mmrednet.deployment.aoti.export import temporary_package
 from mmrednet.deployment.aoti.package import PackageInfo
 from mmrednet.deployment.aoti.runner import build_runner, run_package, runner_op_library
 
 from .det_helpers import DEMO_RETINANET, tiny_dataset
 from .seg_helpers import ROOT, config
+from .test_aoti_package import layer_ops
 from .test_onnx_models import (
     _assert_same_metrics,
     _det_cfg,
@@ -32,6 +35,7 @@ from .test_onnx_models import (
     evaluate_both,
     segmentor_files,
 )
+from .test_onnx_op import FusedInvolution
 from .tools import run_tool
 
 EXPORT_AOTI = 'deployment/export_aoti.py'
@@ -72,7 +76,7 @@ def test_classifier_package_evaluates_like_pytorch(classifier, tmp_path):
     config_file, checkpoint, package, diffs = classifier
     assert list(diffs) == ['main'] and diffs['main'] < 1e-4
     info = PackageInfo.read(package)
-    assert info.ops == ['mmrednet::involution']
+    assert info.ops == layer_ops()
     assert info.inputs['main'] == [1, 3, 64, 64]
     meta = info.metadata('main')
     assert (meta.kind, meta.model_type, meta.groups) == ('classifier', 'ImageClassifier',
@@ -231,6 +235,21 @@ def test_cpp_runner_reproduces_python(model, runner, request, tmp_path):
     assert len(got) == len(expected)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_cpp_runner_runs_the_fused_op(runner, tmp_path):
+    """A package that calls the fused op (stride 1 with the span's bias, stride 2
+    without) gives in the runner, without Python, what it gives in Python, and eager's."""
+    module = nn.Sequential(FusedInvolution(stride=1, bias=True),
+                           FusedInvolution(stride=2, bias=False)).eval()
+    x = torch.randn(1, 16, 13, 10)
+    package = temporary_package(module, x, str(tmp_path), 'fused')
+    assert PackageInfo.read(package).ops == ['mmrednet::involution_fused']
+    [[expected]] = load_package(package)['main'](x)
+    [got] = run_package(*runner, package, x, str(tmp_path), threads=torch.get_num_threads())
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(got, module(x), atol=1e-5, rtol=1e-5)
 
 
 def test_fresh_process_runs_the_package_with_only_the_op_library(classifier, runner, tmp_path):

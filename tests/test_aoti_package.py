@@ -24,8 +24,10 @@ from mmrednet.deployment.aoti.package import IncompatiblePackageError, PackageIn
 from mmrednet.deployment.aoti.runner import ServedPackage
 from mmrednet.deployment.rewrites import CeilModeAvgPool2d, shape_generic
 from mmrednet.models import Involution
+from mmrednet.ops import involution
 
 from .det_helpers import ROOT
+from .test_onnx_op import FusedInvolution
 
 
 @pytest.fixture(scope='module')
@@ -49,20 +51,38 @@ def _rewrite(path: str, out, **changes) -> str:
     return str(out)
 
 
+def layer_ops() -> list:
+    """The ``mmrednet::`` ops an exported involution layer calls (in eval mode)."""
+    layer = Involution(16, kernel_size=3, group_channels=8).eval()
+    return called_ops(torch.export.export(layer, (torch.randn(1, 16, 5, 5), ), strict=False))
+
+
 def test_package_runs_and_records_what_it_needs(package):
     path, module, x = package
     info = PackageInfo.read(path)
-    assert info.ops == ['mmrednet::involution']
+    assert info.ops == layer_ops()
     assert info.torch == aoti_package.torch_release() and info.cpu_isa == aoti_package.cpu_isa()
     [[out]] = load_package(path)['main'](x)
     with torch.no_grad():
         torch.testing.assert_close(out, module(x), atol=1e-5, rtol=1e-5)
 
 
+class _BothOps(nn.Module):
+    """The involution op on a generated kernel, then the fused op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.span = nn.Conv2d(16, 18, 1)
+        self.fused = FusedInvolution()
+
+    def forward(self, x):
+        kernel = self.span(x).unflatten(1, (2, 3, 3))
+        return self.fused(involution(x, kernel, padding=1))
+
+
 def test_called_ops_are_found_in_the_graph():
-    layers = nn.Sequential(nn.Conv2d(16, 16, 1), Involution(16, kernel_size=3, group_channels=8))
-    program = torch.export.export(layers, (torch.randn(1, 16, 5, 5), ), strict=False)
-    assert called_ops(program) == ['mmrednet::involution']
+    program = torch.export.export(_BothOps().eval(), (torch.randn(1, 16, 5, 5), ), strict=False)
+    assert called_ops(program) == ['mmrednet::involution', 'mmrednet::involution_fused']
     assert called_ops(torch.export.export(nn.ReLU(), (torch.randn(2), ))) == []
 
 
@@ -89,6 +109,29 @@ def test_dynamic_package_with_strided_involution_at_odd_sizes(tmp_path):
         graphs=dict(main=asdict(meta)), inputs=dict(main=[None, 3, None, None]), ops=ops))
     graph = load_package(path)['main']
     for shape in [(1, 3, 18, 20), (1, 3, 17, 19), (3, 3, 33, 24)]:
+        x = torch.randn(shape)
+        [[out]] = graph(x)
+        with torch.no_grad():
+            torch.testing.assert_close(out, module(x), atol=1e-5, rtol=1e-5)
+
+
+def test_dynamic_package_calls_the_fused_op(tmp_path):
+    """The fused op compiled into a package (stride 1 with the span's bias, stride 2
+    without), with dynamic batch and size, run at sizes it was not traced at, odd ones
+    included: it records the op and matches eager."""
+    module = nn.Sequential(FusedInvolution(stride=1, bias=True),
+                           FusedInvolution(stride=2, bias=False)).eval()
+    files, ops = compile_module(shape_generic(copy.deepcopy(module)), torch.randn(2, 16, 16, 16),
+                                {0: Dim('batch', min=1), 2: Dim('height', min=8),
+                                 3: Dim('width', min=8)})
+    assert ops == ['mmrednet::involution_fused']
+    path = str(tmp_path / 'fused.pt2')
+    meta = GraphMetadata('test', 'test', 'main', [('out', 1)])
+    package_files(path, dict(main=files), PackageInfo(
+        graphs=dict(main=asdict(meta)), inputs=dict(main=[None, 16, None, None]), ops=ops))
+    assert PackageInfo.read(path).ops == ['mmrednet::involution_fused']
+    graph = load_package(path)['main']
+    for shape in [(1, 16, 18, 20), (1, 16, 17, 19), (3, 16, 33, 24)]:
         x = torch.randn(shape)
         [[out]] = graph(x)
         with torch.no_grad():

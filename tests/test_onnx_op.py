@@ -1,4 +1,5 @@
-"""The involution op and layer in ONNX: exact against PyTorch in onnxruntime, dynamic shapes."""
+"""The involution op, the fused op and the layer in ONNX: exact against PyTorch in
+onnxruntime, dynamic shapes."""
 import onnx
 import pytest
 import torch
@@ -8,7 +9,7 @@ from torch.export import Dim
 from mmrednet.deployment import GraphMetadata, OnnxRuntimeGraph
 from mmrednet.deployment.onnx.export import to_onnx, write_metadata
 from mmrednet.models import Involution, Involution1d
-from mmrednet.ops import involution
+from mmrednet.ops import involution, involution_fused
 
 from .helpers import random_problem
 
@@ -107,3 +108,60 @@ def test_layer_in_eval_mode(layer_cls, stride, shapes):
             expected = layer(x)
         [[got]] = session(x)
         torch.testing.assert_close(got, expected, atol=TOL, rtol=0)
+
+
+class FusedInvolution(nn.Module):
+    """An involution layer's kernel branch handing its span to the fused op: pool (stride
+    > 1, ceil mode), reduce (1x1 conv, BN, ReLU), then ``involution_fused`` with the span
+    conv's weight and bias."""
+
+    def __init__(self, channels=16, kernel=3, stride=1, bias=True, group_channels=8, ndim=2):
+        super().__init__()
+        conv, norm, pool = ((nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d) if ndim == 2 else
+                            (nn.Conv1d, nn.BatchNorm1d, nn.AvgPool1d))
+        self.kernel, self.stride, hidden = kernel, stride, channels // 4
+        self.pool = (pool(stride, stride, ceil_mode=True, count_include_pad=False)
+                     if stride > 1 else nn.Identity())
+        self.reduce = nn.Sequential(conv(channels, hidden, 1, bias=False), norm(hidden),
+                                    nn.ReLU())
+        self.span = conv(hidden, channels // group_channels * kernel**ndim, 1, bias=bias)
+        with torch.no_grad():  # BN with statistics of its own, not the identity
+            self.reduce[1].running_mean.uniform_(-0.5, 0.5)
+            self.reduce[1].running_var.uniform_(0.5, 2)
+
+    def forward(self, x):
+        return involution_fused(x, self.reduce(self.pool(x)), self.span.weight, self.kernel,
+                                self.span.bias, self.stride, (self.kernel - 1) // 2)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('bias', [True, False])
+def test_fused_op_is_its_span_conv_and_the_taps(stride, bias):
+    """Exported on one (odd) size, run on other batches and sizes; the span is one Conv
+    (its bias in it), the rest the involution's standard ops."""
+    module = FusedInvolution(stride=stride, bias=bias).eval()
+    dims = {0: Dim('batch', min=1), 2: Dim.AUTO, 3: Dim.AUTO}
+    proto = to_onnx(module, (torch.randn(2, 16, 9, 11), ), ['input'], ['output'], (dims, ))
+    _assert_standard_onnx(proto)
+    convs = [node for node in proto.graph.node if node.op_type == 'Conv']
+    assert len(convs) == 2 and len(convs[1].input) == (3 if bias else 2)  # reduce, span
+    session = _session(proto, [('output', 1)])
+    for shape in ((2, 16, 9, 11), (1, 16, 13, 6), (3, 16, 7, 16)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            expected = module(x)
+        [[got]] = session(x)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=TOL, rtol=0)
+
+
+def test_one_dimensional_fused_op_at_two_lengths():
+    module = FusedInvolution(kernel=5, stride=2, ndim=1).eval()
+    proto = to_onnx(module, (torch.randn(2, 16, 17), ), ['input'], ['output'],
+                    ({0: Dim('batch', min=1), 2: Dim.AUTO}, ))
+    session = _session(proto, [('output', 1)])
+    for shape in ((2, 16, 17), (1, 16, 30)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            expected = module(x)
+        torch.testing.assert_close(session(x)[0][0], expected, atol=TOL, rtol=0)

@@ -3,8 +3,9 @@ AOTInductor packages (``.pt2``, loaded in Python and by the C++ runner) and ONNX
 
 Sections (batch 1, ``--threads`` threads everywhere, random weights): ``op``
 (one RedNet-50 stage's 7x7 involution layer in its two ONNX forms, with eager
-beside them), ``classifier`` (224x224) and ``retinanet`` (800x1344). What each
-measures and how: ``mmrednet/benchmarks/deploy.py``.
+beside them), ``classifier`` (224x224) and ``retinanet`` (800x1344); a package that
+calls the fused involution op is also timed with that op as its composition
+(``.pt2 (composed)``). What each measures and how: ``mmrednet/benchmarks/deploy.py``.
 
 Prints tables; with ``--out-dir`` writes ``deploy_benchmark.csv``,
 ``deploy_ratios.csv`` (with a model section) and ``deploy_benchmark.png``.

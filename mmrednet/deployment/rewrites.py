@@ -7,6 +7,9 @@ The exporters export a rewritten copy and check it against the original model
 - ``export_friendly`` (both backends): mmseg's ``Upsample`` as ``nn.Upsample``.
 - ``shape_generic`` (AOTInductor, dynamic shapes): ceil-mode average pools as
   ``CeilModeAvgPool2d``.
+
+and one that only the deploy benchmark makes, on an exported program:
+``composed`` (the fused involution as the composition it replaces).
 """
 import copy
 
@@ -73,3 +76,13 @@ def shape_generic(module: nn.Module) -> nn.Module:
                     and child.divisor_override is None):
                 setattr(parent, name, CeilModeAvgPool2d(child.stride))
     return module
+
+
+def composed(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``program`` with every ``mmrednet::involution_fused`` as its composition: the span's
+    1x1 convolution writing the kernel, then ``mmrednet::involution`` (the op's portable
+    kernel, ``mmrednet.ops.portable.fused_forward``). The same function; the deploy
+    benchmark's measure of what the fused op saves a package."""
+    from ..ops import portable
+    return program.run_decompositions(
+        {torch.ops.mmrednet.involution_fused.default: portable.fused_forward})

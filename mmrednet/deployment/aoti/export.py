@@ -33,7 +33,7 @@ from ..pipeline import (
     graph_metadata,
     prepare_graphs,
 )
-from ..rewrites import shape_generic
+from ..rewrites import composed, shape_generic
 from .backend import load_package
 from .package import INFO_FILE, PackageInfo
 
@@ -63,11 +63,14 @@ def _inferred_ranges(dynamic: Dict[int, object]) -> Dict[int, object]:
 
 def compile_module(module: nn.Module, example: torch.Tensor,
                    dynamic: Optional[Dict[int, object]] = None,
-                   threads: Optional[int] = None) -> Tuple[list, List[str]]:
+                   threads: Optional[int] = None,
+                   compose_fused: bool = False) -> Tuple[list, List[str]]:
     """``torch.export`` + AOTInductor (frozen weights): ``(package files, ops called)``.
 
     AOTInductor specializes its own loops for ``threads`` (default: torch's
-    intra-op threads now); one thread compiles them serial.
+    intra-op threads now); one thread compiles them serial. ``compose_fused``:
+    the fused involution compiled as its composition (``rewrites.composed``,
+    the benchmark's baseline).
     """
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')  # export's notes on mmdet/mmseg internals
@@ -75,6 +78,8 @@ def compile_module(module: nn.Module, example: torch.Tensor,
                                       dynamic_shapes=((_inferred_ranges(dynamic), )
                                                       if dynamic else None),
                                       strict=False)
+        if compose_fused:
+            program = composed(program)
         files = torch._inductor.aot_compile(
             program.module(check_guards=False), (example, ),
             options={'aot_inductor.package': True, 'freezing': True,
@@ -150,12 +155,12 @@ def export_aoti(config: str, checkpoint: str, out: str,
 
 
 def temporary_package(module: nn.Module, example: torch.Tensor, directory: str,
-                      name: str = 'model') -> str:
+                      name: str = 'model', compose_fused: bool = False) -> str:
     """``module`` at ``example``'s shape as a ``.pt2`` in ``directory`` (benchmarks, tests):
-    one ``main`` graph whose outputs are one group."""
+    one ``main`` graph whose outputs are one group; ``compose_fused``: as ``compile_module``'s."""
     with torch.no_grad():
         count = len([t for group in graphs.as_groups(module(example)) for t in group])
-    files, ops = compile_module(module, example)
+    files, ops = compile_module(module, example, compose_fused=compose_fused)
     meta = GraphMetadata(name, name, 'main', [('out', count)])
     path = osp.join(directory, f'{name}.pt2')
     package(path, dict(main=files), PackageInfo(
