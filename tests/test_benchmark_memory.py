@@ -3,6 +3,7 @@ measures, the ratios and the files."""
 import csv
 
 import pytest
+import torch
 from rich.console import Console
 
 from mmrednet.benchmarks import memory as benchmark_memory
@@ -12,7 +13,7 @@ from mmrednet.utils import write_csv
 
 def test_backbone_section_measures_the_saving(tmp_path):
     jobs = [benchmark_memory.Job('backbone', variant, 'cpu', 1, (64, 64), 1, 1)
-            for variant in ('after', 'before', 'stem-kept', 'ResNet-50')]
+            for variant in ('after', 'before', 'stem-kept', 'ResNet-50', 'cl-outputs')]
     rows = [benchmark_memory.measure(job) for job in jobs]
     by = {row.variant: row for row in rows}
     # Only the input of an involution is kept now; it was kernel and branch before.
@@ -22,11 +23,19 @@ def test_backbone_section_measures_the_saving(tmp_path):
     # Each saving keeps less: kernels first, the stem on top.
     assert by['after'].kept_mb < by['stem-kept'].kept_mb < by['before'].kept_mb
     assert all(row.peak_mb > 0 and row.step_ms > 0 for row in rows)
+    # Measured in one process here (the tool spawns one per model), the later models
+    # reuse memory the earlier ones left resident: only >= 0 holds for all.
+    assert all(row.rss_mb >= 0 for row in rows)
+    # The same model but for the layout of its returned maps.
+    assert by['cl-outputs'].kept_mb == by['after'].kept_mb
     assert by['after'].paired_time_ratio > 0
 
     summary = memory_report.summarize(rows)
     assert summary[0]['involution_vs_before'] == 0
     assert summary[0]['peak_vs_resnet'] == by['after'].peak_mb / by['ResNet-50'].peak_mb
+    assert summary[0]['rss_vs_resnet'] == by['after'].rss_mb / by['ResNet-50'].rss_mb
+    assert summary[0]['cl_outputs_peak_vs_resnet'] == \
+        by['cl-outputs'].peak_mb / by['ResNet-50'].peak_mb
     console = Console(record=True, width=200)
     memory_report.print_tables(console, rows, summary)
     assert 'peak / ResNet-50' in console.export_text()
@@ -38,6 +47,15 @@ def test_backbone_section_measures_the_saving(tmp_path):
     assert list(ratios[0])[0] == 'section' and ratios[0]['section'] == 'backbone'
     assert float(ratios[0]['peak_vs_resnet']) == summary[0]['peak_vs_resnet']
     assert (tmp_path / 'memory.png').stat().st_size > 0
+
+
+def test_resident_peak_sees_a_transient_allocation():
+    """The high-water mark is reset first: memory resident before the call does not count,
+    memory touched and freed inside it does."""
+    held = torch.ones(16 * 2**20 // 4)  # resident before: not counted
+    peak = benchmark_memory.resident_peak(lambda: torch.ones(64 * 2**20 // 4).sum())
+    # A few pages of the process may leave memory meanwhile.
+    assert 0.95 * 64 * 2**20 <= peak < 64 * 2**20 + held.numel() * 4
 
 
 def test_write_csv_names_the_file_when_there_is_nothing_to_write(tmp_path):
