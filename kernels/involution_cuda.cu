@@ -686,6 +686,8 @@ __device__ __forceinline__ Geometry make_geometry(i64 batch, i64 channels, i64 g
   MMREDNET_ENTRY(involution_grad_weight_k7s2_##tag, T, mmrednet::grad_weight_tiled<T, 7, 2>) \
   MMREDNET_ENTRY(involution_grad_weight_any_##tag, T, mmrednet::grad_weight_any<T>)
 
+// kernels/involution_fused_cuda.cu includes this file for its helpers, not its entry points.
+#ifndef MMREDNET_NO_OP_ENTRIES
 #if !defined(MMREDNET_SELECT_DTYPE) || defined(MMREDNET_WITH_F32)
 MMREDNET_ENTRIES(float, f32)
 #endif
@@ -698,3 +700,4 @@ MMREDNET_ENTRIES(mmrednet::half_t, f16)
 #if !defined(MMREDNET_SELECT_DTYPE) || defined(MMREDNET_WITH_BF16)
 MMREDNET_ENTRIES(mmrednet::bfloat16_t, bf16)
 #endif
+#endif  // MMREDNET_NO_OP_ENTRIES

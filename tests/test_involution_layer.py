@@ -1,10 +1,12 @@
-"""The Involution layer: registry, ConvModule drop-in, grids, kernel regeneration, errors."""
+"""The Involution layer: registry, ConvModule drop-in, grids, the fused op, regeneration, errors."""
 import pytest
 import torch
 from mmcv.cnn import ConvModule, build_conv_layer
 
 from mmrednet.models import Involution, Involution1d
-from mmrednet.ops import involution_reference
+from mmrednet.ops import involution, involution_reference
+
+from .op_recorder import OpRecorder
 
 
 def _layer_reference(layer, x):
@@ -114,20 +116,137 @@ def _saved_bytes(layer, x):
     return sum(storages.values()), out
 
 
-def test_regeneration_keeps_nothing_but_the_input():
-    layer = Involution(64, kernel_size=7, group_channels=16)
+@pytest.mark.parametrize('stride', [1, 2])
+def test_regeneration_keeps_nothing_but_the_input(stride):
+    layer = Involution(64, kernel_size=7, stride=stride, group_channels=16)
     x = torch.randn(2, 64, 16, 16, requires_grad=True)
-    kernel_bytes = 2 * 4 * 49 * 16 * 16 * 4  # N x G x K*K x H x W floats
-    reduced_bytes = 2 * 16 * 16 * 16 * 4  # N x C/r x H x W floats
+    out_pixels = (16 // stride)**2
+    reduced_bytes = 2 * 16 * out_pixels * 4  # N x C/r x Ho x Wo floats
     statistics_bytes = 2 * 16 * 4  # BN's batch mean and inverse std
+    pooled_bytes = 2 * 64 * out_pixels * 4 if stride > 1 else 0  # the reduce conv's input
     layer.regenerate_kernel = False
     kept_before, _ = _saved_bytes(layer, x)
-    # The kernel, and the kernel branch's norm input, statistics and activation output.
-    assert kept_before == kernel_bytes + 2 * reduced_bytes + statistics_bytes
+    # The kernel branch's norm input, statistics and activation output (the
+    # fused op's hidden), never the N x G x K*K x Ho x Wo kernel.
+    assert kept_before == 2 * reduced_bytes + statistics_bytes + pooled_bytes
     layer.regenerate_kernel = True
     kept_after, out = _saved_bytes(layer, x)
     assert kept_after == 0
     out.sum().backward()  # and backward regenerates what it needs
+
+
+def _composed(layer, x):
+    """The layer as its composition: kernel branch, then the (non-fused) involution op."""
+    out = involution(x, layer._generate_kernel(x), layer.stride, layer.padding, layer.dilation)
+    return out if layer.bias is None else out + layer.bias.view(-1, *(1, ) * layer._ndim)
+
+
+def _output_and_grads(layer, x, forward):
+    layer.zero_grad(set_to_none=True)
+    x = x.detach().requires_grad_()
+    out = forward(layer, x)
+    # Weighted, so that no gradient is a plain sum.
+    out.backward(torch.linspace(-1, 2, out.numel(), dtype=out.dtype).view_as(out))
+    return out.detach(), [x.grad] + [p.grad for p in layer.parameters()]
+
+
+_CASES = ([(Involution, (11, 10), layout) for layout in ('contiguous', 'channels_last')]
+          + [(Involution1d, (13, ), 'contiguous')])
+
+
+@pytest.mark.parametrize('layer_type,size,layout', _CASES)
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('dilation', [1, 2])
+@pytest.mark.parametrize('regenerate', [True, False])
+def test_layer_equals_its_composition_with_every_gradient(layer_type, size, layout, stride,
+                                                          dilation, regenerate):
+    torch.manual_seed(0)
+    layer = layer_type(32, kernel_size=5, stride=stride, dilation=dilation, group_channels=8,
+                       bias=True, regenerate_kernel=regenerate).double()
+    for param in layer.conv1.norm.parameters():  # not the identity: a wrong gradient shows
+        param.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 32, *size, dtype=torch.double)
+    if layout == 'channels_last':
+        x = x.contiguous(memory_format=torch.channels_last)
+    out, grads = _output_and_grads(layer, x, lambda m, inp: m(inp))
+    expected, expected_grads = _output_and_grads(layer, x.contiguous(), _composed)
+    torch.testing.assert_close(out, expected)
+    names = ['input'] + [name for name, _ in layer.named_parameters()]
+    assert 'conv1.bn.weight' in names and 'conv2.conv.bias' in names
+    for name, got, want in zip(names, grads, expected_grads, strict=True):
+        assert got is not None, name
+        torch.testing.assert_close(got, want, msg=lambda m, name=name: f'{name}: {m}')
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('regenerate', [True, False])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+def test_layer_runs_the_fused_op_and_never_writes_the_kernel(stride, regenerate, layout):
+    n, c, k, group_channels = 2, 64, 7, 16
+    layer = Involution(c, kernel_size=k, stride=stride, group_channels=group_channels,
+                       regenerate_kernel=regenerate)
+    x = torch.randn(n, c, 12, 12)
+    if layout == 'channels_last':
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    span_channels = c // group_channels * k * k
+    kernel_numel = n * span_channels * (12 // stride)**2
+    with OpRecorder() as forward:
+        out = layer(x)
+    with OpRecorder() as backward:
+        out.sum().backward()
+    assert 'mmrednet::involution_fused' in forward.names()
+    assert {'mmrednet::involution_fused_grad_input',
+            'mmrednet::involution_fused_grad_span'} <= backward.names()
+    for recorder in (forward, backward):
+        assert not recorder.names() & {'mmrednet::involution', 'mmrednet::involution_grad_input',
+                                       'mmrednet::involution_grad_weight'}
+        # No tensor of the kernel's size, and none with its G*K*K channels
+        # but the span's own weight and bias (and their gradients).
+        for t in recorder.tensors():
+            assert t.numel() != kernel_numel, tuple(t.shape)
+            assert t.dim() < 3 or t.shape[1] != span_channels or t.shape[0] == span_channels, \
+                tuple(t.shape)
+
+
+def test_running_statistics_updated_once_per_training_forward():
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 9, 9, dtype=torch.double)
+    layers = []
+    for regenerate in (False, True):
+        torch.manual_seed(0)
+        layer = Involution(32, kernel_size=3, stride=2, group_channels=8,
+                           regenerate_kernel=regenerate).double()
+        for _ in range(2):
+            layer(x.requires_grad_()).sum().backward()
+        layers.append(layer)
+    assert int(layers[1].conv1.bn.num_batches_tracked) == 2
+    for a, b in zip(layers[0].buffers(), layers[1].buffers(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # And the statistics are those of two batches: the composition's.
+    torch.manual_seed(0)
+    composed = Involution(32, kernel_size=3, stride=2, group_channels=8).double()
+    for _ in range(2):
+        _composed(composed, x).sum().backward()
+    torch.testing.assert_close(composed.conv1.bn.running_mean, layers[1].conv1.bn.running_mean)
+
+
+@pytest.mark.parametrize('regenerate', [True, False])
+def test_bfloat16_autocast_dtype_and_values_as_the_composition(regenerate):
+    torch.manual_seed(0)
+    layer = Involution(32, kernel_size=7, stride=2, group_channels=16,
+                       regenerate_kernel=regenerate)
+    x = torch.randn(2, 32, 14, 13)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out, grads = _output_and_grads(layer, x, lambda m, inp: m(inp))
+        expected, expected_grads = _output_and_grads(layer, x, _composed)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    # The composition rounds the kernel to bfloat16; the fused op keeps it in float32.
+    torch.testing.assert_close(out, expected, rtol=2e-2, atol=2e-2)
+    for got, want in zip(grads, expected_grads, strict=True):
+        assert got.dtype == want.dtype
+        scale = want.abs().max()
+        torch.testing.assert_close(got / scale, want / scale, rtol=0, atol=3e-2)
 
 
 def test_torch_compile_layer():

@@ -1,19 +1,19 @@
 """Training memory at model level: what is not kept is really freed, and nothing else changes.
 
 The layer tests check one involution's gradients and the tensors it hands to
-autograd. These check whole RedNets: that the generated kernels are freed
-after the forward (not only left out of the saved tensors), that the
-allocator keeps less by exactly what the involutions and the stem saved
-before, that gradients stay bitwise identical in float64 and under bfloat16
-autocast, and that recomputation never updates BN's running statistics twice.
+autograd. These check whole RedNets: that no generated kernel exists in a
+training step (the layers run the fused op), that the allocator keeps less by
+exactly what the involutions and the stem saved otherwise, that gradients
+stay bitwise identical in float64 and under bfloat16 autocast, and that
+recomputation never updates BN's running statistics twice.
 """
-import weakref
-
 import pytest
 import torch
 
 from mmrednet.models import Involution, RedNet
 from mmrednet.utils import retained_memory, saved_bytes_inside
+
+from .op_recorder import OpRecorder
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -57,22 +57,6 @@ def _assert_identical(tensors_a, tensors_b):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def _track_kernels(model):
-    """Weak references to every kernel the involutions generate from now on."""
-    refs = []
-    for module in model.modules():
-        if isinstance(module, Involution):
-            generate = module._generate_kernel
-
-            def tracked(x, generate=generate):
-                kernel = generate(x)
-                refs.append(weakref.ref(kernel))
-                return kernel
-
-            module._generate_kernel = tracked
-    return refs
-
-
 def test_backbone_gradients_identical_with_and_without_saving():
     x = torch.randn(2, 3, 36, 34, dtype=torch.float64)
     kept = _grads(_rednet(regenerate=False, recompute_stem=False).double(), x)
@@ -111,19 +95,20 @@ def test_bfloat16_autocast_gradients_identical():
     _assert_identical(*grads)
 
 
-def test_generated_kernels_are_freed_after_forward():
-    # Leaving the kernel out of the saved tensors is not enough: anything that
-    # still references it (a closure, say) keeps the memory alive.
-    model = _rednet(recompute_stem=False)
-    refs = _track_kernels(model)
-    x = torch.randn(2, 3, 32, 32)
-    for regenerate, alive in ((False, True), (True, False)):
-        refs.clear()
-        _set_regenerate(model, regenerate)
-        out = model(x)
-        assert len(refs) == 1 + 8  # stem + one per bottleneck of RedNet-26
-        assert all((ref() is not None) == alive for ref in refs), regenerate
-        _loss(out).backward()
+@pytest.mark.parametrize('regenerate', [False, True])
+def test_no_generated_kernel_exists_in_a_training_step(regenerate):
+    # The involutions run the fused op: no op of the step reads or writes a
+    # tensor with a kernel's G*K*K channels (the span weights aside).
+    model = _rednet(regenerate=regenerate, recompute_stem=False)
+    span_channels = {m.groups * m.kernel_size[0] * m.kernel_size[1]
+                     for m in model.modules() if isinstance(m, Involution)}
+    with OpRecorder() as recorder:
+        _loss(model(torch.randn(2, 3, 32, 32))).backward()
+    assert 'mmrednet::involution_fused_grad_span' in recorder.names()
+    assert 'mmrednet::involution' not in recorder.names()
+    for t in recorder.tensors():
+        assert t.dim() < 3 or t.shape[1] not in span_channels or t.shape[0] in span_channels, \
+            tuple(t.shape)
 
 
 def _kept_and_saved_inside(model, x, inside):

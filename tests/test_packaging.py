@@ -28,7 +28,8 @@ def test_wheel_ships_the_op_library_and_the_cuda_kernel_sources(tmp_path):
                    if name.startswith('mmrednet/kernels/')}
         archive.extractall(tmp_path / 'site')
     # What runs: the kernels and the baseline the CUDA check times; not the host emulation.
-    assert shipped == {'involution_cuda.cu', 'involution_cuda_baseline.cu'}
+    assert shipped == {'involution_cuda.cu', 'involution_cuda_baseline.cu',
+                       'involution_fused_cuda.cu'}
     assert 'mmrednet/_C.so' in names
 
     # Imported from the unpacked wheel: the op library loads and runs, and the CUDA

@@ -8,6 +8,7 @@
    fp32, fp16, bf16 x forward, grad_input, grad_weight) against the unfold
    reference, under AddressSanitizer + UndefinedBehaviorSanitizer.
 3. The same sweep with the GPU threads run concurrently under ThreadSanitizer.
+4. The fused op's seeded sweep (``mmrednet.testing.fused_sweep``) under both.
 
 ``make test`` runs the first ``sweep.CI_CASES`` geometries of the same sweep;
 this runs all of them. Prints a pass/fail table and writes
@@ -25,8 +26,13 @@ from typing import List
 
 from rich.console import Console
 
-from mmrednet.testing import report, sweep
-from mmrednet.testing.host_checks import SANITIZERS, conversions, sanitized_sweep
+from mmrednet.testing import fused_sweep, report, sweep
+from mmrednet.testing.host_checks import (
+    SANITIZERS,
+    conversions,
+    sanitized_fused_sweep,
+    sanitized_sweep,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='geometries of the sweep (the first N of the seeded sequence)')
     parser.add_argument('--seed', type=int, default=sweep.SEED,
                         help='seed of the geometries (another seed: other geometries)')
+    parser.add_argument('--fused-cases', type=int, default=fused_sweep.FULL_CASES,
+                        help='cases of the fused op\'s sweep (the first N of its sequence)')
     parser.add_argument('--modes', nargs='+', default=['asan', 'tsan'], choices=list(SANITIZERS))
     parser.add_argument('--skip-conversions', action='store_true',
                         help='skip the exhaustive conversion check (about a minute)')
@@ -51,10 +59,12 @@ def main(argv=None) -> int:
             checks.append(conversions())
     cases = sweep.random_cases(args.cases, args.seed)
     outcomes = []
+    fused_cases = fused_sweep.random_cases(args.fused_cases)
     for mode in args.modes:
-        mode_checks, mode_outcomes = sanitized_sweep(mode, cases)
-        checks += mode_checks
-        outcomes += mode_outcomes
+        for run, sweep_cases in ((sanitized_sweep, cases), (sanitized_fused_sweep, fused_cases)):
+            mode_checks, mode_outcomes = run(mode, sweep_cases)
+            checks += mode_checks
+            outcomes += mode_outcomes
     report.print_checks(console, 'CUDA kernels on the host (emulation)', checks)
     out = Path(args.out_dir)
     report.write_json(out / 'cuda_emulation.json', checks, cases=args.cases, seed=args.seed,

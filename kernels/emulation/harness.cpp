@@ -34,142 +34,18 @@
 // SHORT is -, a, b or result; errors are one line "error: ..." and exit status 2.
 #include "cuda_host.h"
 #include "involution_cuda.cu"
+#include "harness_runtime.h"
 
 #include <dlfcn.h>
 
-#include <condition_variable>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <functional>
-#include <memory>
-#include <mutex>
-#include <sstream>
-#include <string>
-#include <thread>
-#include <vector>
-
 namespace {
+
+using namespace emulation;
 
 typedef void (*entry_t)(const void*, const void*, void*, long long, long long, long long,
                         long long, long long, long long, long long, long long, long long,
                         long long, long long, long long, long long, long long, long long,
                         long long);
-
-[[noreturn]] void fail(const std::string& message) {
-  std::fprintf(stdout, "error: %s\n", message.c_str());
-  std::fflush(stdout);
-  std::exit(2);
-}
-
-void read_exact(void* data, size_t bytes) {
-  if (bytes && std::fread(data, 1, bytes, stdin) != bytes) fail("short read on stdin");
-}
-
-void write_exact(const void* data, size_t bytes) {
-  if (bytes && std::fwrite(data, 1, bytes, stdout) != bytes) fail("short write on stdout");
-}
-
-// A tensor in its own exact-size allocation. When `missing` is 1 the allocation
-// (and the copy) is one element short: the kernel's access to the last element is
-// then one past the end of the buffer.
-struct Buffer {
-  std::unique_ptr<unsigned char[]> data;
-  size_t bytes = 0;
-
-  Buffer(long long count, size_t element_bytes, int missing, bool from_stdin) {
-    const size_t full = (size_t)count * element_bytes;
-    bytes = count > 0 ? full - (size_t)missing * element_bytes : 0;
-    data.reset(new unsigned char[bytes ? bytes : 1]);
-    if (from_stdin) {
-      read_exact(data.get(), bytes);
-      std::vector<unsigned char> dropped(full - bytes);
-      read_exact(dropped.data(), dropped.size());
-    } else {
-      std::memset(data.get(), 0xff, bytes);
-    }
-  }
-};
-
-void run_gpu_thread(entry_t entry, unsigned int linear, const Buffer& a, const Buffer& b,
-                    Buffer& result, const long long* g) {
-  blockIdx.x = linear / blockDim.x;
-  threadIdx.x = linear % blockDim.x;
-  entry(a.data.get(), b.data.get(), result.data.get(), g[0], g[1], g[2], g[3], g[4], g[5],
-        g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
-}
-
-// W host threads, each with its own mutex and condition variable: a worker
-// synchronises only with the launcher (start, done), never with another worker,
-// so the GPU threads of different workers are unordered for ThreadSanitizer.
-class Pool {
- public:
-  explicit Pool(int size) {
-    for (int i = 0; i < size; ++i) workers_.emplace_back(new Worker);
-    for (int i = 0; i < size; ++i) workers_[i]->thread = std::thread([this, i] { loop(i); });
-  }
-
-  ~Pool() {
-    for (auto& w : workers_) {
-      {
-        std::lock_guard<std::mutex> lock(w->mutex);
-        w->quit = true;
-      }
-      w->wake.notify_all();
-    }
-    for (auto& w : workers_) w->thread.join();
-  }
-
-  int size() const { return (int)workers_.size(); }
-
-  // Runs job(worker) on every worker at once and returns when all are done.
-  void run(const std::function<void(int)>& job) {
-    job_ = &job;
-    for (auto& w : workers_) {
-      {
-        std::lock_guard<std::mutex> lock(w->mutex);
-        w->start = true;
-        w->done = false;
-      }
-      w->wake.notify_all();
-    }
-    for (auto& w : workers_) {
-      std::unique_lock<std::mutex> lock(w->mutex);
-      w->wake.wait(lock, [&] { return w->done; });
-    }
-  }
-
- private:
-  struct Worker {
-    std::thread thread;
-    std::mutex mutex;
-    std::condition_variable wake;
-    bool start = false, done = false, quit = false;
-  };
-
-  void loop(int index) {
-    Worker& w = *workers_[index];
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(w.mutex);
-        w.wake.wait(lock, [&] { return w.start || w.quit; });
-        if (w.quit) return;
-        w.start = false;
-      }
-      (*job_)(index);
-      {
-        std::lock_guard<std::mutex> lock(w.mutex);
-        w.done = true;
-      }
-      w.wake.notify_all();
-    }
-  }
-
-  std::vector<std::unique_ptr<Worker>> workers_;
-  const std::function<void(int)>* job_ = nullptr;
-};
-
-std::unique_ptr<Pool> pool;
 
 // Loads counted in sequential runs (one host thread), by the buffer they read.
 const Buffer* counted_a = nullptr;
@@ -188,37 +64,21 @@ void count_load(const void* p) {
 
 void launch(entry_t entry, unsigned int blocks, unsigned int threads, const Buffer& a,
             const Buffer& b, Buffer& result, const long long* g, int workers, bool duplicate) {
-  gridDim.x = blocks;
-  blockDim.x = threads;
-  const unsigned long long total = (unsigned long long)blocks * threads;
-  if (total > 0xffffffffull) fail("more than 2^32 GPU threads");
+  auto gpu_thread = [&](unsigned int) {
+    entry(a.data.get(), b.data.get(), result.data.get(), g[0], g[1], g[2], g[3], g[4], g[5],
+          g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+  };
   if (workers == 0) {
     counted_a = &a;
     counted_b = &b;
     loads_a = loads_b = 0;
     emulated_load_hook = count_load;
-    for (unsigned int t = 0; t < total; ++t) run_gpu_thread(entry, t, a, b, result, g);
+    run_grid(blocks, threads, 0, false, gpu_thread);
     emulated_load_hook = nullptr;
     return;
   }
   loads_a = loads_b = -1;
-  if (!pool || pool->size() != workers) pool.reset(new Pool(workers));
-  unsigned long long place = 1;  // W^k of pass k
-  do {
-    const unsigned long long digit_of = place;
-    pool->run([&, digit_of](int worker) {
-      for (unsigned int t = 0; t < total; ++t) {
-        const int digit = (int)(t / digit_of % (unsigned long long)workers);
-        if (digit == worker || (duplicate && (digit + 1) % workers == worker))
-          run_gpu_thread(entry, t, a, b, result, g);
-      }
-    });
-    place *= (unsigned long long)workers;
-  } while (place < total);
-}
-
-int missing_from(const std::string& shortened, const char* name) {
-  return shortened == name ? 1 : 0;
+  run_grid(blocks, threads, workers, duplicate, gpu_thread);
 }
 
 void handle_launch(std::istringstream& line) {

@@ -3,9 +3,11 @@
 mmengine's FLOP counter (``mmengine.analysis``, fvcore's jit-trace counter)
 only counts ops it has a handle for; a custom op such as ``mmrednet::involution``
 is skipped with a warning, which would leave out the multiply-adds that
-replace every 3x3 convolution. :func:`flop_analyzer` adds a handle for it.
+replace every 3x3 convolution. :func:`flop_analyzer` adds handles for it and
+for the fused op ``mmrednet::involution_fused`` the involution layer runs.
 Convention (mmengine's for convolutions): one multiply-add is one FLOP.
 """
+from collections import Counter
 from typing import Any, Dict, List
 
 import torch
@@ -13,6 +15,7 @@ from mmengine.analysis import FlopAnalyzer
 from torch import Tensor, nn
 
 INVOLUTION_OP = 'mmrednet::involution'
+FUSED_OP = 'mmrednet::involution_fused'
 
 
 def _shape(value: Any) -> List[int]:
@@ -39,10 +42,42 @@ def involution_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return total
 
 
+def _int_list(value: Any) -> List[int]:
+    """The value of a traced ``int[]`` argument: a constant, or a list built of constants."""
+    constant = value.toIValue()
+    if constant is not None:
+        return list(constant)
+    return [item.toIValue() for item in value.node().inputs()]
+
+
+def involution_fused_flop_jit(inputs: List[Any], outputs: List[Any]) -> Counter:
+    """Multiply-adds of one fused involution, as the span convolution and the
+    involution it fuses would be counted (so a model's figures do not change):
+    ``conv`` ``N * Ho * Wo * C_hidden * G*Kh*Kw`` (the span, a 1x1 convolution:
+    a GEMM per pixel; its bias is not counted, as for convolutions) and
+    ``involution`` ``N * C * Ho * Wo * Kh * Kw``.
+
+    ``inputs`` are the traced op's arguments ``(x (N, C, H, W), hidden (N,
+    C_hidden, Ho, Wo), weight (G*Kh*Kw, C_hidden), bias, kernel_size, stride,
+    padding, dilation)`` (1-D problems come as ``Kh = H = Ho = 1``),
+    ``outputs[0]`` is ``(N, C, Ho, Wo)``.
+    """
+    out = _shape(outputs[0])
+    weight = _shape(inputs[2])
+    taps = 1
+    for k in _int_list(inputs[4]):
+        taps *= k
+    pixels = out[0]
+    for size in out[2:]:
+        pixels *= size
+    return Counter(conv=pixels * weight[0] * weight[1], involution=pixels * out[1] * taps)
+
+
 def flop_analyzer(model: nn.Module, inputs: Any) -> FlopAnalyzer:
-    """mmengine's :class:`FlopAnalyzer` with the involution handle registered."""
+    """mmengine's :class:`FlopAnalyzer` with the involution handles registered."""
     analyzer = FlopAnalyzer(model, inputs)
     analyzer.set_op_handle(INVOLUTION_OP, involution_flop_jit)
+    analyzer.set_op_handle(FUSED_OP, involution_fused_flop_jit)
     return analyzer
 
 

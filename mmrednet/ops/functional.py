@@ -6,7 +6,7 @@ from torch import Tensor
 
 from ._args import IntOrPair, canonicalize, dense
 from ._fused_args import canonicalize_fused, dense_fused
-from .library import fused_op, involution_grads, involution_op
+from .library import fused_op, involution_fused_grads, involution_grads, involution_op
 
 
 def _op_args(input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntOrPair,
@@ -59,9 +59,9 @@ def involution_backward(grad_output: Tensor, input: Tensor, weight: Tensor,
     """Gradients of :func:`involution` w.r.t. ``input`` and ``weight``, without its forward.
 
     For callers that do not keep ``weight`` for backward but recompute it
-    there (as :class:`mmrednet.models.Involution` does), like
-    ``torch.nn.grad.conv2d_input`` / ``conv2d_weight`` for convolutions. Call
-    it under the forward's autocast state: it casts as :func:`involution` did.
+    there, like ``torch.nn.grad.conv2d_input`` / ``conv2d_weight`` for
+    convolutions. Call it under the forward's autocast state: it casts as
+    :func:`involution` did.
 
     Args:
         grad_output (Tensor): gradient of the output, ``(N, C, Ho, Wo)`` or
@@ -125,6 +125,20 @@ def involution_fused(input: Tensor, hidden: Tensor, weight: Tensor, kernel_size:
         Tensor: ``(N, C, Ho, Wo)`` (or ``(N, C, Lo)``), same dtype as input;
         channels-last on the CPU when ``input`` is.
     """
+    x, h, w, b, geometry, one_d = _fused_op_args(input, hidden, weight, bias, kernel_size,
+                                                 stride, padding, dilation)
+    out = fused_op(x, h, w, b, *geometry)
+    return out.squeeze(2) if one_d else out
+
+
+def _fused_op_args(input: Tensor, hidden: Tensor, weight: Tensor, bias: Optional[Tensor],
+                   kernel_size: IntOrPair, stride: IntOrPair, padding: IntOrPair,
+                   dilation: IntOrPair
+                   ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], List[List[int]], bool]:
+    """The fused op's tensors and geometry, and whether the problem is 1-D.
+
+    Differentiable (casts and views), as :func:`_op_args`.
+    """
     device = input.device.type
     tensors = (input, hidden, weight, bias)
     if (len({t.dtype for t in tensors if isinstance(t, Tensor)}) > 1
@@ -135,5 +149,51 @@ def involution_fused(input: Tensor, hidden: Tensor, weight: Tensor, kernel_size:
                                        for t in tensors)
     x, h, w, b, geo, one_d = canonicalize_fused(input, hidden, weight, bias, kernel_size, stride,
                                                 padding, dilation)
-    out = fused_op(*dense_fused(x, h, w, b), *geo.lists())
-    return out.squeeze(2) if one_d else out
+    return *dense_fused(x, h, w, b), geo.lists(), one_d
+
+
+def involution_fused_backward(grad_output: Tensor, input: Tensor, hidden: Tensor,
+                              weight: Tensor, kernel_size: IntOrPair,
+                              bias: Optional[Tensor] = None, stride: IntOrPair = 1,
+                              padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                              output_mask: Sequence[bool] = (True, True, True, True)
+                              ) -> Tuple[Optional[Tensor], ...]:
+    """Gradients of :func:`involution_fused` w.r.t. ``input``, ``hidden``,
+    ``weight`` and ``bias``, without its forward.
+
+    For callers that do not keep ``hidden`` for backward but recompute it
+    there (as :class:`mmrednet.models.Involution` does), as
+    :func:`involution_backward` is for :func:`involution`. Call it under the
+    forward's autocast state: it casts as :func:`involution_fused` did.
+
+    Args:
+        grad_output (Tensor): gradient of the output, ``(N, C, Ho, Wo)`` or
+            ``(N, C, Lo)``.
+        input, hidden, weight, kernel_size, bias, stride, padding, dilation:
+            as for :func:`involution_fused`.
+        output_mask (Sequence[bool]): which of the four gradients to compute.
+
+    Returns:
+        tuple: ``(grad_input, grad_hidden, grad_weight, grad_bias)`` with the
+        shapes and dtypes of the arguments; None where ``output_mask`` is
+        False (``grad_bias`` also where ``bias`` is None).
+    """
+    with torch.enable_grad():
+        # Fresh leaves: only the casts and views of ``_fused_op_args`` are
+        # differentiated here, never whatever produced the arguments.
+        leaves = tuple(None if t is None else t.detach().requires_grad_()
+                       for t in (input, hidden, weight, bias))
+        x, h, w, b, geometry, one_d = _fused_op_args(*leaves, kernel_size, stride, padding,
+                                                     dilation)
+    grad = grad_output.unsqueeze(2) if one_d else grad_output
+    if grad.shape != (*x.shape[:2], *h.shape[2:]):
+        expected = (*x.shape[:2], *h.shape[3 if one_d else 2:])
+        raise ValueError(f'involution_fused_backward: grad_output must have the output shape '
+                         f'{expected}, got {tuple(grad_output.shape)}')
+    grads = involution_fused_grads(grad.to(x.dtype), x.detach(), h.detach(), w.detach(),
+                                   None if b is None else b.detach(), *geometry, output_mask)
+    # Back through the casts and views to the caller's tensors.
+    wanted = [(t, leaf, g) for t, leaf, g in zip((x, h, w, b), leaves, grads, strict=True)
+              if g is not None]
+    results = iter(torch.autograd.grad(*zip(*wanted, strict=True)) if wanted else ())
+    return tuple(None if g is None else next(results) for g in grads)

@@ -127,8 +127,8 @@ torch.library.register_autograd('mmrednet::involution', _backward,
 
 
 # The fused op. Its composition is the kernel of every device without a fused
-# one (CUDA included: its span convolution and involution kernels), and of the
-# CPU without the library.
+# one, of the CPU without the library, and of CUDA where the fused CUDA kernels
+# cannot serve a call (``cuda.fused_backend``).
 def _check_fused(input, hidden, weight, bias, *geometry):
     check_fused_op_args(input, hidden, weight, bias, *geometry)
 
@@ -152,14 +152,19 @@ def _fused_checked(kernel: Callable, check: Callable) -> Callable:
     return run
 
 
-_FUSED_KERNELS = {
-    'involution_fused': (portable.fused_forward, _check_fused),
-    'involution_fused_grad_input': (portable.fused_grad_input, _check_fused_grad_input),
-    'involution_fused_grad_span': (portable.fused_grad_span, _check_fused_grad_span),
+_FUSED_KERNELS = {  # op -> (portable kernel, CUDA kernel, argument check)
+    'involution_fused': (portable.fused_forward, cuda.fused_forward, _check_fused),
+    'involution_fused_grad_input': (portable.fused_grad_input, cuda.fused_grad_input,
+                                    _check_fused_grad_input),
+    'involution_fused_grad_span': (portable.fused_grad_span, cuda.fused_grad_span,
+                                   _check_fused_grad_span),
 }
-for _name, (_kernel, _check) in _FUSED_KERNELS.items():
+for _name, (_kernel, _cuda_kernel, _check) in _FUSED_KERNELS.items():
     torch.library.register_kernel(f'mmrednet::{_name}', None, _fused_checked(_kernel, _check),
                                   lib=_LIB)
+    if cuda.AVAILABLE:  # the fused CUDA kernels, or the composition where they cannot serve
+        torch.library.register_kernel(f'mmrednet::{_name}', 'cuda',
+                                      _fused_checked(_cuda_kernel, _check), lib=_LIB)
 
 
 def _fused_channels_last(input: Tensor) -> bool:

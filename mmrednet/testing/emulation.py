@@ -1,4 +1,7 @@
-"""The host emulation of the CUDA kernels: build ``kernels/emulation/harness.cpp`` and run it.
+"""The host emulation of the CUDA kernels: build ``kernels/emulation/`` harnesses and run them.
+
+``harness.cpp`` runs the op's kernels (``kernels/involution_cuda.cu``),
+``fused_harness.cpp`` the fused op's (``kernels/involution_fused_cuda.cu``).
 
 The harness is the kernel source compiled for the host (see its header for why
 that is faithful), as a standalone executable that this module drives through
@@ -37,8 +40,11 @@ from mmrednet.ops import cuda
 
 HARNESS_DIR = cuda.KERNEL_DIR / 'emulation'
 HARNESS = HARNESS_DIR / 'harness.cpp'
+FUSED_HARNESS = HARNESS_DIR / 'fused_harness.cpp'
 CONVERSIONS = HARNESS_DIR / 'conversions_exhaustive.cpp'
-SOURCES = (HARNESS_DIR / 'cuda_host.h', cuda.SOURCE)  # what every build includes
+# What the builds include (hashed into the cache key of every build).
+SOURCES = (HARNESS_DIR / 'cuda_host.h', HARNESS_DIR / 'harness_runtime.h', cuda.SOURCE,
+           cuda.FUSED_SOURCE)
 
 _COMMON = ('-std=c++17', '-Wall', '-Wextra', '-Werror', '-Wno-unknown-pragmas', '-pthread',
            '-rdynamic')  # -rdynamic: the harness finds entry points by name (dlsym)
@@ -90,12 +96,13 @@ def compiler() -> str:
     return cxx
 
 
-def build(mode: str = 'asan', params: cuda.LaunchParams = cuda.PARAMS) -> Path:
-    """The harness executable for ``mode`` and launch ``params`` (built once, then cached)."""
+def build(mode: str = 'asan', params: cuda.LaunchParams = cuda.PARAMS,
+          harness: Path = HARNESS) -> Path:
+    """The ``harness`` executable for ``mode`` and launch ``params`` (built once, then cached)."""
     if mode not in FLAGS:
         raise ValueError(f'mode must be one of {sorted(FLAGS)}, got {mode!r}')
     _require_harness()
-    return _build(f'harness-{mode}', HARNESS, [*FLAGS[mode], *cuda.macros(params)])
+    return _build(f'{harness.stem}-{mode}', harness, [*FLAGS[mode], *cuda.macros(params)])
 
 
 def build_conversion_check() -> Path:
@@ -154,14 +161,15 @@ class Emulator:
     """A running harness process; entry points run on the host as on the GPU.
 
     Use as a context manager. ``workers`` > 0 runs GPU threads concurrently on
-    that many host threads (the mode for ThreadSanitizer).
+    that many host threads (the mode for ThreadSanitizer). ``harness``
+    :data:`FUSED_HARNESS` runs the fused op's entry points (:meth:`launch_fused`).
     """
 
     def __init__(self, mode: str = 'asan', params: cuda.LaunchParams = cuda.PARAMS,
-                 workers: Optional[int] = None):
+                 workers: Optional[int] = None, harness: Path = HARNESS):
         self.mode, self.params = mode, params
         self.workers = (TSAN_WORKERS if mode == 'tsan' else 0) if workers is None else workers
-        self._executable = build(mode, params)
+        self._executable = build(mode, params, harness)
         self.loads: Optional[Tuple[int, int]] = None
         self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen([str(self._executable)], stdin=subprocess.PIPE,
@@ -182,6 +190,11 @@ class Emulator:
             except OSError:
                 pass
             self._process.wait(timeout=60)
+        for pipe in (self._process.stdin, self._process.stdout):  # also after a crash
+            try:
+                pipe.close()
+            except OSError:  # stdin's buffered request to a harness that died
+                pass
         self._stderr.close()
 
     def _report(self) -> str:
@@ -233,6 +246,34 @@ class Emulator:
         self.loads = tuple(int(v) for v in counts) if self.workers == 0 else None
         result.view(torch.uint8).view(-1).copy_(torch.frombuffer(bytearray(reply),
                                                                  dtype=torch.uint8))
+        return result
+
+    def launch_fused(self, launch: cuda.Launch, tensors: Sequence[Optional[Tensor]],
+                     result_shape: Sequence[int], result_dtype: torch.dtype,
+                     threads: int = cuda.THREADS, short: str = '-',
+                     duplicate: bool = False) -> Tensor:
+        """Run fused entry point ``launch`` (an :data:`FUSED_HARNESS` emulator); the result.
+
+        Args:
+            tensors: ``(input, hidden, span, bias, grad_output)``, one dtype; None
+                where the entry point reads nothing (a null pointer).
+            short: '-', or 'input', 'hidden', 'span', 'bias', 'grad_output', 'result':
+                that buffer one element short.
+            duplicate: run every GPU thread twice, concurrently (a planted race).
+        """
+        dtype = next(t for t in tensors if t is not None).dtype
+        inputs = [torch.empty(0, dtype=dtype) if t is None else t.detach().cpu().contiguous()
+                  for t in tensors]
+        result = torch.empty(result_shape, dtype=result_dtype)
+        line = ' '.join(str(v) for v in (
+            'launch', launch.kernel, launch.blocks, threads, self.workers, int(duplicate), short,
+            inputs[0].element_size(), result.element_size(), *(t.numel() for t in inputs),
+            result.numel(), *launch.geometry))
+        _, reply = self._request(line, [_raw(t) for t in inputs],
+                                 result.numel() * result.element_size())
+        if reply:
+            result.view(torch.uint8).view(-1).copy_(torch.frombuffer(bytearray(reply),
+                                                                     dtype=torch.uint8))
         return result
 
     def convert(self, kind: str, values: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The checks of ``tools/cuda_emulation.py``: the kernels on the host, as report lines.
 
 Every float through the 16-bit conversions (:func:`conversions`) and the seeded
-sweep under a sanitizer (:func:`sanitized_sweep`), each as
+sweeps of the op's and the fused op's kernels under a sanitizer
+(:func:`sanitized_sweep`, :func:`sanitized_fused_sweep`), each as
 :class:`~mmrednet.testing.report.Check` lines with the sweep's outcomes.
 """
 import time
@@ -9,7 +10,7 @@ from typing import List, Sequence, Tuple
 
 from rich.progress import track
 
-from . import emulation, report, sweep
+from . import emulation, fused_sweep, report, sweep
 
 SANITIZERS = {'asan': 'ASan+UBSan', 'tsan': 'TSan (threaded)'}  # mode -> its name in the report
 
@@ -39,3 +40,21 @@ def sanitized_sweep(mode: str, cases: Sequence[sweep.Case]
     seconds = time.perf_counter() - start
     return report.sweep_checks(f'sweep ({len(cases)} geometries) under {label}', outcomes,
                                seconds), outcomes
+
+
+def sanitized_fused_sweep(mode: str, cases: Sequence[fused_sweep.FusedCase]
+                          ) -> Tuple[List[report.Check], List[sweep.Outcome]]:
+    """The fused op's ``cases`` in every dtype and entry point on the host emulation
+    under sanitizer ``mode``."""
+    label = SANITIZERS[mode]
+    start = time.perf_counter()
+    try:
+        with emulation.Emulator(mode, harness=emulation.FUSED_HARNESS) as emulator:
+            outcomes = fused_sweep.run_sweep(
+                cases, emulator.launch_fused,
+                progress=lambda items: track(items, description=f'fused sweep under {label}'))
+    except emulation.EmulationError as err:
+        return [report.Check(f'fused sweep under {label}', 'fail', str(err).splitlines()[0],
+                             time.perf_counter() - start, dict(report=err.report))], []
+    return report.sweep_checks(f'fused sweep ({len(cases)} cases) under {label}', outcomes,
+                               time.perf_counter() - start), outcomes

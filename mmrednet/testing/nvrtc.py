@@ -25,6 +25,7 @@ turns registers into resident blocks an SM.
 """
 import io
 import re
+import sys
 from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from unittest import mock
@@ -32,6 +33,7 @@ from unittest import mock
 import torch
 
 from mmrednet.ops import cuda
+from mmrednet.ops.cuda import fused_planning, launcher
 
 ARCHS = ('75', '80', '90')  # Turing (the oldest NVRTC 13 builds), Ampere A100, Hopper H100/H200
 PTXAS_VERBOSE = '-Xptxas=-v'
@@ -195,28 +197,33 @@ def occupancy(registers: int, arch: str = '90', threads: int = cuda.THREADS,
     return min(warps // warps_per_block, max_threads // threads, max_blocks)
 
 
-def resource_table(archs: Sequence[str] = ARCHS, params: cuda.LaunchParams = cuda.PARAMS) -> str:
+def resource_table(archs: Sequence[str] = ARCHS, params: cuda.LaunchParams = cuda.PARAMS,
+                   fused: bool = False) -> str:
     """Markdown: registers a thread per entry point, arch and dtype, and blocks an SM.
 
-    ``python -m mmrednet.testing.nvrtc`` prints it (the README's table).
+    ``python -m mmrednet.testing.nvrtc`` prints it (the README's table);
+    ``python -m mmrednet.testing.nvrtc --fused`` that of the fused op's kernels
+    (``kernels/involution_fused_cuda.cu``, docs/notes/cuda_kernels.md).
     """
+    source = launcher.source_text(cuda.FUSED_SOURCE if fused else cuda.SOURCE)
+    entry_points = fused_planning.entry_points if fused else cuda.entry_points
+    prefix = 'involution_fused_' if fused else 'involution_'
     dtypes = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,
               'fp64': torch.float64}
     registers: Dict[Tuple[str, str, str], int] = {}  # (variant, arch, dtype) -> registers
     for arch in archs:
         for name, dtype in dtypes.items():
-            compiled = compile_source(cuda.SOURCE.read_text(),
-                                      launcher_options(dtype, arch, params))
+            compiled = compile_source(source, launcher_options(dtype, arch, params))
             for entry, found in resources(compiled.log).items():
                 if not found.clean:
                     raise RuntimeError(f'{entry} spills on sm_{arch}: {found}')
                 registers[(entry.rsplit('_', 1)[0], arch, name)] = found.registers
-    variants = [name.rsplit('_', 1)[0] for name in cuda.entry_points(torch.float32)]
+    variants = [name.rsplit('_', 1)[0] for name in entry_points(torch.float32)]
     header = ['entry point'] + [f'sm_{a} registers ({"/".join(dtypes)})' for a in archs]
     header += [f'sm_{a} blocks' for a in archs]
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for variant in variants:
-        cells = [variant.replace('involution_', '')]
+        cells = [variant[len(prefix):]]
         for arch in archs:
             cells.append(' / '.join(str(registers[(variant, arch, d)]) for d in dtypes))
         for arch in archs:
@@ -227,4 +234,4 @@ def resource_table(archs: Sequence[str] = ARCHS, params: cuda.LaunchParams = cud
 
 
 if __name__ == '__main__':
-    print(resource_table())
+    print(resource_table(fused='--fused' in sys.argv[1:]))

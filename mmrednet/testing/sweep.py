@@ -114,7 +114,8 @@ class Outcome:
         return asdict(self)
 
 
-def _random_case(rng: random.Random, index: int) -> Case:
+def random_case(rng: random.Random, index: int) -> Case:
+    """The ``index``-th geometry of a sweep drawn from ``rng`` (see :func:`random_cases`)."""
     one_d = index % 2 == 1 and rng.random() < 0.25
     tiled = None if index % 2 else TILED_ROWS[index // 2 % len(TILED_ROWS)]
     axes = []
@@ -149,7 +150,7 @@ def random_cases(count: int = FULL_CASES, seed: int = SEED) -> List[Case]:
     rng = random.Random(seed)
     cases: List[Case] = []
     while len(cases) < count:
-        case = _random_case(rng, len(cases))
+        case = random_case(rng, len(cases))
         if case.macs() <= MAX_MACS:
             cases.append(case)
     return cases
@@ -189,12 +190,17 @@ def launch_for(problem_: Problem, op: str,
     """The launcher's plan for ``op``, with the case's grid; and the threads a block."""
     case = problem_.case
     launch = cuda.plan(op, *problem_.shapes, problem_.dtype, case.sm_count, params)
+    return with_case_grid(case, launch), case.threads
+
+
+def with_case_grid(case: Case, launch: cuda.Launch) -> cuda.Launch:
+    """``launch`` with the case's grid: the plan's, fewer blocks or more."""
     blocks = launch.blocks
     if case.grid == 'fewer':
         blocks = max(1, int(blocks * case.grid_scale))
     elif case.grid == 'more':
         blocks = math.ceil(blocks * case.grid_scale) + 1
-    return launch._replace(blocks=blocks), case.threads
+    return launch._replace(blocks=blocks)
 
 
 def result_shape(problem_: Problem, op: str) -> Tuple[int, ...]:

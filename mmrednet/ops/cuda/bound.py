@@ -66,3 +66,25 @@ def errors(got: Tensor, want: Tensor, tolerance: Tensor) -> Tuple[Tensor, Tensor
     unwritten = torch.isnan(got)
     error = (got - want.to(got.device, torch.float64)).abs() / tolerance.to(got.device)
     return error.masked_fill(unwritten, 0.0), unwritten
+
+
+def fused_terms(op: str, group_channels: int, hidden: int, taps: int, groups: int, pixels: int,
+                slices: int) -> int:
+    """The depth of the nested sums behind one element of a fused entry point's result,
+    ``n`` of :func:`bound` (a sum of sums of depths ``a`` and ``b`` is bounded as one of
+    ``a + b``, Higham section 3.1):
+
+    * forward, grad_input: the kernel value (``hidden`` products and the bias) times
+      x or grad_output, summed over the ``taps``;
+    * grad_hidden: the kernel's gradient (``group_channels`` products) times the span
+      weight, summed over ``groups * taps``;
+    * grad_span_weight: the kernel's gradient times hidden, summed over a slice's
+      pixels (at most ``pixels``), then over the ``slices``.
+    """
+    if op in ('forward', 'grad_input'):
+        return hidden + 1 + taps + 1
+    if op == 'grad_hidden':
+        return group_channels + groups * taps + 1
+    if op == 'grad_span_weight':
+        return group_channels + 1 + pixels + slices
+    raise ValueError(f'unknown fused involution entry point {op!r}')

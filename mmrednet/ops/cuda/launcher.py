@@ -1,4 +1,4 @@
-"""Loading and launching the kernels of ``kernels/involution_cuda.cu`` through CuPy.
+"""Loading and launching the CUDA kernels (``kernels/*.cu``) through CuPy.
 
 The source is compiled with NVRTC (``cupy.RawModule``) once per dtype and
 device in a process (CuPy also caches the binary on disk) and launched on
@@ -7,6 +7,7 @@ See the top of the ``.cu`` file for the design. The source is package data:
 ``mmrednet/kernels`` of an installed wheel, ``kernels/`` of a source checkout.
 """
 import functools
+import re
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -29,6 +30,7 @@ _PACKAGE = Path(__file__).resolve().parents[2]
 KERNEL_DIR = next((d for d in (_PACKAGE / 'kernels', _PACKAGE.parent / 'kernels')
                    if (d / 'involution_cuda.cu').is_file()), _PACKAGE.parent / 'kernels')
 SOURCE = KERNEL_DIR / 'involution_cuda.cu'
+FUSED_SOURCE = KERNEL_DIR / 'involution_fused_cuda.cu'  # the fused op's (it includes SOURCE)
 # torch's CUDA major version (``torch.version.cuda``) -> the CuPy wheel built for it.
 CUPY_PACKAGES = {'12': 'cupy-cuda12x', '13': 'cupy-cuda13x'}
 EXTRA_CUDA = '13'  # the CUDA major version of the CuPy that the ``cuda`` extra installs
@@ -99,6 +101,19 @@ def loaded(name: str, device: torch.device, params: LaunchParams = PARAMS) -> bo
     return (name, device.index, params) in _functions
 
 
+_INCLUDE = re.compile(r'^#include "([\w.]+)"$', re.MULTILINE)
+
+
+def source_text(source: Path) -> str:
+    """``source`` with each ``#include "name"`` replaced by the text of ``name`` beside it.
+
+    NVRTC gets one text, so CuPy's binary cache (keyed on the text and the
+    options) sees a change of an included file; the kernels include nothing else
+    (no system header: see the top of ``involution_cuda.cu``).
+    """
+    return _INCLUDE.sub(lambda m: source_text(source.parent / m.group(1)), source.read_text())
+
+
 def load(name: str, dtype: torch.dtype, device: torch.device, source: Path = SOURCE,
          params: LaunchParams = PARAMS):
     """The compiled entry point ``name`` of ``source`` for ``device`` (compiled on first use).
@@ -116,7 +131,7 @@ def load(name: str, dtype: torch.dtype, device: torch.device, source: Path = SOU
         with cupy.cuda.Device(device.index):
             module = _modules.get(module_key)
             if module is None:
-                module = cupy.RawModule(code=source.read_text(),
+                module = cupy.RawModule(code=source_text(source),
                                         options=compile_options(dtype, params), backend='nvrtc')
                 _modules[module_key] = module
             function = module.get_function(name)  # compiles (or loads CuPy's cache)
@@ -124,7 +139,7 @@ def load(name: str, dtype: torch.dtype, device: torch.device, source: Path = SOU
     return function
 
 
-def launch(plan: Launch, tensors: Sequence[Tensor], source: Path = SOURCE,
+def launch(plan: Launch, tensors: Sequence[Optional[Tensor]], source: Path = SOURCE,
            params: LaunchParams = PARAMS, threads: int = THREADS) -> None:
     """Run ``plan`` on ``tensors`` with ``threads`` (<= THREADS) a block, unchecked.
 
@@ -135,12 +150,16 @@ def launch(plan: Launch, tensors: Sequence[Tensor], source: Path = SOURCE,
         plan: from :func:`~mmrednet.ops.cuda.planning.plan` with the same ``params``.
         tensors: ``(a, b, result)``, contiguous, on one CUDA device: forward
             ``(input, weight, out)``, grad_input ``(grad_output, weight, grad_input)``,
-            grad_weight ``(grad_output, input, grad_weight)``.
+            grad_weight ``(grad_output, input, grad_weight)``; the fused entry points
+            ``(input, hidden, span, bias, grad_output, result)``, None (a null pointer)
+            where the entry point reads nothing (see ``kernels/involution_fused_cuda.cu``).
         source: the ``.cu`` file holding ``plan.kernel``.
     """
-    device = tensors[0].device
-    function = load(plan.kernel, tensors[0].dtype, device, source, params)
-    args = tuple(t.data_ptr() for t in tensors) + tuple(np.int64(v) for v in plan.geometry)
+    first = next(t for t in tensors if t is not None)
+    device = first.device
+    function = load(plan.kernel, first.dtype, device, source, params)
+    args = (tuple(0 if t is None else t.data_ptr() for t in tensors)
+            + tuple(np.int64(v) for v in plan.geometry))
     with cupy.cuda.Device(device.index):
         with cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream):
             function((plan.blocks, ), (threads, ), args)

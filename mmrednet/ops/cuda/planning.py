@@ -3,7 +3,7 @@
 Pure (no GPU, no CuPy), so the tests, the traffic model and the host emulation
 plan exactly what the launcher launches.
 """
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Sequence, Tuple
 
 import torch
 
@@ -27,6 +27,7 @@ class Launch(NamedTuple):
 
 
 THREADS = 256  # threads a block (the kernels' __launch_bounds__)
+HIDDEN_CHUNK = 8  # hidden channels a thread of the fused op's span gradients accumulates
 PARAMS = LaunchParams()  # what mmrednet launches
 OPS = ('forward', 'grad_input', 'grad_weight')
 TILED_KERNEL_SIZES = (3, 7)  # vertical kernel sizes with a register-tiled kernel
@@ -59,6 +60,21 @@ def entry_points(dtype: torch.dtype) -> List[str]:
     return names
 
 
+def channels_per_thread(group_channels: int, items_for: Callable[[int], int], sm_count: int,
+                        params: LaunchParams = PARAMS) -> int:
+    """Channels of a group a thread computes, given the work items ``items_for(channels)``.
+
+    More channels a thread means fewer re-reads (or, in the fused kernels,
+    recomputations) of the kernel values; fewer means more threads. Trade the
+    first for the second only while the grid has under 1024 threads an SM (a few
+    waves at the tiled kernels' ~160 registers a thread).
+    """
+    per_thread = max(1, min(group_channels, params.channels))
+    while per_thread > 2 and items_for(per_thread) < sm_count * 1024:
+        per_thread = ceil_div(per_thread, 2)
+    return per_thread
+
+
 def plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
          stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
          dtype: torch.dtype, sm_count: int, params: LaunchParams = PARAMS) -> Launch:
@@ -87,13 +103,7 @@ def plan(op: str, input_shape: Sequence[int], weight_shape: Sequence[int],
         def items_for(channels: int) -> int:
             return n * g * ceil_div(group_channels, channels) * plane
 
-        # More channels a thread means fewer re-reads of the kernel values; fewer
-        # means more threads. Trade the first for the second only while the grid
-        # has under 1024 threads an SM (a few waves at the tiled kernels' ~160
-        # registers a thread).
-        per_thread = max(1, min(group_channels, params.channels))
-        while per_thread > 2 and items_for(per_thread) < sm_count * 1024:
-            per_thread = ceil_div(per_thread, 2)
+        per_thread = channels_per_thread(group_channels, items_for, sm_count, params)
         items = items_for(per_thread)
     else:
         raise ValueError(f'unknown involution op {op!r}')
@@ -113,4 +123,5 @@ def macros(params: LaunchParams = PARAMS) -> Tuple[str, ...]:
     """The launch parameters as the ``-D`` options of the kernel source."""
     return (f'-DMMREDNET_THREADS={THREADS}', f'-DMMREDNET_ROWS={params.rows}',
             f'-DMMREDNET_CHANNELS={params.channels}',
-            f'-DMMREDNET_MIN_BLOCKS={params.min_blocks}')
+            f'-DMMREDNET_MIN_BLOCKS={params.min_blocks}',
+            f'-DMMREDNET_HIDDEN_CHUNK={HIDDEN_CHUNK}')

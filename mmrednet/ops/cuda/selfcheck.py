@@ -26,7 +26,7 @@ one device-to-host copy, about a millisecond per entry point on its first call
 import os
 import threading
 import warnings
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -160,20 +160,26 @@ def verified(op: str, kernel: str, dtype: torch.dtype, device: torch.device,
     The caller keeps first calls out of a CUDA graph capture (the check copies to
     the host, which a capture refuses).
     """
+    return verified_by(kernel, device, lambda: check(op, kernel, dtype, device, sm_count))
+
+
+def verified_by(kernel: str, device: torch.device, run_check: Callable[[], Optional[str]]
+                ) -> bool:
+    """:func:`verified` with the check given: ``run_check()`` returns None if ``kernel``
+    passed on ``device``, else what differed (the fused kernels' own probes use it)."""
     if not enabled():
         return True
     key = (kernel, device.index)
     if key not in _verdicts:
         with _lock:
             if key not in _verdicts:  # another thread may have checked while this one waited
-                _verdicts[key] = _judge(op, kernel, dtype, device, sm_count)
+                _verdicts[key] = _judge(kernel, device, run_check)
     return _verdicts[key]
 
 
-def _judge(op: str, kernel: str, dtype: torch.dtype, device: torch.device,
-           sm_count: int) -> bool:
+def _judge(kernel: str, device: torch.device, run_check: Callable[[], Optional[str]]) -> bool:
     try:
-        problem = check(op, kernel, dtype, device, sm_count)
+        problem = run_check()
     except Exception as exc:  # a check that cannot run cannot vouch for the kernel
         what = (f'could not be checked on {device}: its first-use self-check raised '
                 f'{type(exc).__name__}: {exc}')

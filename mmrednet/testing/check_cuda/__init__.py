@@ -11,6 +11,8 @@ checked here, one module a step:
 * ``gpu_tests``: the repository's ``gpu`` tests and compute-sanitizer;
 * ``bandwidth``: the benchmark's CUDA section beside the traffic model;
 * ``launch_params``: the launch parameters swept for speed and correctness;
+* ``fused``: the fused op's kernels: their random sweep, and their time against
+  the composition (span convolution + involution kernels) on RedNet-50's shapes;
 * ``steps``: running the steps and writing the report.
 
 The random sweep is CI's (:mod:`mmrednet.testing.sweep`), with the GPU as executor.

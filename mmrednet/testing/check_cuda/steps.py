@@ -14,14 +14,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from rich.progress import track
 
 from mmrednet.ops import cuda
-from mmrednet.testing import report, sweep
+from mmrednet.testing import fused_sweep, report, sweep
 from mmrednet.testing.report import Check
 
-from . import bandwidth, environment, first_use, gpu_tests, launch_params
+from . import bandwidth, environment, first_use, fused, gpu_tests, launch_params
 
-STEPS = ('environment', 'compile', 'selfcheck', 'sweep', 'gpu-tests', 'compute-sanitizer',
-         'bandwidth', 'launch-params')
-QUICK_SKIPS = ('bandwidth', 'launch-params')  # what --quick leaves out
+STEPS = ('environment', 'compile', 'selfcheck', 'sweep', 'fused-sweep', 'gpu-tests',
+         'compute-sanitizer', 'bandwidth', 'fused-timing', 'launch-params')
+QUICK_SKIPS = ('bandwidth', 'fused-timing', 'launch-params')  # what --quick leaves out
 
 
 def random_sweep(cases: Sequence[sweep.Case], executor: sweep.Executor,
@@ -73,6 +73,11 @@ def run_steps(args: argparse.Namespace, console, script: Path
                     cases, sweep.cuda_executor(),
                     progress=lambda items: track(items, description='random sweep'))
                 checks += new
+            elif step == 'fused-sweep':
+                checks += fused.fused_sweep_check(fused_sweep.random_cases(
+                    fused_sweep.CI_CASES if args.quick else fused_sweep.FULL_CASES))
+            elif step == 'fused-timing':
+                checks += fused.fused_timing(args.batch, args.repeat)
             elif step == 'gpu-tests':
                 checks += gpu_tests.gpu_tests(Path(script).resolve().parents[1])
             elif step == 'compute-sanitizer':
