@@ -1,10 +1,10 @@
 """The models of the memory benchmark: RedNet-50 variants, ResNet-50, and detectors with either.
 
 ``variant`` is 'after' (RedNet-50 as shipped: kernel regeneration and stem
-recomputation on), 'before' (both off), 'stem-kept' (regeneration only) or
-'ResNet-50' (mmdet's). Each builder returns the model in training mode and a
-function computing its loss on a fixed input. mmdet (the ``det`` extra) is
-imported where it is used.
+recomputation on), 'before' (both off), 'stem-kept' (regeneration only),
+'cl-outputs' ('after' returning channels-last maps) or 'ResNet-50' (mmdet's).
+Each builder returns the model in training mode and a function computing its
+loss on a fixed input. mmdet (the ``det`` extra) is imported where it is used.
 """
 from typing import Tuple
 
@@ -29,8 +29,10 @@ def _quiet_init(model: torch.nn.Module) -> None:
 
 
 def _rednet_cfg(variant: str, **kwargs) -> dict:
-    return dict(type='mmrednet.RedNet', depth=50, recompute_stem=variant == 'after',
-                involution_cfg=dict(regenerate_kernel=variant != 'before'), **kwargs)
+    return dict(type='mmrednet.RedNet', depth=50,
+                recompute_stem=variant in ('after', 'cl-outputs'),
+                involution_cfg=dict(regenerate_kernel=variant != 'before'),
+                channels_last_outputs=variant == 'cl-outputs', **kwargs)
 
 
 def backbone(variant: str, device: str, batch: int, size: Tuple[int, int]):

@@ -50,36 +50,23 @@ class Bottleneck(BaseModule):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def forward(self, x: Tensor, memory_format: torch.memory_format = torch.contiguous_format,
-                out_memory_format: Optional[torch.memory_format] = None) -> Tensor:
-        """``(N, C_in, H, W) -> (N, C_out, H / s, W / s)``.
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C_in, H, W) -> (N, C_out, H / s, W / s)``, in the layout of ``x``.
 
-        Args:
-            x (Tensor): The block input, in any memory format.
-            memory_format (torch.memory_format): The layout the block computes
-                in. An input in another layout (a stage output handed back as
-                NCHW) is converted after ``conv1``, where the copy is transient:
-                ``bn1`` keeps the converted tensor, nothing keeps conv1's own.
-            out_memory_format (torch.memory_format, optional): Layout of the
-                output (default: ``memory_format``), converted before ``bn3``,
-                so that autograd keeps the block output in this layout only.
-                The identity is converted to it as well (a transient copy:
-                the addition keeps nothing), so that no layer sees a gradient
-                in another layout than its own output.
+        Every layer keeps its input's memory format (oneDNN's convolutions,
+        BN and the involution op alike), so a channels-last input gives a
+        channels-last output without any layout change inside the block.
         """
-        out_format = out_memory_format or memory_format
 
         def residual(x: Tensor) -> Tensor:
-            out = self.relu(self.bn1(to_memory_format(self.conv1(x), memory_format)))
+            out = self.relu(self.bn1(self.conv1(x)))
             out = self.relu(self.bn2(self.conv2(out)))
-            # Before bn3, not after: BN's backward is several times slower
-            # with its input and gradient in different layouts.
-            out = self.bn3(to_memory_format(self.conv3(out), out_format))
+            out = self.bn3(self.conv3(out))
             identity = x if self.downsample is None else self.downsample(x)
             # In place, as mmdet's ResNet: a new block-output-sized tensor per
             # block costs fresh pages (measured: ~10% of RedNet-50 inference on
             # CPU at 800x1333). BN's backward needs its input, not its output.
-            out += to_memory_format(identity, out_format)
+            out += identity
             return out
 
         out = checkpoint_module(self, residual, x) if self.with_cp else residual(x)
@@ -87,17 +74,11 @@ class Bottleneck(BaseModule):
 
 
 class ResLayer(Sequential):
-    """The bottlenecks of one stage, with the memory formats of :meth:`Bottleneck.forward`.
+    """The bottlenecks of one stage.
 
     mmengine's ``Sequential``, as mmdet's ``ResLayer``: ``init_weights`` reaches
     the blocks (their ``init_cfg`` zeroes ``bn3``).
     """
-
-    def forward(self, x: Tensor, memory_format: torch.memory_format = torch.contiguous_format,
-                out_memory_format: Optional[torch.memory_format] = None) -> Tensor:
-        for i, block in enumerate(self):
-            x = block(x, memory_format, out_memory_format if i == len(self) - 1 else None)
-        return x
 
 
 @MODELS.register_module()
@@ -143,13 +124,22 @@ class RedNet(BaseModule):
             stem forward per step. No effect when the stem is frozen.
             Bypassed under ``torch.compile`` (see below). Default: True.
         channels_last (bool, optional): Run in channels-last memory format: the
-            image is converted on entry and every layer keeps that layout, the
-            involution op included (its CPU kernels read the channels-last
-            input and the generated kernel as the 1x1 convolution wrote it);
-            the returned maps are contiguous NCHW all the same (see
-            :meth:`forward`). On CPU oneDNN's
-            convolutions, BN and max pooling are faster that way as well.
-            None: on for CPU inputs. Default: None.
+            image is converted once, in the stem, and every layer keeps that
+            layout, the involution op included; the returned maps are
+            contiguous NCHW all the same unless ``channels_last_outputs`` (see
+            :meth:`forward`). On CPU oneDNN's convolutions, BN and max pooling
+            are faster that way. None: on for CPU inputs. Default: None.
+        channels_last_outputs (bool): Return the maps in the inner layout
+            (channels-last where ``channels_last`` is on) instead of
+            converting each to NCHW. Saves one copy of each returned map, in
+            forward and in backward, and, in training, the second copy that
+            autograd otherwise keeps of each map a neck reads (the stages keep
+            the channels-last one, the neck the NCHW one). mmdet's FPN,
+            RetinaHead and RPNHead, mmseg's FPN, UPerHead and FCNHead and
+            mmpretrain's GlobalAveragePooling + LinearClsHead give the same
+            results on channels-last maps; mmcv's CPU RoIAlign does not (it
+            reads NCHW memory), so keep the default for two-stage detectors
+            and any RoI head. Default: False.
         zero_init_residual (bool): Zero the last norm (``bn3``) of every block.
             Done by the blocks' own ``init_cfg``, which mmengine runs before
             any ``Pretrained`` init of RedNet or of a module holding it, so
@@ -202,6 +192,7 @@ class RedNet(BaseModule):
                  with_cp: bool = False,
                  recompute_stem: bool = True,
                  channels_last: Optional[bool] = None,
+                 channels_last_outputs: bool = False,
                  zero_init_residual: bool = True,
                  involution_cfg: Optional[dict] = None,
                  init_cfg=None) -> None:
@@ -233,6 +224,7 @@ class RedNet(BaseModule):
         self.norm_eval = norm_eval
         self.recompute_stem = recompute_stem
         self.channels_last = channels_last
+        self.channels_last_outputs = channels_last_outputs
 
         half = stem_channels // 2
         self.stem = nn.Sequential(
@@ -304,25 +296,25 @@ class RedNet(BaseModule):
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """``(N, 3, H, W) ->`` one map per ``out_indices``, strides 4, 8, 16, 32.
 
-        The maps are contiguous NCHW whatever the layout inside: mmcv's CPU
+        The image is converted to the inner layout once, inside the stem; the
+        stages keep it throughout, and each returned map is converted to the
+        output layout on its own (contiguous NCHW by default: mmcv's CPU
         RoIAlign, for one, reads its input as NCHW memory and silently returns
-        wrong features for a channels-last map. Each output stage's last block
-        writes NCHW itself, so autograd keeps one copy of it, not two.
+        wrong features for a channels-last map; see ``channels_last_outputs``).
         """
         channels_last = (x.device.type == 'cpu'
                          if self.channels_last is None else self.channels_last)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        out_format = memory_format if self.channels_last_outputs else torch.contiguous_format
         if self.recompute_stem:
             x = checkpoint_module(self.stem, self._stem_forward, x, memory_format)
         else:
             x = self._stem_forward(x, memory_format)
         outs = []
         for i, name in enumerate(self.res_layers):
-            is_output = i in self.out_indices
-            x = getattr(self, name)(x, memory_format,
-                                    torch.contiguous_format if is_output else None)
-            if is_output:
-                outs.append(x)
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(to_memory_format(x, out_format))
         return tuple(outs)
 
     def train(self, mode: bool = True) -> 'RedNet':
