@@ -41,7 +41,7 @@ napoleon_numpy_docstring = False
 nitpicky = True
 nitpick_ignore_regex = [
     (r'py:.*', r'(torch|numpy|np|mmengine|mmcv|mmdet|mmseg|mmpretrain|onnx|onnxruntime|'
-               r'onnxscript|argparse|collections|pathlib|os|typing|enum|dataclasses|pickle|_pickle)'
+               r'onnxscript|argparse|collections|pathlib|os|random|typing|enum|dataclasses|pickle|_pickle)'
                r'(\..*)?'),
     # Private bases (show-inheritance) and the TypeVars (``T``) of generic helpers.
     (r'py:.*', r'mmrednet\.(.*\.)?_\w+|mmrednet\.(\w+\.)+T'),

@@ -25,7 +25,9 @@ from .planning import (
 )
 
 OPS = ('forward', 'grad_input', 'grad_hidden', 'grad_span_weight')
-SQUARE_KERNELS = (3, 7)  # K x K kernels with their own forward entry point (K*K in registers)
+"""The fused entry points by op name (the forward's kernel is chosen by :func:`variant`)."""
+SQUARE_KERNELS = (3, 7)
+"""K x K kernels with their own forward entry point (the K*K values in registers)."""
 # What each entry point reads, of (input, hidden, span, bias, grad_output): the
 # launcher passes a null pointer for the rest (the emulation checks that they are unread).
 READS = {'forward': (True, True, True, True, False),
