@@ -137,7 +137,7 @@ def test_regeneration_keeps_nothing_but_the_input(stride):
 
 def _composed(layer, x):
     """The layer as its composition: kernel branch, then the (non-fused) involution op."""
-    out = involution(x, layer._generate_kernel(x), layer.stride, layer.padding, layer.dilation)
+    out = involution(x, layer.generate_kernel(x), layer.stride, layer.padding, layer.dilation)
     return out if layer.bias is None else out + layer.bias.view(-1, *(1, ) * layer._ndim)
 
 

@@ -404,7 +404,7 @@ def check_layer_case(rng: random.Random, index: int, device: str) -> None:
     out = layer(x)
     grads = torch.autograd.grad(out.sum(), (x, layer.conv2.conv.weight))
     x_ref = x.detach().clone().requires_grad_()
-    ref = involution_reference(x_ref, layer._generate_kernel(x_ref), layer.stride,
+    ref = involution_reference(x_ref, layer.generate_kernel(x_ref), layer.stride,
                                layer.padding, layer.dilation)
     if layer.bias is not None:
         ref = ref + layer.bias.view(-1, *(1, ) * ndim)

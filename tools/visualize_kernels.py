@@ -60,13 +60,13 @@ def capture_kernels(model: torch.nn.Module, layers: List[str]) -> Tuple[Dict[str
         if not isinstance(inv, Involution):
             raise ValueError(f'{name} is {type(inv).__name__}, not an Involution')
 
-        def hook(_module, _inputs, output, name=name, inv=inv):
-            k = inv.kernel_size[0]
-            n, _, h, w = output.shape
-            kernels[name] = output.detach().view(n, inv.groups, k, k, h, w)[0].float().cpu()
+        def hook(_module, inputs, _output, name=name, inv=inv):
+            # The layer never writes its kernel (the fused op generates it in
+            # cache): generate it once more here, from the layer's input.
+            with torch.no_grad():
+                kernels[name] = inv.generate_kernel(inputs[0])[0].float().cpu()
 
-        # The span conv's output is the generated kernel (before the op).
-        handles.append(inv.conv2.register_forward_hook(hook))
+        handles.append(inv.register_forward_hook(hook))
     return kernels, handles
 
 

@@ -118,11 +118,12 @@ class _InvolutionNd(BaseModule):
         """The kernel branch up to its span: ``(N, C, *size) -> (N, C/r, *out)``."""
         return self.conv1(x if self.avgpool is None else self.avgpool(x))
 
-    def _generate_kernel(self, x: Tensor) -> Tensor:
+    def generate_kernel(self, x: Tensor) -> Tensor:
         """The kernel the layer applies, ``(N, C, *size) -> (N, G, K, [K,] *out)``.
 
-        For inspection and tests only: the forward never builds it (the fused
-        op generates it tile by tile from :meth:`_hidden` and the span).
+        For inspection (``tools/visualize_kernels.py`` draws it) and tests: the
+        forward never builds it (the fused op generates it tile by tile from
+        the hidden features and the span).
         """
         kernel = self.conv2(self._hidden(x))
         n, _, *grid = kernel.shape
