@@ -13,3 +13,10 @@ def random_problem(n=2, c=32, groups=2, size=(9, 7), kernel=3, stride=1, dilatio
     w = torch.randn(n, groups, *(kernel, ) * len(size), *out, dtype=dtype, device=device,
                     requires_grad=requires_grad)
     return x, w, dict(stride=stride, padding=padding, dilation=dilation)
+
+
+def assert_all_passed(outcomes, launches):
+    """Every one of ``launches`` sweep outcomes ran and passed (the first failures shown)."""
+    assert len(outcomes) == launches
+    failed = [o for o in outcomes if not o.passed]
+    assert not failed, '\n'.join(map(str, failed[:10]))

@@ -17,6 +17,8 @@ import torch
 from mmrednet.ops import cuda
 from mmrednet.testing import emulation, sweep
 
+from .helpers import assert_all_passed
+
 CI_CASES = sweep.random_cases(sweep.CI_CASES)
 VARIANTS = {name.rsplit('_', 1)[0] for name in cuda.entry_points(torch.float32)}
 
@@ -31,12 +33,6 @@ def asan():
 def tsan():
     with emulation.Emulator('tsan') as emulator:
         yield emulator
-
-
-def _assert_all_passed(outcomes, launches):
-    assert len(outcomes) == launches
-    failed = [o for o in outcomes if not o.passed]
-    assert not failed, '\n'.join(map(str, failed[:10]))
 
 
 # ---------------------------------------------------------------------------
@@ -65,12 +61,12 @@ def test_ci_sweep_spans_the_geometry_space():
 def test_random_sweep_under_asan_and_ubsan(asan, part):
     cases = CI_CASES[part::4]
     outcomes = sweep.run_sweep(cases, asan.launch)
-    _assert_all_passed(outcomes, len(cases) * len(sweep.DTYPES) * len(sweep.OPS))
+    assert_all_passed(outcomes, len(cases) * len(sweep.DTYPES) * len(sweep.OPS))
 
 
 def test_random_sweep_threaded_under_tsan(tsan):
     outcomes = sweep.run_sweep(CI_CASES, tsan.launch)
-    _assert_all_passed(outcomes, len(CI_CASES) * len(sweep.DTYPES) * len(sweep.OPS))
+    assert_all_passed(outcomes, len(CI_CASES) * len(sweep.DTYPES) * len(sweep.OPS))
 
 
 def _case(channels, groups, size, kernel, stride, padding, dilation, **launch):
@@ -103,7 +99,7 @@ def test_fixed_geometries_every_dtype(asan, sm_count):
     cases = [c if c.grid != 'plan' else sweep.Case(**{**c.__dict__, 'sm_count': sm_count})
              for c in FIXED]
     outcomes = sweep.run_sweep(cases, asan.launch)
-    _assert_all_passed(outcomes, len(cases) * len(sweep.DTYPES) * len(sweep.OPS))
+    assert_all_passed(outcomes, len(cases) * len(sweep.DTYPES) * len(sweep.OPS))
     assert {o.blocks for o in outcomes if o.threads == 32} == {1}
 
 

@@ -21,6 +21,8 @@ from mmrednet.ops.cuda import fused_backend, fused_planning, fused_selfcheck, la
 from mmrednet.ops.reference import involution_fused_reference
 from mmrednet.testing import emulation, fused_sweep, sweep
 
+from .helpers import assert_all_passed
+
 CI_CASES = fused_sweep.random_cases(fused_sweep.CI_CASES)
 DTYPES = list(sweep.DTYPES.values())
 
@@ -29,12 +31,6 @@ DTYPES = list(sweep.DTYPES.values())
 def asan():
     with emulation.Emulator('asan', harness=emulation.FUSED_HARNESS) as emulator:
         yield emulator
-
-
-def _assert_all_passed(outcomes, launches):
-    assert len(outcomes) == launches
-    failed = [o for o in outcomes if not o.passed]
-    assert not failed, '\n'.join(map(str, failed[:10]))
 
 
 # ---------------------------------------------------------------------------
@@ -60,13 +56,13 @@ def test_ci_sweep_spans_the_geometry_space():
 def test_random_sweep_under_asan_and_ubsan(asan, part):
     cases = CI_CASES[part::2]
     outcomes = fused_sweep.run_sweep(cases, asan.launch_fused)
-    _assert_all_passed(outcomes, len(cases) * len(DTYPES) * len(fused_sweep.OPS))
+    assert_all_passed(outcomes, len(cases) * len(DTYPES) * len(fused_sweep.OPS))
 
 
 def test_random_sweep_threaded_under_tsan():
     with emulation.Emulator('tsan', harness=emulation.FUSED_HARNESS) as tsan:
         outcomes = fused_sweep.run_sweep(CI_CASES, tsan.launch_fused)
-    _assert_all_passed(outcomes, len(CI_CASES) * len(DTYPES) * len(fused_sweep.OPS))
+    assert_all_passed(outcomes, len(CI_CASES) * len(DTYPES) * len(fused_sweep.OPS))
 
 
 def _rednet_like(**launch):
@@ -83,7 +79,7 @@ def _rednet_like(**launch):
 ], ids=['rednet', 'many-slices', 'one-warp'])
 def test_fixed_cases_every_dtype(asan, case):
     outcomes = fused_sweep.run_sweep([case], asan.launch_fused)
-    _assert_all_passed(outcomes, len(DTYPES) * len(fused_sweep.OPS))
+    assert_all_passed(outcomes, len(DTYPES) * len(fused_sweep.OPS))
 
 
 def test_comparison_catches_one_wrong_product(asan):
@@ -381,7 +377,7 @@ def gpu():
 @pytest.mark.gpu
 def test_gpu_random_sweep(gpu):
     outcomes = fused_sweep.run_sweep(CI_CASES, fused_sweep.cuda_executor())
-    _assert_all_passed(outcomes, len(CI_CASES) * len(DTYPES) * len(fused_sweep.OPS))
+    assert_all_passed(outcomes, len(CI_CASES) * len(DTYPES) * len(fused_sweep.OPS))
 
 
 @pytest.mark.gpu
