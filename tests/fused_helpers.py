@@ -1,10 +1,9 @@
 """Builders for the fused op's tests: a problem and its result by the composition."""
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Tuple
 
 import torch
 
-from mmrednet.ops import involution_fused_reference
 from mmrednet.ops._args import output_size
 
 
@@ -27,12 +26,13 @@ def fused_problem(n=2, c=32, groups=2, size=(9, 7), kernel=3, stride=1, dilation
                             dilation=dilation)
 
 
-def composed(x, h, w, b, grad_out, kwargs, inputs: Optional[Sequence[torch.Tensor]] = None):
-    """Output and gradients (of x, h, w and b, None for a missing bias) by the composition
-    (``involution_fused_reference``: span convolution, then the unfolding reference)."""
+def outputs_and_grads(op: Callable, x, h, w, b, grad_out, kwargs):
+    """Output and gradients (of x, h, w and b, None for a missing bias) of
+    ``op(x, h, w, bias=b, **kwargs)``, on fresh leaves: ``op`` is
+    ``involution_fused`` or its definition, ``involution_fused_reference``."""
     leaves = [t.detach().clone().requires_grad_() if t is not None else None
               for t in (x, h, w, b)]
-    out = involution_fused_reference(leaves[0], leaves[1], leaves[2], bias=leaves[3], **kwargs)
+    out = op(leaves[0], leaves[1], leaves[2], bias=leaves[3], **kwargs)
     present = [t for t in leaves if t is not None]
     grads = iter(torch.autograd.grad(out, present, grad_out))
     return out.detach(), [next(grads) if t is not None else None for t in leaves]

@@ -4,15 +4,7 @@ import torch
 
 from mmrednet.ops import involution_fused, involution_fused_backward
 
-from .fused_helpers import fused_problem
-
-
-def _autograd_grads(x, h, w, b, grad_out, kwargs):
-    leaves = [None if t is None else t.detach().requires_grad_() for t in (x, h, w, b)]
-    out = involution_fused(leaves[0], leaves[1], leaves[2], bias=leaves[3], **kwargs)
-    present = [t for t in leaves if t is not None]
-    grads = iter(torch.autograd.grad(out, present, grad_out))
-    return [None if t is None else next(grads) for t in leaves]
+from .fused_helpers import fused_problem, outputs_and_grads
 
 
 @pytest.mark.parametrize('size,layout', [((9, 7), 'contiguous'), ((9, 7), 'channels_last'),
@@ -27,7 +19,7 @@ def test_equals_the_gradients_of_the_fused_op(size, layout, stride, dilation, bi
         x = x.contiguous(memory_format=torch.channels_last)
     w = w.view(*w.shape, *(1, ) * len(size))  # as the layer's 1x1 convolution stores it
     grad_out = torch.randn(*x.shape[:2], *h.shape[2:], dtype=x.dtype)
-    expected = _autograd_grads(x, h, w, b, grad_out, kwargs)
+    expected = outputs_and_grads(involution_fused, x, h, w, b, grad_out, kwargs)[1]
     kernel_size = kwargs.pop('kernel_size')
     got = involution_fused_backward(grad_out, x, h, w, kernel_size, b, **kwargs)
     for name, g, e in zip(('input', 'hidden', 'weight', 'bias'), got, expected, strict=True):
@@ -59,7 +51,7 @@ def test_casts_as_the_forward_under_autocast():
     h = h.bfloat16()
     grad_out = torch.randn(*x.shape[:2], *h.shape[2:], dtype=torch.bfloat16)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        expected = _autograd_grads(x, h, w, b, grad_out, kwargs)
+        expected = outputs_and_grads(involution_fused, x, h, w, b, grad_out, kwargs)[1]
         kernel_size = kwargs.pop('kernel_size')
         got = involution_fused_backward(grad_out, x, h, w, kernel_size, b, **kwargs)
     for g, e, t in zip(got, expected, (x, h, w, b), strict=True):

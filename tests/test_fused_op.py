@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from mmrednet.ops import cpu, involution_fused, involution_fused_reference
 
-from .fused_helpers import channels_last, composed, fused_problem
+from .fused_helpers import channels_last, fused_problem, outputs_and_grads
 
 needs_library = pytest.mark.skipif(not cpu.AVAILABLE, reason='the op library was not built')
 
@@ -44,26 +44,16 @@ def _geometry(kernel, stride, dilation, group_channels, groups, hidden, size, bi
                          bias=bias, dtype=dtype)
 
 
-def _fused(x, h, w, b, kwargs, grad_out):
-    """Output and the four gradients (None for a missing bias) through the functional op."""
-    leaves = [t.detach().clone().requires_grad_() if t is not None else None
-              for t in (x, h, w, b)]
-    out = involution_fused(leaves[0], leaves[1], leaves[2], bias=leaves[3], **kwargs)
-    present = [t for t in leaves if t is not None]
-    grads = iter(torch.autograd.grad(out, present, grad_out))
-    return out.detach(), [next(grads) if t is not None else None for t in leaves]
-
-
 def _assert_matches(x, h, w, b, kwargs, layout='contiguous', tol=1e-10, dtype=torch.float64):
     out_shape = involution_fused_reference(x.detach(), h.detach(), w.detach(), bias=b,
                                            **kwargs).shape
     grad_out = torch.randn(out_shape, dtype=torch.float64)
-    want, want_grads = composed(x, h, w, b, grad_out, kwargs)
+    want, want_grads = outputs_and_grads(involution_fused_reference, x, h, w, b, grad_out, kwargs)
     args = [t.detach().to(dtype) if t is not None else None for t in (x, h, w, b)]
     go = grad_out.to(dtype)
     if layout == 'channels_last':
         args[:2], go = channels_last(*args[:2]), channels_last(go)[0]
-    got, got_grads = _fused(*args, kwargs, go)
+    got, got_grads = outputs_and_grads(involution_fused, *args, go, kwargs)
     for name, g, r in zip(('output', 'grad input', 'grad hidden', 'grad weight', 'grad bias'),
                           (got, *got_grads), (want, *want_grads), strict=True):
         if r is None:
@@ -157,7 +147,7 @@ def test_results_do_not_depend_on_the_thread_count(layout, width):
     try:
         for count in (1, 3, 5):
             torch.set_num_threads(count)
-            results.append(_fused(x, h, w, b, kwargs, grad_out))
+            results.append(outputs_and_grads(involution_fused, x, h, w, b, grad_out, kwargs))
     finally:
         torch.set_num_threads(threads)
     for out, grads in results[1:]:
