@@ -133,15 +133,14 @@ class _InvolutionNd(BaseModule):
         """``(N, C, H, W) -> (N, C, ceil(H/s), ceil(W/s))`` (or the 1-D analogue)."""
         self._check_input(x)
         span = self.conv2.conv
-        geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
         if (self.regenerate_kernel and torch.is_grad_enabled()
                 and not torch.compiler.is_compiling()):
+            geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
             out = involution_regenerating_hidden(x, self._hidden, span.weight, span.bias,
                                                  geometry, (self.conv1, ))
         else:
-            kernel_size, *op_geometry = geometry
-            out = involution_fused(x, self._hidden(x), span.weight, kernel_size, span.bias,
-                                   *op_geometry)
+            out = involution_fused(x, self._hidden(x), span.weight, self.kernel_size, span.bias,
+                                   self.stride, self.padding, self.dilation)
         if self.bias is not None:
             out = out + self.bias.view(-1, *(1, ) * self._ndim)
         return out
